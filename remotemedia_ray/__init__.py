@@ -1,0 +1,76 @@
+"""remotemedia_ray: run RemoteMedia pipeline manifests on Ray.
+
+Import it as ``import remotemedia_ray as rm``. Importing is cheap: it does
+not start or import Ray and does not load the native extension.
+"""
+
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+from remotemedia_ray import errors
+from remotemedia_ray.audio import AudioBuffer, AudioFormat, audio_table, buffers_from_table
+from remotemedia_ray.errors import (
+    AudioFormatError,
+    CycleError,
+    GraphError,
+    ManifestError,
+    MarshalingError,
+    NodeExecutionError,
+    NodeNotFound,
+    PythonError,
+    RemoteMediaError,
+    RetryableError,
+)
+from remotemedia_ray.graph import PipelineGraph
+from remotemedia_ray.manifest import ExecutionOptions, Manifest, NodeSpec
+from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics
+from remotemedia_ray.nodes.base import Capability, NodeExecutor, NodeMetadata, NodeState
+from remotemedia_ray.nodes.native import native_available
+from remotemedia_ray.nodes.registry import available_node_types, create_node, register_node
+from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
+from remotemedia_ray.runtime.pipeline import Pipeline, PipelineState
+from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
+
+try:
+    __version__ = _version("remotemedia-ray")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AudioBuffer",
+    "AudioFormat",
+    "AudioFormatError",
+    "Capability",
+    "CircuitBreaker",
+    "CycleError",
+    "ExecutionOptions",
+    "GraphError",
+    "ItemFailure",
+    "Manifest",
+    "ManifestError",
+    "MarshalingError",
+    "NodeExecutionError",
+    "NodeExecutor",
+    "NodeMetadata",
+    "NodeMetrics",
+    "NodeNotFound",
+    "NodeSpec",
+    "NodeState",
+    "Pipeline",
+    "PipelineGraph",
+    "PipelineMetrics",
+    "PipelineOutput",
+    "PipelineState",
+    "PythonError",
+    "RemoteMediaError",
+    "RetryPolicy",
+    "RetryableError",
+    "__version__",
+    "audio_table",
+    "available_node_types",
+    "buffers_from_table",
+    "create_node",
+    "errors",
+    "native_available",
+    "register_node",
+]

@@ -1,0 +1,335 @@
+"""Audio buffers backed by Arrow memory.
+
+An :class:`AudioBuffer` holds interleaved samples (row-major ``(frames,
+channels)``) in one Arrow array, plus its sample rate, channel count and
+:class:`AudioFormat`. Converting to and from numpy never copies when the
+numpy array is C-contiguous: both sides see the same memory.
+
+A batch of items is a ``pa.Table`` with one row per item: an ``id`` column
+(string), the audio as a list column of samples, ``sample_rate`` and
+``channels``. :func:`audio_table` builds one; :meth:`AudioBuffer.from_table_row`
+views one row of it without copying.
+"""
+
+from __future__ import annotations
+
+import enum
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from remotemedia_ray.errors import AudioFormatError
+
+__all__ = ["AUDIO_COLUMN", "AudioBuffer", "AudioFormat", "audio_table", "buffers_from_table"]
+
+AUDIO_COLUMN = "audio"
+"""Name of the list column holding each item's interleaved samples in a batch table."""
+
+
+class AudioFormat(str, enum.Enum):
+    """Sample formats: 32/64-bit float in [-1, 1], 16/32-bit signed integers."""
+
+    F32 = "f32"
+    I16 = "i16"
+    I32 = "i32"
+    F64 = "f64"
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The numpy dtype of this format."""
+        return np.dtype(_DTYPES[self])
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """The Arrow type of one sample in this format."""
+        return pa.from_numpy_dtype(self.dtype)
+
+    @property
+    def is_float(self) -> bool:
+        """True for F32 and F64."""
+        return self in (AudioFormat.F32, AudioFormat.F64)
+
+    @property
+    def bits(self) -> int:
+        """Bits per sample."""
+        return self.dtype.itemsize * 8
+
+    @classmethod
+    def from_dtype(cls, dtype: Any) -> AudioFormat:
+        """The format of a numpy (or Arrow) dtype; raises AudioFormatError for others."""
+        try:
+            if isinstance(dtype, pa.DataType):
+                dtype = dtype.to_pandas_dtype()
+            dt = np.dtype(dtype)
+        except TypeError as exc:
+            raise AudioFormatError(f"unsupported sample type {dtype!r}") from exc
+        for fmt, name in _DTYPES.items():
+            if dt == np.dtype(name):
+                return fmt
+        raise AudioFormatError(
+            f"unsupported sample dtype {dt}; audio must be float32, float64, int16 or int32"
+        )
+
+
+_DTYPES = {
+    AudioFormat.F32: "float32",
+    AudioFormat.I16: "int16",
+    AudioFormat.I32: "int32",
+    AudioFormat.F64: "float64",
+}
+
+
+def _check_rate(sample_rate: Any) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
+        if isinstance(sample_rate, float) and sample_rate.is_integer():
+            sample_rate = int(sample_rate)
+        else:
+            raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    if sample_rate <= 0:
+        raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate}")
+    return int(sample_rate)
+
+
+def _check_channels(channels: Any) -> int:
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+        raise AudioFormatError(f"channels must be an integer >= 1, got {channels!r}")
+    return int(channels)
+
+
+def _as_samples_array(samples: Any) -> np.ndarray:
+    """``samples`` as an ndarray of a supported dtype, refusing ragged or object input."""
+    if isinstance(samples, np.ndarray):
+        arr = samples
+    else:
+        try:
+            arr = np.asarray(samples)
+        except ValueError as exc:  # numpy refuses ragged nested sequences
+            raise AudioFormatError(f"audio samples are ragged or malformed: {exc}") from exc
+    if arr.dtype == object:
+        raise AudioFormatError("audio samples have dtype object (ragged or non-numeric input)")
+    AudioFormat.from_dtype(arr.dtype)
+    return arr
+
+
+class AudioBuffer:
+    """Arrow-backed audio: interleaved samples plus rate, channel count and format.
+
+    Build one with :meth:`from_numpy`, :meth:`from_arrow` or
+    :meth:`from_table_row`. The samples are immutable: :meth:`to_numpy`
+    returns a read-only view of the same memory.
+    """
+
+    __slots__ = ("_channels", "_format", "_sample_rate", "_samples")
+
+    def __init__(self, samples: pa.Array, sample_rate: int, channels: int = 1) -> None:
+        """Wrap a flat Arrow array of interleaved samples (prefer the ``from_*`` builders)."""
+        if not isinstance(samples, pa.Array):
+            raise AudioFormatError(
+                f"AudioBuffer needs a pyarrow Array of samples, got {type(samples).__name__}"
+            )
+        fmt = AudioFormat.from_dtype(samples.type)
+        if samples.null_count:
+            raise AudioFormatError(f"audio samples contain {samples.null_count} null value(s)")
+        channels = _check_channels(channels)
+        if len(samples) % channels:
+            raise AudioFormatError(f"{len(samples)} samples do not divide into {channels} channels")
+        self._samples = samples
+        self._sample_rate = _check_rate(sample_rate)
+        self._channels = channels
+        self._format = fmt
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def from_numpy(cls, samples: np.ndarray, sample_rate: int) -> AudioBuffer:
+        """Wrap a ``(frames,)`` or ``(frames, channels)`` array; the format follows its dtype.
+
+        A C-contiguous array is not copied: the buffer and the array share memory
+        (keep the array unchanged afterwards). Other layouts are copied once into
+        C order.
+
+        Raises:
+            AudioFormatError: unsupported dtype, ragged/object input, more than
+                2 dimensions, zero channels, or a non-positive sample rate.
+        """
+        arr = _as_samples_array(samples)
+        if arr.ndim == 1:
+            channels = 1
+        elif arr.ndim == 2:
+            channels = arr.shape[1]
+            if channels < 1:
+                raise AudioFormatError("audio array has 0 channels; expected (frames, channels)")
+        else:
+            raise AudioFormatError(
+                f"audio array must be (frames,) or (frames, channels), got shape {arr.shape}"
+            )
+        rate = _check_rate(sample_rate)
+        if not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr)
+        flat = arr.reshape(-1)
+        fmt = AudioFormat.from_dtype(flat.dtype)
+        values = pa.Array.from_buffers(fmt.arrow_type, flat.size, [None, pa.py_buffer(flat)])
+        return cls(values, rate, channels)
+
+    @classmethod
+    def from_arrow(cls, samples: pa.Array, sample_rate: int, channels: int = 1) -> AudioBuffer:
+        """Wrap a flat Arrow array of interleaved samples without copying."""
+        if isinstance(samples, pa.ChunkedArray):
+            samples = (
+                samples.chunk(0) if samples.num_chunks == 1 else pa.concat_arrays(samples.chunks)
+            )
+        return cls(samples, sample_rate, channels)
+
+    @classmethod
+    def from_table_row(cls, table: pa.Table, row: int) -> AudioBuffer:
+        """View row ``row`` of a batch table (see :func:`audio_table`) without copying."""
+        for column in (AUDIO_COLUMN, "sample_rate", "channels"):
+            if column not in table.column_names:
+                raise AudioFormatError(f"batch table has no {column!r} column")
+        if not 0 <= row < table.num_rows:
+            raise AudioFormatError(f"row {row} is out of range for a batch of {table.num_rows}")
+        audio = table.column(AUDIO_COLUMN)
+        chunk_index, local = _locate(audio, row)
+        lists = audio.chunk(chunk_index)
+        if not lists[local].is_valid:
+            raise AudioFormatError(f"row {row} of the batch has no audio")
+        start = lists.offsets[local].as_py()
+        stop = lists.offsets[local + 1].as_py()
+        values = lists.values.slice(start, stop - start)
+        rate = table.column("sample_rate")[row].as_py()
+        channels = table.column("channels")[row].as_py()
+        return cls(values, rate, channels)
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        """Samples per second per channel."""
+        return self._sample_rate
+
+    @property
+    def channels(self) -> int:
+        """Number of interleaved channels."""
+        return self._channels
+
+    @property
+    def format(self) -> AudioFormat:
+        """Sample format (follows the dtype of the samples)."""
+        return self._format
+
+    @property
+    def num_frames(self) -> int:
+        """Samples per channel."""
+        return len(self._samples) // self._channels
+
+    @property
+    def duration_seconds(self) -> float:
+        """``num_frames / sample_rate``."""
+        return self.num_frames / self._sample_rate
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of sample data."""
+        return len(self._samples) * self._format.dtype.itemsize
+
+    # -- conversion -------------------------------------------------------------------
+
+    def to_numpy(self) -> np.ndarray:
+        """A read-only ``(frames, channels)`` view of the samples (no copy)."""
+        values = self._samples
+        dtype = self._format.dtype
+        data = values.buffers()[1]
+        if data is None:  # an empty array may have no data buffer
+            view = np.empty(0, dtype=dtype)
+        else:
+            view = np.frombuffer(
+                data, dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
+            )
+        view = view.reshape(-1, self._channels)
+        view.flags.writeable = False
+        return view
+
+    def to_arrow(self) -> pa.Array:
+        """The flat Arrow array of interleaved samples (no copy)."""
+        return self._samples
+
+    def with_samples(self, samples: np.ndarray, sample_rate: int | None = None) -> AudioBuffer:
+        """A new buffer of ``samples`` with this buffer's rate unless another is given."""
+        return AudioBuffer.from_numpy(
+            samples, self._sample_rate if sample_rate is None else sample_rate
+        )
+
+    # -- comparison -------------------------------------------------------------------
+
+    def equals(self, other: object) -> bool:
+        """Same rate, channels, format and samples (NaNs in the same places count as equal)."""
+        if not isinstance(other, AudioBuffer):
+            return False
+        if (self._sample_rate, self._channels, self._format) != (
+            other._sample_rate,
+            other._channels,
+            other._format,
+        ):
+            return False
+        a, b = self.to_numpy(), other.to_numpy()
+        return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=self._format.is_float))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AudioBuffer):
+            return NotImplemented
+        return self.equals(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"AudioBuffer(frames={self.num_frames}, channels={self._channels}, "
+            f"sample_rate={self._sample_rate}, format={self._format.value})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AudioBuffer, (self._samples, self._sample_rate, self._channels))
+
+
+def _locate(column: pa.ChunkedArray, row: int) -> tuple[int, int]:
+    for index, chunk in enumerate(column.chunks):
+        if row < len(chunk):
+            return index, row
+        row -= len(chunk)
+    raise AudioFormatError("row out of range")  # guarded by the caller
+
+
+def audio_table(ids: Sequence[str], buffers: Sequence[AudioBuffer]) -> pa.Table:
+    """A batch table: one row per item with ``id``, audio list column, rate, channels.
+
+    All buffers must share one format (the list column has one value type).
+    The sample memory is concatenated once into the table's values buffer.
+    """
+    if len(ids) != len(buffers):
+        raise AudioFormatError(f"{len(ids)} ids for {len(buffers)} audio buffers")
+    formats = {b.format for b in buffers}
+    if len(formats) > 1:
+        names = sorted(f.value for f in formats)
+        raise AudioFormatError(f"a batch must have one sample format, got {names}")
+    value_type = (formats.pop() if formats else AudioFormat.F32).arrow_type
+    offsets = np.zeros(len(buffers) + 1, dtype=np.int64)
+    np.cumsum([len(b.to_arrow()) for b in buffers], out=offsets[1:])
+    chunks = [b.to_arrow() for b in buffers]
+    values = pa.concat_arrays(chunks) if chunks else pa.array([], type=value_type)
+    audio = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
+    return pa.table(
+        {
+            "id": pa.array([str(i) for i in ids], pa.string()),
+            AUDIO_COLUMN: audio,
+            "sample_rate": pa.array([b.sample_rate for b in buffers], pa.int32()),
+            "channels": pa.array([b.channels for b in buffers], pa.int16()),
+        }
+    )
+
+
+def buffers_from_table(table: pa.Table) -> list[AudioBuffer]:
+    """Every row of a batch table as an :class:`AudioBuffer` view (no copies)."""
+    return [AudioBuffer.from_table_row(table, i) for i in range(table.num_rows)]

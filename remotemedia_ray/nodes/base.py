@@ -1,0 +1,207 @@
+"""The node contract: :class:`NodeExecutor` and its lifecycle.
+
+A node is created un-initialized, gets ``initialize(params)`` once, then any
+number of ``execute(input)`` calls, then ``cleanup()``::
+
+    Created -> Initialized -> (execute, repeatable) -> Cleaned
+
+``execute`` before ``initialize`` or after ``cleanup`` raises
+:class:`~remotemedia_ray.errors.NodeExecutionError`; ``cleanup`` is
+idempotent. Subclasses implement the three methods directly; the base class
+wraps them (in ``__init_subclass__``) so the lifecycle holds for every node,
+built-in or user-written.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from remotemedia_ray.errors import ManifestError, NodeExecutionError, RemoteMediaError
+
+__all__ = [
+    "Capability",
+    "NodeExecutor",
+    "NodeMetadata",
+    "NodeRuntime",
+    "NodeState",
+    "parse_params",
+]
+
+NodeRuntime = Literal["rust_native", "cpython"]
+"""The implementation a node executor runs: native Rust or Python/numpy."""
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Capability(str, enum.Enum):
+    """What a node works on and needs; GPU maps to Ray's ``num_gpus``."""
+
+    AUDIO = "audio"
+    VIDEO = "video"
+    GPU = "gpu"
+    CPU = "cpu"
+
+
+@dataclass(frozen=True)
+class NodeMetadata:
+    """Identity of a node implementation."""
+
+    node_type: str
+    version: str
+    capabilities: frozenset[Capability] = field(default_factory=frozenset)
+
+
+class NodeState(str, enum.Enum):
+    """Lifecycle state of one node executor."""
+
+    CREATED = "created"
+    INITIALIZED = "initialized"
+    CLEANED = "cleaned"
+
+
+class NodeExecutor(abc.ABC):
+    """Base class of every node: ``initialize(params)``, ``execute(input)``, ``cleanup()``.
+
+    Class attributes describe the implementation:
+
+    * ``node_type`` -- the registered type name (set by registration).
+    * ``runtime`` -- ``"cpython"`` or ``"rust_native"``.
+    * ``version`` and ``capabilities`` -- reported by :meth:`metadata`.
+    * ``Params`` -- optional pydantic model of the parameters (``extra="forbid"``),
+      used to validate a manifest's ``params`` before anything runs.
+
+    ``node_id`` is the manifest id of the node this executor runs (``None``
+    when created on its own); errors raised by the node are tagged with it.
+    """
+
+    node_type: ClassVar[str] = ""
+    runtime: ClassVar[NodeRuntime] = "cpython"
+    version: ClassVar[str] = "1.0.0"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CPU})
+    Params: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self) -> None:
+        self.node_id: str | None = None
+        self._state = NodeState.CREATED
+        self._init_attempted = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, guard in (
+            ("initialize", _guard_initialize),
+            ("execute", _guard_execute),
+            ("cleanup", _guard_cleanup),
+        ):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_lifecycle_guarded", False):
+                wrapped = guard(method)
+                wrapped._lifecycle_guarded = True  # type: ignore[attr-defined]
+                setattr(cls, name, wrapped)
+
+    @property
+    def state(self) -> NodeState:
+        """Where this executor is in its lifecycle."""
+        return self._state
+
+    @abc.abstractmethod
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        """Prepare to execute with these parameters (called once)."""
+
+    @abc.abstractmethod
+    def execute(self, input: Any) -> Any:
+        """Process one input and return the output."""
+
+    def cleanup(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release resources; called once at the end (idempotent)."""
+
+    def metadata(self) -> NodeMetadata:
+        """The node type, implementation version and capabilities."""
+        return NodeMetadata(
+            node_type=self.node_type or type(self).__name__,
+            version=self.version,
+            capabilities=frozenset(self.capabilities),
+        )
+
+    def _label(self) -> str:
+        kind = self.node_type or type(self).__name__
+        return f"{kind} {self.node_id!r}" if self.node_id else kind
+
+
+def parse_params(model: type[P], params: Mapping[str, Any], *, node: str | None = None) -> P:
+    """Validate ``params`` with a pydantic model, raising ManifestError naming each field."""
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "params"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown param {key!r}")
+            else:
+                problems.append(f"param {key!r}: {error['msg']}")
+        where = f"node {node!r}: " if node else ""
+        raise ManifestError(where + "; ".join(problems), node_id=node) from None
+
+
+def _guard_initialize(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def initialize(self: NodeExecutor, params: Mapping[str, Any] | None = None) -> None:
+        if self._state is NodeState.CLEANED:
+            raise NodeExecutionError(
+                f"{self._label()}: initialize() after cleanup()", node_id=self.node_id
+            )
+        if self._state is NodeState.INITIALIZED:
+            raise NodeExecutionError(
+                f"{self._label()}: initialize() called twice", node_id=self.node_id
+            )
+        self._init_attempted = True
+        try:
+            method(self, {} if params is None else params)
+        except RemoteMediaError as exc:
+            exc.with_context(node_id=self.node_id)
+            raise
+        self._state = NodeState.INITIALIZED
+
+    return initialize
+
+
+def _guard_execute(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def execute(self: NodeExecutor, input: Any) -> Any:
+        if self._state is not NodeState.INITIALIZED:
+            when = "after cleanup()" if self._state is NodeState.CLEANED else "before initialize()"
+            raise NodeExecutionError(f"{self._label()}: execute() {when}", node_id=self.node_id)
+        try:
+            return method(self, input)
+        except RemoteMediaError as exc:
+            exc.with_context(node_id=self.node_id)
+            raise
+
+    return execute
+
+
+def _guard_cleanup(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def cleanup(self: NodeExecutor) -> None:
+        if self._state is NodeState.CLEANED:
+            return
+        try:
+            if self._init_attempted:
+                method(self)
+        finally:
+            self._state = NodeState.CLEANED
+
+    return cleanup
+
+
+# The base cleanup() is guarded too, so nodes that do not override it still
+# reach CLEANED (and refuse execute() afterwards).
+NodeExecutor.cleanup = _guard_cleanup(NodeExecutor.cleanup)  # type: ignore[method-assign]
+NodeExecutor.cleanup._lifecycle_guarded = True  # type: ignore[attr-defined]

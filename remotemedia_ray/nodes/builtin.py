@@ -1,0 +1,276 @@
+"""The built-in nodes, numpy (cpython) implementations.
+
+These are the reference semantics of DESIGN.md section 3; the native twins in
+:mod:`remotemedia_ray.nodes.native` must give the same answers. The numeric
+work lives in :mod:`~remotemedia_ray.nodes.reference` and
+:mod:`~remotemedia_ray.nodes.resampling`; the classes here validate
+parameters and marshal inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from remotemedia_ray.audio import AudioBuffer, AudioFormat
+from remotemedia_ray.errors import AudioFormatError, MarshalingError
+from remotemedia_ray.nodes import reference
+from remotemedia_ray.nodes.base import Capability, NodeExecutor, parse_params
+from remotemedia_ray.nodes.resampling import resample
+
+__all__ = [
+    "BUILTIN_NODES",
+    "AddNode",
+    "ChannelMixNode",
+    "FormatConverterNode",
+    "MultiplyNode",
+    "ResampleNode",
+    "VADNode",
+]
+
+_AUDIO = frozenset({Capability.AUDIO, Capability.CPU})
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class VADParams(_Params):
+    """Parameters of :class:`VADNode`."""
+
+    threshold: float = Field(default=-30.0, le=0, ge=-200, description="Speech threshold, dBFS.")
+    frame_length_ms: float = Field(default=30.0, gt=0, le=1000, description="Frame length, ms.")
+    sample_rate: int | None = Field(
+        default=None, gt=0, le=1_536_000, description="Expected input rate (checked if given)."
+    )
+    hangover_ms: float = Field(
+        default=0.0, ge=0, le=60_000, description="Keep speech on this long after it stops."
+    )
+    min_speech_ms: float = Field(
+        default=0.0, ge=0, le=60_000, description="Drop speech segments shorter than this."
+    )
+    min_silence_ms: float = Field(
+        default=0.0, ge=0, le=60_000, description="Bridge silences shorter than this."
+    )
+
+
+class ResampleParams(_Params):
+    """Parameters of :class:`ResampleNode`."""
+
+    target_rate: int = Field(default=16000, gt=0, le=1_536_000, description="Output rate, Hz.")
+    quality: Literal["low", "medium", "high", "very_high"] = Field(
+        default="high", description="Filter quality preset."
+    )
+
+
+class FormatConverterParams(_Params):
+    """Parameters of :class:`FormatConverterNode`."""
+
+    target_format: AudioFormat = Field(default=AudioFormat.F32, description="Output format.")
+
+
+class MultiplyParams(_Params):
+    """Parameters of :class:`MultiplyNode`."""
+
+    factor: float = Field(default=2.0, description="Multiplier applied after any fan-in product.")
+
+
+class AddParams(_Params):
+    """Parameters of :class:`AddNode`."""
+
+    addend: float = Field(default=0.0, description="Added after any fan-in sum.")
+
+
+class ChannelMixParams(_Params):
+    """Parameters of :class:`ChannelMixNode`."""
+
+    mode: Literal["mean", "select"] = Field(
+        default="mean", description="mean: downmix to mono; select: keep one channel."
+    )
+    channel: int = Field(default=0, ge=0, le=1023, description="Channel kept by mode=select.")
+
+
+class _AudioNode(NodeExecutor):
+    """A node taking exactly one AudioBuffer input."""
+
+    capabilities: ClassVar[frozenset[Capability]] = _AUDIO
+
+    def _audio(self, value: Any) -> AudioBuffer:
+        if isinstance(value, AudioBuffer):
+            return value
+        if isinstance(value, dict):
+            raise MarshalingError(
+                f"{self._label()} takes one audio input but received {len(value)} "
+                f"(from {', '.join(map(repr, value))}); only AddNode/MultiplyNode merge inputs"
+            )
+        raise MarshalingError(f"{self._label()} takes an AudioBuffer, got {type(value).__name__}")
+
+
+class VADNode(_AudioNode):
+    """Energy voice activity detection: a list of speech segments.
+
+    Each segment is ``{start_ms, end_ms, energy_db, confidence}``; see
+    :func:`remotemedia_ray.nodes.reference.vad_segments` for the exact rules.
+    """
+
+    Params = VADParams
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        self.params = parse_params(VADParams, params, node=self.node_id)
+
+    def execute(self, input: Any) -> list[dict[str, float]]:
+        audio = self._audio(input)
+        p = self.params
+        if p.sample_rate is not None and p.sample_rate != audio.sample_rate:
+            raise AudioFormatError(
+                f"{self._label()}: input is {audio.sample_rate} Hz but params.sample_rate "
+                f"is {p.sample_rate}"
+            )
+        return reference.vad_segments(
+            audio.to_numpy(),
+            audio.sample_rate,
+            threshold_db=p.threshold,
+            frame_length_ms=p.frame_length_ms,
+            hangover_ms=p.hangover_ms,
+            min_speech_ms=p.min_speech_ms,
+            min_silence_ms=p.min_silence_ms,
+        )
+
+
+class ResampleNode(_AudioNode):
+    """Band-limited resampling to ``target_rate``; output is f32, time-aligned."""
+
+    Params = ResampleParams
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        self.params = parse_params(ResampleParams, params, node=self.node_id)
+
+    def execute(self, input: Any) -> AudioBuffer:
+        audio = self._audio(input)
+        out = resample(
+            audio.to_numpy(), audio.sample_rate, self.params.target_rate, self.params.quality
+        )
+        return AudioBuffer.from_numpy(out, self.params.target_rate)
+
+
+class FormatConverterNode(_AudioNode):
+    """Converts samples between f32, f64, i16 and i32 (see DESIGN.md section 3)."""
+
+    Params = FormatConverterParams
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        self.params = parse_params(FormatConverterParams, params, node=self.node_id)
+
+    def execute(self, input: Any) -> AudioBuffer:
+        audio = self._audio(input)
+        out = reference.convert_format(audio.to_numpy(), self.params.target_format)
+        return AudioBuffer.from_numpy(out, audio.sample_rate)
+
+
+class ChannelMixNode(_AudioNode):
+    """Downmix to mono (mean of channels) or keep one channel."""
+
+    Params = ChannelMixParams
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        self.params = parse_params(ChannelMixParams, params, node=self.node_id)
+
+    def execute(self, input: Any) -> AudioBuffer:
+        audio = self._audio(input)
+        out = reference.channel_mix(audio.to_numpy(), self.params.mode, self.params.channel)
+        return AudioBuffer.from_numpy(out, audio.sample_rate)
+
+
+class _ArithmeticNode(NodeExecutor):
+    """Element-wise arithmetic on numbers, lists, arrays and audio; merges fan-in."""
+
+    op: ClassVar[Literal["add", "multiply"]]
+    capabilities: ClassVar[frozenset[Capability]] = _AUDIO
+    param: float
+
+    def execute(self, input: Any) -> Any:
+        values = list(input.values()) if isinstance(input, dict) else [input]
+        if not values:
+            raise MarshalingError(f"{self._label()} received no inputs")
+        kinds = {_kind(v, self._label()) for v in values}
+        if len(kinds) > 1:
+            raise MarshalingError(
+                f"{self._label()}: inputs must all be of one kind, got {sorted(kinds)}"
+            )
+        kind = kinds.pop()
+        if kind == "number":
+            return reference.combine_scalars([float(v) for v in values], self.op, self.param)
+        if kind == "list":
+            arrays = [_list_array(v, self._label()) for v in values]
+            return reference.combine(arrays, self.op, self.param).tolist()
+        if kind == "array":
+            return reference.combine(values, self.op, self.param)
+        buffers: list[AudioBuffer] = values
+        first = buffers[0]
+        for other in buffers[1:]:
+            if (other.sample_rate, other.channels) != (first.sample_rate, first.channels):
+                raise AudioFormatError(
+                    f"{self._label()}: cannot combine {first} with {other} "
+                    "(sample rates and channel counts must match)"
+                )
+        out = reference.combine([b.to_numpy() for b in buffers], self.op, self.param)
+        return AudioBuffer.from_numpy(out, first.sample_rate)
+
+
+class MultiplyNode(_ArithmeticNode):
+    """Multiplies by ``factor``; with several parents, multiplies them first."""
+
+    Params = MultiplyParams
+    op = "multiply"
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        self.param = parse_params(MultiplyParams, params, node=self.node_id).factor
+
+
+class AddNode(_ArithmeticNode):
+    """Adds ``addend``; with several parents, sums them first (a mixer)."""
+
+    Params = AddParams
+    op = "add"
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        self.param = parse_params(AddParams, params, node=self.node_id).addend
+
+
+def _kind(value: Any, label: str) -> str:
+    if isinstance(value, AudioBuffer):
+        return "audio"
+    if isinstance(value, np.ndarray):
+        return "array"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return "number"
+    raise MarshalingError(
+        f"{label} takes numbers, lists of numbers, numpy arrays or AudioBuffers, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _list_array(value: list[Any] | tuple[Any, ...], label: str) -> np.ndarray:
+    for index, element in enumerate(value):
+        if not isinstance(element, numbers.Real) or isinstance(element, (bool, np.bool_)):
+            raise MarshalingError(
+                f"{label}: list element {index} is {type(element).__name__}, not a number"
+            )
+    return np.asarray(value, dtype=np.float64)
+
+
+BUILTIN_NODES: dict[str, type[NodeExecutor]] = {
+    "VADNode": VADNode,
+    "ResampleNode": ResampleNode,
+    "FormatConverterNode": FormatConverterNode,
+    "MultiplyNode": MultiplyNode,
+    "AddNode": AddNode,
+    "ChannelMixNode": ChannelMixNode,
+}
+"""The built-in cpython node classes by node type."""

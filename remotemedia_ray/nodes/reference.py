@@ -1,0 +1,710 @@
+"""Reference numpy kernels of the built-in audio nodes: the arithmetic contract.
+
+These kernels define, step by step, what FormatConverter, Multiply/Add,
+ChannelMix and VAD compute. The Rust kernels must give BIT-IDENTICAL results,
+so every step below is a fixed sequence of IEEE-754 binary64 (f64) or binary32
+(f32) operations in round-to-nearest-even, with no reassociation, no fused
+multiply-add and no pairwise/BLAS summation. Nothing here writes into its input.
+
+Audio is a 2-D array ``(frames, channels)`` of float32, float64, int16 or int32,
+C-contiguous or not, possibly read-only. Unless a function says otherwise the
+result is a new C-contiguous array. ``bits`` is 16 for int16 and 32 for int32;
+``scale = 2^(bits-1)`` (32768 or 2147483648), a power of two, so multiplying or
+dividing by it is exact in f64. Python ``float`` arithmetic is f64 arithmetic.
+
+Rounding and saturating f64 to an integer dtype (``round_saturate``)
+    ``r = round_half_even(x)`` (numpy ``rint``; Rust ``f64::round_ties_even``);
+    NaN -> 0; ``r < min`` -> ``min``; ``r > max`` -> ``max``; else ``r`` exactly.
+    Here ``min``/``max`` are the integer dtype's bounds. This is exactly Rust's
+    saturating ``r as iN`` / ``r as uN``. (For int64/uint64, ``max`` is not an
+    f64; in-range values are ``r <= H`` with ``H`` the largest f64 not
+    exceeding ``max``, i.e. 2^63 - 1024 or 2^64 - 2048, and every ``r > H``
+    (that is ``r >= 2^63`` or ``r >= 2^64``) becomes exactly ``max``.)
+
+Non-finite samples (``first_nonfinite``, ``check_finite``)
+    The first NaN/+inf/-inf in row-major order (frame, then channel) is named by
+    its flat index ``frame * channels + channel``, its frame and its channel.
+
+Format conversion (``convert_format``); float sources are checked finite first
+    - same format: the input itself is returned (no copy).
+    - f32/f64 -> i16/i32: ``round_saturate(f64(x) * scale)``.
+    - f32 -> f64: exact widening. f64 -> f32: one rounding to nearest-even
+      (Rust ``as f32``); a finite value that becomes +-inf raises.
+    - i16/i32 -> f32/f64: ``f64(v) / scale`` (exact), then one cast to f32
+      when the target is f32.
+    - i16 -> i32: ``i32(v) << 16``.  i32 -> i16: ``round_saturate(f64(v) / 65536)``.
+    Every int16 value survives i16 -> f32 -> i16 unchanged.
+
+Element-wise combination (``combine``, ``multiply``, ``add``)
+    ``acc = f64(a0)``; for each further array ``a`` in sequence order
+    ``acc = acc + f64(a)`` (``add``) or ``acc = acc * f64(a)`` (``multiply``);
+    then ``acc = acc + param`` or ``acc = acc * param``. Integer->f64 is
+    round-to-nearest (exact below 2^53; Rust ``as f64``). The result dtype is the
+    inputs' dtype: float64 as is; float32 one rounding (``as f32``), overflow
+    gives inf; integer dtypes ``round_saturate``. Floats are never clipped:
+    NaN/inf propagate as IEEE-754 says.
+
+Downmix (``channel_mix``)
+    ``mean``: ``acc = f64(ch0)``; ``acc = acc + f64(ch1)``; ... in channel
+    order; then ``acc = acc / channels`` (one division); then cast back like
+    ``combine``. ``select``: the chosen column, unchanged. Result ``(frames, 1)``.
+
+Voice activity detection (``vad_segments``), step by step
+    1. ``frame_len = max(1, floor(sample_rate * frame_length_ms / 1000 + 0.5))``
+       in f64 (``vad_frame_len``). Frames are consecutive, non-overlapping;
+       ``n = ceil(frames / frame_len)``; the last frame may be shorter.
+    2. Values: floats as f64; integers ``f64(v) / scale`` (exact).
+    3. Energy of a frame (``frame_energies``): its samples interleaved row-major
+       (time, then channel) form ``e_0 .. e_{m-1}``; lane ``k`` (0..7) starts
+       at 0.0 and adds ``e_i * e_i`` for ``i % 8 == k`` in increasing ``i``;
+       ``sum = ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))``.
+       ``count = m`` (samples in the frame times channels).
+    4. ``thr = 10.0 ** (threshold_db / 10.0)`` (C ``pow``; Rust ``f64::powf``;
+       an overflow gives inf). A frame is speech iff ``sum / count > thr``
+       (``frame_decisions``): the comparison is linear, there is no per-frame log.
+    5. Smoothing (``smooth_decisions``), with frame counts
+       ``ceil(ms / frame_length_ms)`` (``smoothing_frames``; 0 ms -> 0 = off),
+       in this order: hangover H: after each run of speech frames, up to H
+       following frames become speech; then every silence gap shorter than S
+       frames lying between two speech runs becomes speech; then every speech
+       run shorter than M frames becomes silence.
+    6. Each maximal run of speech frames ``[f0, f1)`` is one segment:
+       ``start_ms = (f0 * frame_len) * 1000.0 / sample_rate``;
+       ``end_ms = min(f1 * frame_len, frames) * 1000.0 / sample_rate``;
+       ``seg_sum = 0.0 + sum_f0 + ... + sum_{f1-1}`` (sequentially),
+       ``seg_count`` the integer sum of counts;
+       ``energy_db = 10.0 * log10(seg_sum / seg_count)`` (C ``log10``; Rust
+       ``f64::log10``), or ``-inf`` when ``seg_sum == 0``;
+       ``confidence = min(1.0, max(0.0, 1.0 - 10.0 ** (-(energy_db -
+       threshold_db) / 10.0)))`` (so 0.0 for ``energy_db == -inf``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from remotemedia_ray.audio import AudioFormat
+from remotemedia_ray.errors import AudioFormatError, MarshalingError
+
+__all__ = [
+    "add",
+    "channel_mix",
+    "check_finite",
+    "combine",
+    "combine_scalars",
+    "convert_format",
+    "first_nonfinite",
+    "frame_decisions",
+    "frame_energies",
+    "multiply",
+    "smooth_decisions",
+    "smoothing_frames",
+    "vad_frame_len",
+    "vad_segments",
+]
+
+CombineOp = Literal["add", "multiply"]
+MixMode = Literal["mean", "select"]
+
+_LANES = 8
+
+
+# -- validation helpers -------------------------------------------------------
+
+
+def _require_2d(samples: object) -> None:
+    """Raise unless ``samples`` is a 2-D numpy array."""
+    if not isinstance(samples, np.ndarray):
+        raise MarshalingError(f"samples must be a numpy array, got {type(samples).__name__}")
+    if samples.ndim != 2:
+        raise AudioFormatError(f"samples must be 2-D (frames, channels), got shape {samples.shape}")
+
+
+def _audio_format(samples: npt.NDArray[Any]) -> AudioFormat:
+    """The format of 2-D audio, or AudioFormatError/MarshalingError saying why not."""
+    _require_2d(samples)
+    return AudioFormat.from_dtype(samples.dtype)
+
+
+def _combinable_dtype(dtype: np.dtype[Any]) -> bool:
+    """Whether ``combine`` accepts this dtype (float32/64 or any integer)."""
+    if dtype.kind in "iu":
+        return True
+    return dtype.kind == "f" and dtype.itemsize in (4, 8)
+
+
+def _finite_float(value: object, name: str, error: type[Exception]) -> float:
+    """``value`` as a finite Python float, else ``error`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise error(f"{name} must be a finite number, got {type(value).__name__} {value!r}")
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise error(f"{name} must be a finite number, got {value!r}")
+    return result
+
+
+def _pow10(exponent: float) -> float:
+    """``10.0 ** exponent`` like C ``pow``: inf on overflow instead of OverflowError."""
+    try:
+        return float(10.0**exponent)
+    except OverflowError:
+        return math.inf
+
+
+def _upper_f64(info: np.iinfo[Any]) -> float:
+    """The largest f64 not exceeding ``info.max``."""
+    hi = float(info.max)
+    if int(hi) > info.max:
+        hi = math.nextafter(hi, 0.0)
+    return hi
+
+
+def _round_saturate(acc: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Round f64 half-to-even, NaN -> 0, saturate to ``dtype``'s range (see module doc).
+
+    ``acc`` is consumed (overwritten) to save a copy.
+    """
+    info = np.iinfo(dtype)
+    hi = _upper_f64(info)
+    np.rint(acc, out=acc)
+    acc[np.isnan(acc)] = 0.0
+    above = acc > hi
+    np.clip(acc, float(info.min), hi, out=acc)
+    out = acc.astype(dtype)
+    out[above] = info.max
+    return out
+
+
+def _cast_back(acc: npt.NDArray[np.float64], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Cast an f64 accumulator to ``dtype``: f64 as is, f32 one rounding, ints round_saturate."""
+    if dtype.kind == "f":
+        if dtype.itemsize == 8:
+            return acc.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):
+            return acc.astype(dtype)
+    return _round_saturate(acc, dtype)
+
+
+# -- non-finite samples -------------------------------------------------------
+
+
+def first_nonfinite(samples: npt.NDArray[Any]) -> tuple[int, int] | None:
+    """Find the first NaN or infinite sample in row-major (frame, then channel) order.
+
+    Args:
+        samples: 2-D audio ``(frames, channels)``; integer audio is always finite.
+
+    Returns:
+        ``(frame, channel)`` of the first non-finite sample, or None if all are finite.
+
+    Raises:
+        AudioFormatError: ``samples`` is not 2-D.
+        MarshalingError: ``samples`` is not a numpy array.
+    """
+    _require_2d(samples)
+    if samples.dtype.kind != "f" or samples.size == 0:
+        return None
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+        return None
+    flat = int(np.argmax(bad))  # argmax flattens in C (row-major) order
+    frame, channel = divmod(flat, samples.shape[1])
+    return frame, channel
+
+
+def check_finite(samples: npt.NDArray[Any], what: str = "sample") -> None:
+    """Raise if any sample is NaN or infinite, naming the first one.
+
+    Args:
+        samples: 2-D audio ``(frames, channels)``.
+        what: The word used for one element in the message.
+
+    Raises:
+        AudioFormatError: e.g. ``non-finite sample (nan) at index 123 (frame 61,
+            channel 1)``; the index is the flat row-major index.
+    """
+    where = first_nonfinite(samples)
+    if where is None:
+        return
+    frame, channel = where
+    value = float(samples[frame, channel])
+    kind = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    index = frame * samples.shape[1] + channel
+    raise AudioFormatError(
+        f"non-finite {what} ({kind}) at index {index} (frame {frame}, channel {channel})"
+    )
+
+
+# -- format conversion --------------------------------------------------------
+
+
+def convert_format(samples: npt.NDArray[Any], target: AudioFormat) -> npt.NDArray[Any]:
+    """Convert audio to another sample format (see the module docstring for the math).
+
+    Float sources are checked for NaN/inf first, whatever the target. When the
+    source already has the target format the input itself is returned, not a
+    copy. Otherwise the result is a new C-contiguous array of the same shape.
+
+    Args:
+        samples: 2-D audio ``(frames, channels)`` of float32/float64/int16/int32.
+        target: The format to convert to (an ``AudioFormat`` or its value, e.g. ``"i16"``).
+
+    Returns:
+        The converted audio.
+
+    Raises:
+        AudioFormatError: Bad shape or dtype, unknown target, a non-finite sample,
+            or an f64 sample too large for f32 (all naming the sample's index).
+        MarshalingError: ``samples`` is not a numpy array.
+    """
+    source = _audio_format(samples)
+    try:
+        fmt = AudioFormat(target)
+    except ValueError:
+        raise AudioFormatError(
+            f"unknown target format {target!r}; expected one of "
+            f"{', '.join(f.value for f in AudioFormat)}"
+        ) from None
+    if source.is_float:
+        check_finite(samples)
+    if fmt is source:
+        return samples
+    if source.is_float and fmt.is_float:
+        if fmt is AudioFormat.F64:
+            return samples.astype(np.float64, order="C")
+        with np.errstate(over="ignore"):
+            out = samples.astype(np.float32, order="C")
+        where = first_nonfinite(out)
+        if where is not None:
+            frame, channel = where
+            raise AudioFormatError(
+                f"sample {float(samples[frame, channel])!r} at index "
+                f"{frame * samples.shape[1] + channel} (frame {frame}, channel {channel}) "
+                "is too large for f32"
+            )
+        return out
+    if source.is_float:  # float -> int
+        acc = samples.astype(np.float64, order="C")
+        with np.errstate(over="ignore"):
+            acc *= float(2 ** (fmt.bits - 1))
+        return _round_saturate(acc, fmt.dtype)
+    if fmt.is_float:  # int -> float
+        acc = samples.astype(np.float64, order="C")
+        acc /= float(2 ** (source.bits - 1))
+        return acc.astype(fmt.dtype, copy=False)
+    if fmt is AudioFormat.I32:  # i16 -> i32
+        widened = samples.astype(np.int32, order="C")
+        widened <<= 16
+        return widened
+    acc = samples.astype(np.float64, order="C")  # i32 -> i16
+    acc /= 65536.0
+    return _round_saturate(acc, fmt.dtype)
+
+
+# -- element-wise combination -------------------------------------------------
+
+
+def _check_op(op: str) -> None:
+    if op not in ("add", "multiply"):
+        raise ValueError(f"unknown op {op!r}; expected 'add' or 'multiply'")
+
+
+def combine(arrays: Sequence[npt.NDArray[Any]], op: CombineOp, param: float) -> npt.NDArray[Any]:
+    """Add or multiply arrays element-wise in f64, apply ``param``, cast back.
+
+    ``acc = f64(a0)``, then ``acc + a`` (or ``acc * a``) for each further array
+    in sequence order, then ``acc + param`` (or ``acc * param``), then back to
+    the inputs' dtype: float64 as is, float32 by one rounding, integers rounded
+    half-to-even and saturated (NaN -> 0). Floats are not clipped.
+
+    Args:
+        arrays: One or more arrays of the same shape (any shape) and dtype;
+            float32, float64 or any signed/unsigned integer dtype.
+        op: ``"add"`` or ``"multiply"``.
+        param: A finite number applied last (the addend or the factor).
+
+    Returns:
+        A new C-contiguous array of the inputs' shape and dtype.
+
+    Raises:
+        MarshalingError: No arrays, a non-array, an unsupported dtype (bool,
+            complex, object, string, float16, longdouble, ...), or a non-finite
+            ``param``.
+        AudioFormatError: The arrays' shapes or dtypes differ.
+        ValueError: Unknown ``op``.
+    """
+    _check_op(op)
+    value = _finite_float(param, "param", MarshalingError)
+    if len(arrays) == 0:
+        raise MarshalingError(f"{op} needs at least one input array")
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            raise MarshalingError(f"{op} input must be a numpy array, got {type(a).__name__}")
+        if not _combinable_dtype(a.dtype):
+            raise MarshalingError(
+                f"{op} needs numeric samples (float32, float64 or integer), got dtype {a.dtype}"
+            )
+    shapes = [a.shape for a in arrays]
+    if any(s != shapes[0] for s in shapes):
+        raise AudioFormatError(f"{op} inputs must have the same shape, got {shapes}")
+    dtypes = [a.dtype for a in arrays]
+    if any(d != dtypes[0] for d in dtypes):
+        raise AudioFormatError(
+            f"{op} inputs must have the same dtype, got {[str(d) for d in dtypes]}"
+        )
+    acc = arrays[0].astype(np.float64, order="C")
+    with np.errstate(all="ignore"):
+        for a in arrays[1:]:
+            if op == "add":
+                np.add(acc, a, out=acc)
+            else:
+                np.multiply(acc, a, out=acc)
+        if op == "add":
+            acc += value
+        else:
+            acc *= value
+        return _cast_back(acc, dtypes[0])
+
+
+def combine_scalars(values: Sequence[float], op: CombineOp, param: float) -> float:
+    """The ``combine`` arithmetic on Python numbers, in the same order (f64).
+
+    Args:
+        values: One or more numbers, combined in sequence order.
+        op: ``"add"`` or ``"multiply"``.
+        param: A finite number applied last.
+
+    Returns:
+        ``((v0 op v1) op ...) op param`` as a float.
+
+    Raises:
+        MarshalingError: No values, a non-number, or a non-finite ``param``.
+        ValueError: Unknown ``op``.
+    """
+    _check_op(op)
+    value = _finite_float(param, "param", MarshalingError)
+    if len(values) == 0:
+        raise MarshalingError(f"{op} needs at least one value")
+    floats: list[float] = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(
+            v, (int, float, np.integer, np.floating)
+        ):
+            raise MarshalingError(f"{op} needs numbers, got {type(v).__name__} {v!r}")
+        floats.append(float(v))
+    acc = floats[0]
+    for f in [*floats[1:], value]:
+        acc = acc + f if op == "add" else acc * f
+    return acc
+
+
+def multiply(x: npt.NDArray[Any], factor: float) -> npt.NDArray[Any]:
+    """``combine([x], "multiply", factor)``: scale every sample, rounding ints back."""
+    return combine([x], "multiply", factor)
+
+
+def add(x: npt.NDArray[Any], addend: float) -> npt.NDArray[Any]:
+    """``combine([x], "add", addend)``: offset every sample, rounding ints back."""
+    return combine([x], "add", addend)
+
+
+# -- channel mixing -----------------------------------------------------------
+
+
+def channel_mix(
+    samples: npt.NDArray[Any], mode: MixMode = "mean", channel: int = 0
+) -> npt.NDArray[Any]:
+    """Downmix to mono, or pick one channel; the result has shape ``(frames, 1)``.
+
+    ``mean``: sum the channels in f64 in channel order, divide once by the
+    channel count, cast back like ``combine`` (f32 one rounding, ints rounded
+    half-to-even and saturated). ``select``: a copy of column ``channel``.
+
+    Args:
+        samples: 2-D audio ``(frames, channels)`` of float32/float64/int16/int32.
+        mode: ``"mean"`` or ``"select"``.
+        channel: The column kept by ``select`` (0-based; negative is out of range).
+
+    Returns:
+        A new C-contiguous ``(frames, 1)`` array of the input's dtype.
+
+    Raises:
+        AudioFormatError: Bad shape or dtype, no channels, or ``channel`` out of range.
+        MarshalingError: ``samples`` is not a numpy array.
+        ValueError: Unknown ``mode``.
+    """
+    _audio_format(samples)
+    channels = samples.shape[1]
+    if mode == "select":
+        try:
+            index = operator.index(channel)
+        except TypeError:
+            raise AudioFormatError(f"channel must be an integer, got {channel!r}") from None
+        if isinstance(channel, (bool, np.bool_)) or not 0 <= index < channels:
+            raise AudioFormatError(
+                f"channel {channel!r} out of range for audio with {channels} channel(s)"
+            )
+        return samples[:, index : index + 1].copy(order="C")
+    if mode != "mean":
+        raise ValueError(f"unknown mode {mode!r}; expected 'mean' or 'select'")
+    if channels == 0:
+        raise AudioFormatError("cannot mix audio with 0 channels")
+    acc = samples[:, 0:1].astype(np.float64, order="C")
+    with np.errstate(all="ignore"):
+        for c in range(1, channels):
+            np.add(acc, samples[:, c : c + 1], out=acc)
+        acc /= float(channels)
+    return _cast_back(acc, samples.dtype)
+
+
+# -- voice activity detection -------------------------------------------------
+
+
+def vad_frame_len(sample_rate: int, frame_length_ms: float) -> int:
+    """Samples per VAD frame: ``max(1, floor(sample_rate * frame_length_ms / 1000 + 0.5))``.
+
+    The product, division and addition are f64 operations in that order.
+    """
+    return max(1, math.floor(sample_rate * frame_length_ms / 1000 + 0.5))
+
+
+def smoothing_frames(ms: float, frame_length_ms: float) -> int:
+    """A smoothing duration in frames: ``ceil(ms / frame_length_ms)`` (0 ms -> 0, off)."""
+    return math.ceil(ms / frame_length_ms)
+
+
+def frame_energies(
+    samples: npt.NDArray[Any], frame_len: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per-frame sum of squares (8-lane order) and sample counts.
+
+    Frames are ``frame_len`` consecutive time steps; the last may be shorter.
+    Integer samples are scaled by ``1 / 2^(bits-1)`` first. Each frame's
+    interleaved samples ``e_i`` are squared into lane ``i % 8`` sequentially;
+    the lanes are added as ``((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))``. NaN/inf
+    propagate (``vad_segments`` rejects them first).
+
+    Args:
+        samples: 2-D audio ``(frames, channels)`` of float32/float64/int16/int32.
+        frame_len: Time steps per frame, >= 1.
+
+    Returns:
+        ``(sums, counts)``: float64 and int64 arrays of length
+        ``ceil(frames / frame_len)``; ``counts`` is samples-in-frame x channels.
+
+    Raises:
+        AudioFormatError: Bad shape or dtype, or ``frame_len`` < 1.
+        MarshalingError: ``samples`` is not a numpy array.
+    """
+    fmt = _audio_format(samples)
+    if isinstance(frame_len, (bool, np.bool_)) or not isinstance(frame_len, (int, np.integer)):
+        raise AudioFormatError(f"frame_len must be an integer, got {frame_len!r}")
+    if frame_len < 1:
+        raise AudioFormatError(f"frame_len must be >= 1, got {frame_len}")
+    frame_len = int(frame_len)
+    n_time, channels = samples.shape
+    n_frames = -(-n_time // frame_len)
+    counts = np.full(n_frames, frame_len * channels, dtype=np.int64)
+    if n_frames and n_time % frame_len:
+        counts[-1] = (n_time % frame_len) * channels
+    width = frame_len * channels
+    padded_width = -(-width // _LANES) * _LANES
+    # The interleaved frame matrix, zero-padded to a multiple of 8 per frame and
+    # in the last frame; adding +0.0 to a lane never changes it.
+    matrix = np.zeros((n_frames, padded_width), dtype=np.float64)
+    flat = samples.astype(np.float64, order="C").reshape(-1)
+    if not fmt.is_float:
+        flat /= float(2 ** (fmt.bits - 1))
+    n_full = n_time // frame_len
+    matrix[:n_full, :width] = flat[: n_full * width].reshape(n_full, width)
+    if n_full < n_frames:
+        tail = flat[n_full * width :]
+        matrix[n_full, : tail.size] = tail
+    lanes = np.zeros((n_frames, _LANES), dtype=np.float64)
+    with np.errstate(all="ignore"):
+        np.multiply(matrix, matrix, out=matrix)
+        for k in range(0, padded_width, _LANES):
+            lanes += matrix[:, k : k + _LANES]
+        sums = ((lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])) + (
+            (lanes[:, 4] + lanes[:, 5]) + (lanes[:, 6] + lanes[:, 7])
+        )
+    return sums, counts
+
+
+def frame_decisions(
+    sums: npt.NDArray[np.float64], counts: npt.NDArray[np.int64], threshold_db: float
+) -> npt.NDArray[np.bool_]:
+    """Speech decision per frame: ``sums / counts > 10.0 ** (threshold_db / 10.0)``.
+
+    Args:
+        sums: Per-frame sums of squares from ``frame_energies``.
+        counts: Per-frame sample counts from ``frame_energies`` (all >= 1).
+        threshold_db: Threshold in dBFS (finite).
+
+    Returns:
+        A boolean array, True for speech frames.
+
+    Raises:
+        AudioFormatError: ``threshold_db`` is not finite.
+    """
+    threshold = _pow10(_finite_float(threshold_db, "threshold_db", AudioFormatError) / 10.0)
+    with np.errstate(all="ignore"):
+        mean_square = np.asarray(sums, dtype=np.float64) / np.asarray(counts, dtype=np.float64)
+        return np.asarray(mean_square > threshold, dtype=np.bool_)
+
+
+def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """The maximal runs of True as half-open ``(start, end)`` index pairs."""
+    padded = np.concatenate(([False], flags, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(s), int(e)) for s, e in zip(edges[0::2], edges[1::2], strict=True)]
+
+
+def smooth_decisions(
+    speech: npt.ArrayLike,
+    hangover_frames: int = 0,
+    min_speech_frames: int = 0,
+    min_silence_frames: int = 0,
+) -> npt.NDArray[np.bool_]:
+    """Smooth per-frame speech decisions (counts in frames; 0 turns a step off).
+
+    In this order: (1) hangover: after each run of speech frames, up to
+    ``hangover_frames`` following frames become speech (runs are those of the
+    input, so hangover frames do not extend themselves); (2) every silence gap
+    shorter than ``min_silence_frames`` between two speech runs becomes speech
+    (leading and trailing silence stays); (3) every speech run shorter than
+    ``min_speech_frames`` becomes silence.
+
+    Args:
+        speech: 1-D booleans, one per frame; not modified.
+        hangover_frames: Frames of hangover, >= 0.
+        min_speech_frames: Shortest speech run kept, >= 0.
+        min_silence_frames: Shortest silence gap kept, >= 0.
+
+    Returns:
+        A new boolean array of the same length.
+
+    Raises:
+        AudioFormatError: ``speech`` is not 1-D or a count is negative.
+    """
+    out = np.array(speech, dtype=np.bool_, copy=True)
+    if out.ndim != 1:
+        raise AudioFormatError(f"speech decisions must be 1-D, got shape {out.shape}")
+    for name, count in (
+        ("hangover_frames", hangover_frames),
+        ("min_speech_frames", min_speech_frames),
+        ("min_silence_frames", min_silence_frames),
+    ):
+        if count < 0:
+            raise AudioFormatError(f"{name} must be >= 0, got {count}")
+    if hangover_frames > 0:
+        for _, end in _runs(out.copy()):
+            out[end : end + hangover_frames] = True
+    if min_silence_frames > 0:
+        runs = _runs(out)
+        for (_, gap_start), (gap_end, _) in itertools.pairwise(runs):
+            if gap_end - gap_start < min_silence_frames:
+                out[gap_start:gap_end] = True
+    if min_speech_frames > 0:
+        for start, end in _runs(out):
+            if end - start < min_speech_frames:
+                out[start:end] = False
+    return out
+
+
+def vad_segments(
+    samples: npt.NDArray[Any],
+    sample_rate: int,
+    threshold_db: float = -30.0,
+    frame_length_ms: float = 30.0,
+    hangover_ms: float = 0.0,
+    min_speech_ms: float = 0.0,
+    min_silence_ms: float = 0.0,
+) -> list[dict[str, float]]:
+    """Energy-based voice activity detection: speech segments in time order.
+
+    See the module docstring for the exact steps (frame length, 8-lane energy,
+    linear threshold, smoothing, segment energy and confidence).
+
+    Args:
+        samples: 2-D audio ``(frames, channels)`` of float32/float64/int16/int32.
+        sample_rate: Samples per second, > 0.
+        threshold_db: Speech threshold on a frame's mean square, in dBFS (finite).
+        frame_length_ms: Frame length in milliseconds (finite, > 0).
+        hangover_ms: Speech kept after each speech run (>= 0; 0 = off).
+        min_speech_ms: Speech runs shorter than this are dropped (>= 0; 0 = off).
+        min_silence_ms: Silence gaps shorter than this are filled (>= 0; 0 = off).
+
+    Returns:
+        One ``{"start_ms", "end_ms", "energy_db", "confidence"}`` dict of floats
+        per segment; ``[]`` for audio without samples.
+
+    Raises:
+        AudioFormatError: Bad shape or dtype, a NaN/inf sample, or an invalid
+            parameter (named).
+        MarshalingError: ``samples`` is not a numpy array.
+    """
+    _audio_format(samples)
+    if (
+        isinstance(sample_rate, (bool, np.bool_))
+        or not isinstance(sample_rate, (int, np.integer))
+        or sample_rate <= 0
+    ):
+        raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    rate = int(sample_rate)
+    threshold = _finite_float(threshold_db, "threshold_db", AudioFormatError)
+    frame_ms = _finite_float(frame_length_ms, "frame_length_ms", AudioFormatError)
+    if frame_ms <= 0:
+        raise AudioFormatError(f"frame_length_ms must be > 0, got {frame_length_ms!r}")
+    smoothing: dict[str, int] = {}
+    for name, ms in (
+        ("hangover_ms", hangover_ms),
+        ("min_speech_ms", min_speech_ms),
+        ("min_silence_ms", min_silence_ms),
+    ):
+        value = _finite_float(ms, name, AudioFormatError)
+        if value < 0:
+            raise AudioFormatError(f"{name} must be >= 0, got {ms!r}")
+        smoothing[name] = smoothing_frames(value, frame_ms)
+    if samples.size == 0:
+        return []
+    check_finite(samples)
+
+    frame_len = vad_frame_len(rate, frame_ms)
+    sums, counts = frame_energies(samples, frame_len)
+    speech = smooth_decisions(
+        frame_decisions(sums, counts, threshold),
+        hangover_frames=smoothing["hangover_ms"],
+        min_speech_frames=smoothing["min_speech_ms"],
+        min_silence_frames=smoothing["min_silence_ms"],
+    )
+    n_time = samples.shape[0]
+    segments: list[dict[str, float]] = []
+    for first, last in _runs(speech):
+        seg_sum = 0.0
+        for s in sums[first:last].tolist():
+            seg_sum = seg_sum + s
+        seg_count = int(counts[first:last].sum())
+        energy_db = 10.0 * math.log10(seg_sum / seg_count) if seg_sum > 0.0 else -math.inf
+        confidence = min(1.0, max(0.0, 1.0 - _pow10(-(energy_db - threshold) / 10.0)))
+        segments.append(
+            {
+                "start_ms": first * frame_len * 1000.0 / rate,
+                "end_ms": min(last * frame_len, n_time) * 1000.0 / rate,
+                "energy_db": energy_db,
+                "confidence": confidence,
+            }
+        )
+    return segments

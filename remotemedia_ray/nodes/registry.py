@@ -1,0 +1,192 @@
+"""The node type registry and runtime resolution.
+
+A manifest can only name registered node types: the built-ins, classes
+registered with :func:`register_node`, and classes that installed packages
+declare in the entry-point group ``remotemedia_ray.nodes`` (entry-point name =
+node type). A manifest never makes this library import arbitrary code.
+
+Each node type may have two implementations: ``cpython`` (numpy/Python) and
+``rust_native``. :func:`resolve_node_class` picks one, before anything runs:
+
+* ``rust_native`` -- the native class; an error naming the node if there is
+  none or the extension is not available;
+* ``auto`` -- native when available, else cpython with one logged warning;
+* ``cpython`` -- the Python class.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from importlib import metadata as importlib_metadata
+from typing import Literal, TypeVar
+
+from remotemedia_ray.errors import ManifestError, NodeNotFound
+from remotemedia_ray.nodes.base import NodeExecutor, NodeRuntime
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "available_node_types",
+    "create_node",
+    "node_class",
+    "register_node",
+    "resolve_node_class",
+]
+
+ENTRY_POINT_GROUP = "remotemedia_ray.nodes"
+"""Entry-point group through which installed packages contribute node types."""
+
+RuntimeChoice = Literal["rust_native", "cpython", "auto"]
+N = TypeVar("N", bound=type[NodeExecutor])
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_classes: dict[str, dict[NodeRuntime, type[NodeExecutor]]] = {}
+_builtin_types: set[str] = set()
+_loaded = False
+_warned_fallback: set[str] = set()
+
+
+def _register(node_type: str, cls: type[NodeExecutor], *, builtin: bool) -> None:
+    if not isinstance(cls, type) or not issubclass(cls, NodeExecutor):
+        raise ManifestError(f"cannot register {cls!r} as {node_type!r}: not a NodeExecutor class")
+    if not node_type or not isinstance(node_type, str):
+        raise ManifestError(f"node type must be a non-empty string, got {node_type!r}")
+    with _lock:
+        impls = _classes.setdefault(node_type, {})
+        existing = impls.get(cls.runtime)
+        if existing is not None and existing is not cls:
+            origin = "a built-in" if node_type in _builtin_types else "an already registered"
+            raise ManifestError(
+                f"node type {node_type!r} is {origin} type with a {cls.runtime} implementation "
+                f"({existing.__module__}.{existing.__qualname__})"
+            )
+        cls.node_type = node_type
+        impls[cls.runtime] = cls
+        if builtin:
+            _builtin_types.add(node_type)
+
+
+def register_node(node_type: str) -> Callable[[N], N]:
+    """Class decorator registering a user node type (cpython runtime).
+
+    Example::
+
+        @rm.register_node("Gain")
+        class Gain(rm.NodeExecutor):
+            def initialize(self, params): self.gain = params.get("gain", 1.0)
+            def execute(self, input): return input * self.gain
+    """
+
+    def decorate(cls: N) -> N:
+        _ensure_loaded()
+        _register(node_type, cls, builtin=False)
+        return cls
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        from remotemedia_ray.nodes import builtin
+
+        for node_type, cls in builtin.BUILTIN_NODES.items():
+            _register(node_type, cls, builtin=True)
+        _load_entry_points()
+
+
+def _load_entry_points() -> None:
+    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+            _register(ep.name, cls, builtin=False)
+        except Exception as exc:  # a broken plugin must not break the library
+            logger.warning("skipping node entry point %r (%s): %s", ep.name, ep.value, exc)
+
+
+def available_node_types() -> list[str]:
+    """Every registered node type, sorted."""
+    _ensure_loaded()
+    with _lock:
+        return sorted(_classes)
+
+
+def node_class(node_type: str, runtime: NodeRuntime) -> type[NodeExecutor] | None:
+    """The implementation of ``node_type`` for ``runtime``, or None."""
+    _ensure_loaded()
+    with _lock:
+        return _classes.get(node_type, {}).get(runtime)
+
+
+def resolve_node_class(
+    node_type: str, runtime: RuntimeChoice = "auto", *, node_id: str | None = None
+) -> type[NodeExecutor]:
+    """Pick the implementation of a node type for a runtime hint (see module docs).
+
+    Raises:
+        NodeNotFound: the node type is not registered.
+        ManifestError: the requested runtime has no usable implementation.
+    """
+    from remotemedia_ray.nodes.native import native_available
+
+    _ensure_loaded()
+    where = f"node {node_id!r}: " if node_id else ""
+    with _lock:
+        impls = dict(_classes.get(node_type, {}))
+    if not impls:
+        raise NodeNotFound(
+            f"{where}unknown node type {node_type!r}; registered types: "
+            f"{', '.join(available_node_types())}",
+            node_id=node_id,
+        )
+    native = impls.get("rust_native")
+    python = impls.get("cpython")
+    if runtime == "rust_native":
+        if native is None:
+            raise ManifestError(
+                f"{where}{node_type} has no rust_native implementation", node_id=node_id
+            )
+        if not native_available():
+            raise ManifestError(
+                f"{where}{node_type} requires the native extension remotemedia_ray._native, "
+                "which is not available",
+                node_id=node_id,
+            )
+        return native
+    if runtime == "cpython":
+        if python is None:
+            raise ManifestError(
+                f"{where}{node_type} has no cpython implementation", node_id=node_id
+            )
+        return python
+    if runtime != "auto":
+        raise ManifestError(
+            f"{where}runtime must be 'rust_native', 'cpython' or 'auto', got {runtime!r}",
+            node_id=node_id,
+        )
+    if native is not None and native_available():
+        return native
+    if python is None:
+        raise ManifestError(
+            f"{where}{node_type} has only a rust_native implementation and the native "
+            "extension is not available",
+            node_id=node_id,
+        )
+    if node_type in _builtin_types and node_type not in _warned_fallback:
+        _warned_fallback.add(node_type)
+        reason = "has no native implementation" if native is None else "native extension missing"
+        logger.warning("%s: %s; using the cpython (numpy) implementation", node_type, reason)
+    return python
+
+
+def create_node(node_type: str, runtime: RuntimeChoice = "auto") -> NodeExecutor:
+    """An un-initialized executor of ``node_type`` for ``runtime`` (see module docs)."""
+    return resolve_node_class(node_type, runtime)()

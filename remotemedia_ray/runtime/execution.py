@@ -1,0 +1,150 @@
+"""Running one node: retries, circuit breaker, metrics and error tagging.
+
+:class:`NodeRunner` owns one :class:`~remotemedia_ray.nodes.base.NodeExecutor`
+and is what every executor calls, in-process (local runtime) or inside a Ray
+actor: errors come out as :class:`~remotemedia_ray.errors.RemoteMediaError`
+subclasses naming the node and item, whatever the node raised.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError
+from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder
+from remotemedia_ray.nodes.base import NodeExecutor
+from remotemedia_ray.runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
+
+__all__ = ["ItemFailure", "NodeRunner", "PipelineOutput", "wrap_error"]
+
+
+class PipelineOutput(dict[str, Any]):
+    """The result of one item: ``{sink_id: output}``, plus the item's ``item_id``."""
+
+    item_id: str
+
+    def __init__(self, item_id: str, outputs: Mapping[str, Any]) -> None:
+        super().__init__(outputs)
+        self.item_id = item_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PipelineOutput, (self.item_id, dict(self)))
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """An item that failed: its id, the node it failed at, and the error."""
+
+    item_id: str
+    node_id: str | None
+    error: RemoteMediaError
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record ``{item_id, node_id, error_type, error}``."""
+        return {
+            "item_id": self.item_id,
+            "node_id": self.node_id,
+            "error_type": type(self.error).__name__,
+            "error": self.error.message,
+        }
+
+
+def wrap_error(
+    error: BaseException, *, node_id: str | None, item_id: str | None = None
+) -> RemoteMediaError:
+    """``error`` as a RemoteMediaError tagged with node and item.
+
+    Library errors keep their class; any other exception becomes a
+    :class:`~remotemedia_ray.errors.PythonError` carrying its type, message and
+    traceback (its ``__cause__`` is the original).
+    """
+    if isinstance(error, RemoteMediaError):
+        return error.with_context(node_id=node_id, item_id=item_id)
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    wrapped = PythonError(
+        f"{type(error).__name__}: {error}", node_id=node_id, item_id=item_id, traceback=text
+    )
+    wrapped.__cause__ = error
+    return wrapped
+
+
+class NodeRunner:
+    """One node executor plus the policies and figures around its calls."""
+
+    def __init__(
+        self,
+        executor: NodeExecutor,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.executor = executor
+        self.node_id = executor.node_id
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self.recorder = NodeMetricsRecorder(
+            executor.node_id or executor.node_type, executor.node_type, executor.runtime
+        )
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        """Initialize the node; failures raise NodeExecutionError naming it."""
+        try:
+            self.executor.initialize(params)
+        except Exception as exc:
+            cause = wrap_error(exc, node_id=self.node_id)
+            raise NodeExecutionError(
+                f"node {self.node_id!r} ({self.executor.node_type}) failed to initialize: {cause}",
+                node_id=self.node_id,
+            ) from cause
+        finally:
+            self.recorder.sample_memory()
+
+    def execute(self, value: Any, *, item_id: str | None = None) -> Any:
+        """Execute on one input with retries; raises a tagged RemoteMediaError on failure."""
+        if not self.breaker.allow():
+            error = CircuitOpenError(
+                "circuit breaker open after repeated failures; call refused",
+                node_id=self.node_id,
+                item_id=item_id,
+            )
+            self.recorder.record_failure(error)
+            raise error
+        start = time.perf_counter()
+
+        def attempt() -> Any:
+            try:
+                return self.executor.execute(value)
+            except RemoteMediaError as exc:
+                exc.with_context(node_id=self.node_id, item_id=item_id)
+                raise
+            except Exception as exc:
+                raise wrap_error(exc, node_id=self.node_id, item_id=item_id) from exc
+
+        def count_retry(_retry: int, _error: BaseException) -> None:
+            self.recorder.record_retry()
+
+        try:
+            result = self.retry_policy.call(attempt, on_retry=count_retry)
+        except RemoteMediaError as error:
+            self.breaker.record_failure()
+            self.recorder.record_failure(error, (time.perf_counter() - start) * 1e3)
+            raise
+        self.breaker.record_success()
+        self.recorder.record_success((time.perf_counter() - start) * 1e3)
+        return result
+
+    def cleanup(self) -> None:
+        """Clean the node up (idempotent); errors propagate to the caller."""
+        try:
+            self.executor.cleanup()
+        finally:
+            self.recorder.sample_memory()
+
+    def metrics(self) -> NodeMetrics:
+        """The node's aggregated figures."""
+        self.recorder.sample_memory()
+        return self.recorder.snapshot()

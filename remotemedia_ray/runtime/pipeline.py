@@ -1,0 +1,294 @@
+"""The :class:`Pipeline` facade: parse, build, execute, collect.
+
+``Pipeline(manifest, runtime="local")`` runs in this process (the reference
+semantics); ``runtime="ray"`` runs every node as Ray actors. Both give the
+same outputs. Use it as a context manager so every node is cleaned up, also
+on errors and Ctrl-C::
+
+    with rm.Pipeline("examples/gain.json", runtime="local") as p:
+        print(p.run(3.0))          # {"add": 16.0}
+        for out in p.map(items):   # streams {sink_id: output} per item
+            ...
+        print(p.metrics.summary())
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from remotemedia_ray.audio import AudioBuffer
+from remotemedia_ray.errors import ManifestError, RemoteMediaError
+from remotemedia_ray.manifest import Manifest
+from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics
+from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
+from remotemedia_ray.runtime.plan import PipelinePlan, RuntimeOverride
+from remotemedia_ray.runtime.retry import RetryPolicy
+
+__all__ = ["OnError", "Pipeline", "PipelineState"]
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["raise", "record"]
+
+
+class PipelineState(str, enum.Enum):
+    """Where a pipeline is in its life."""
+
+    IDLE = "Idle"
+    PARSING = "Parsing"
+    BUILDING = "Building"
+    EXECUTING = "Executing"
+    COLLECTING = "Collecting"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+
+
+class _Executor(Protocol):
+    def start(self) -> None: ...
+    def stream(
+        self, items: Iterable[tuple[str, Any]], *, ordered: bool = True
+    ) -> Iterator[PipelineOutput | ItemFailure]: ...
+    def node_metrics(self) -> list[NodeMetrics]: ...
+    def close(self) -> None: ...
+
+
+def _load_manifest(manifest: Manifest | str | Path | Mapping[str, Any]) -> Manifest:
+    if isinstance(manifest, Manifest):
+        return manifest
+    if isinstance(manifest, Mapping):
+        return Manifest.from_dict(dict(manifest))
+    if isinstance(manifest, (str, Path)):
+        text = str(manifest)
+        if text.lstrip().startswith("{"):
+            return Manifest.from_json(text)
+        return Manifest.from_file(manifest)
+    raise ManifestError(
+        f"manifest must be a Manifest, a path, JSON text or a dict, got {type(manifest).__name__}"
+    )
+
+
+class Pipeline:
+    """A manifest ready to run, locally or on Ray.
+
+    Args:
+        manifest: A :class:`~remotemedia_ray.manifest.Manifest`, a path to a
+            .json/.yaml file, JSON text, or a dict.
+        runtime: ``"ray"`` (actors on an embedded local Ray or a cluster) or
+            ``"local"`` (in this process).
+        address: Ray cluster to join (default: ``RAY_ADDRESS``, else an
+            embedded local Ray). Only for ``runtime="ray"``.
+        on_error: ``"raise"`` (default): a failing item raises its error;
+            ``"record"``: it is recorded in :attr:`failures` and the rest go on.
+        retry_policy: Backoff for retryable errors (default: 3 retries from 100 ms).
+        node_runtime: Overrides every node's ``runtime_hint`` (``"cpython"``,
+            ``"rust_native"`` or ``"auto"``).
+        **options: Executor options (see the Ray runtime's documentation).
+
+    The manifest is validated and every node's implementation resolved here,
+    before anything runs; errors name the node.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | str | Path | Mapping[str, Any],
+        runtime: Literal["ray", "local"] = "ray",
+        address: str | None = None,
+        *,
+        on_error: OnError = "raise",
+        retry_policy: RetryPolicy | None = None,
+        node_runtime: RuntimeOverride | None = None,
+        **options: Any,
+    ) -> None:
+        if runtime not in ("ray", "local"):
+            raise ManifestError(f"runtime must be 'ray' or 'local', got {runtime!r}")
+        if on_error not in ("raise", "record"):
+            raise ManifestError(f"on_error must be 'raise' or 'record', got {on_error!r}")
+        if runtime == "local" and (address is not None or options):
+            unknown = (["address"] if address is not None else []) + sorted(options)
+            raise ManifestError(f"runtime='local' takes no option(s) {', '.join(unknown)}")
+        self.runtime = runtime
+        self.address = address
+        self.on_error: OnError = on_error
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._options = options
+        self._state = PipelineState.IDLE
+        self._lock = threading.RLock()
+        self._executor: _Executor | None = None
+        self._closed = False
+        self._ids = itertools.count()
+        self.failures: list[ItemFailure] = []
+        """Items that failed under ``on_error="record"``, in the order they failed."""
+        self._elapsed_ms = 0.0
+        self._items_ok = 0
+        self._items_failed = 0
+        self._audio_seconds = 0.0
+
+        self._state = PipelineState.PARSING
+        try:
+            self.manifest = _load_manifest(manifest)
+            self.plan = PipelinePlan.build(self.manifest, node_runtime)
+        except BaseException:
+            self._state = PipelineState.FAILED
+            raise
+        self._state = PipelineState.IDLE
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def state(self) -> PipelineState:
+        """The current :class:`PipelineState`."""
+        return self._state
+
+    def open(self) -> Pipeline:
+        """Build the pipeline (create and initialize every node); idempotent."""
+        with self._lock:
+            if self._closed:
+                raise RemoteMediaError("this pipeline is closed; create a new one")
+            if self._executor is not None:
+                return self
+            self._state = PipelineState.BUILDING
+            executor = self._make_executor()
+            try:
+                executor.start()
+            except BaseException:
+                self._state = PipelineState.FAILED
+                raise
+            self._executor = executor
+            self._state = PipelineState.IDLE
+            return self
+
+    def _make_executor(self) -> _Executor:
+        if self.runtime == "local":
+            from remotemedia_ray.runtime.local import LocalExecutor
+
+            return LocalExecutor(self.plan, retry_policy=self.retry_policy)
+        raise RemoteMediaError(
+            "runtime='ray' is not available in this version yet; use runtime='local'"
+        )
+
+    def close(self) -> None:
+        """Clean up every node and release resources; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._executor is not None:
+                self._executor.close()
+
+    def __enter__(self) -> Pipeline:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(self, item: Any, *, item_id: str | None = None) -> PipelineOutput:
+        """Run one item; returns ``{sink_id: output}`` (a :class:`PipelineOutput`).
+
+        Raises the item's error (naming node and item), whatever ``on_error`` says.
+        """
+        (result,) = self._stream([(self._next_id(item_id), item)], ordered=True, raise_=True)
+        return result
+
+    def map(
+        self,
+        items: Iterable[Any],
+        *,
+        ordered: bool = True,
+        ids: Iterable[str] | None = None,
+        on_error: OnError | None = None,
+    ) -> Iterator[PipelineOutput]:
+        """Stream the results of many items.
+
+        Args:
+            items: The inputs, consumed lazily.
+            ordered: Yield results in input order (else as they complete).
+            ids: Item ids (default: a running counter); each result's
+                ``item_id`` names its item.
+            on_error: Overrides the pipeline's policy for this call. Under
+                ``"record"`` a failing item is skipped and added to :attr:`failures`.
+        """
+        policy = on_error or self.on_error
+        id_iter = iter(ids) if ids is not None else None
+        pairs = (
+            (self._next_id(None if id_iter is None else str(next(id_iter))), item) for item in items
+        )
+        return self._stream(pairs, ordered=ordered, raise_=policy == "raise")
+
+    def _next_id(self, item_id: str | None) -> str:
+        return str(next(self._ids)) if item_id is None else str(item_id)
+
+    def _stream(
+        self, pairs: Iterable[tuple[str, Any]], *, ordered: bool, raise_: bool
+    ) -> Iterator[PipelineOutput]:
+        self.open()
+        assert self._executor is not None
+        start = time.perf_counter()
+        self._state = PipelineState.EXECUTING
+        try:
+            for outcome in self._executor.stream(self._count_audio(pairs), ordered=ordered):
+                if isinstance(outcome, ItemFailure):
+                    self._items_failed += 1
+                    if raise_:
+                        raise outcome.error
+                    self.failures.append(outcome)
+                    logger.warning("item %r failed: %s", outcome.item_id, outcome.error)
+                    continue
+                self._items_ok += 1
+                yield outcome
+            self._state = PipelineState.COLLECTING
+            self._state = PipelineState.COMPLETE
+        except KeyboardInterrupt:
+            self._state = PipelineState.FAILED
+            self.close()
+            raise
+        except BaseException:
+            self._state = PipelineState.FAILED
+            raise
+        finally:
+            self._elapsed_ms += (time.perf_counter() - start) * 1e3
+
+    def _count_audio(self, pairs: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        for item_id, item in pairs:
+            if isinstance(item, AudioBuffer):
+                self._audio_seconds += item.duration_seconds
+            yield item_id, item
+
+    # -- results ----------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> PipelineMetrics:
+        """Figures of every run so far, nodes aggregated over items."""
+        nodes = (
+            self._executor.node_metrics()
+            if self._executor is not None
+            else [
+                NodeMetrics(node_id=n.node_id, node_type=n.spec.node_type, runtime=n.runtime)
+                for n in self.plan.nodes.values()
+            ]
+        )
+        seconds = self._elapsed_ms / 1e3
+        return PipelineMetrics(
+            total_time_ms=self._elapsed_ms,
+            total_memory_mb=max((n.memory_mb for n in nodes), default=0.0),
+            node_count=len(nodes),
+            nodes=nodes,
+            items=self._items_ok,
+            items_failed=self._items_failed,
+            audio_seconds=self._audio_seconds,
+            realtime_factor=(self._audio_seconds / seconds) if seconds > 0 else None,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Pipeline({self.manifest.metadata.name!r}, runtime={self.runtime!r}, "
+            f"state={self._state.value})"
+        )

@@ -1,0 +1,93 @@
+"""The logical plan of a pipeline: what runs, not how.
+
+:class:`PipelinePlan` is built from a manifest before anything runs: the
+manifest is validated, every node's implementation is resolved for its
+runtime hint, and its parameters are checked. Executors (local or Ray) take a
+plan and run it; the data-flow rule lives here so both follow it exactly:
+
+* a source node receives the pipeline input;
+* a node with one parent receives that parent's output;
+* a node with several parents receives ``{parent_id: output}`` in connection order;
+* the result of an item is ``{sink_id: output}`` for every sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from remotemedia_ray.graph import PipelineGraph
+from remotemedia_ray.manifest import Manifest, NodeSpec
+from remotemedia_ray.nodes.base import NodeExecutor, NodeRuntime, parse_params
+from remotemedia_ray.nodes.registry import resolve_node_class
+
+__all__ = ["NodePlan", "PipelinePlan", "RuntimeOverride"]
+
+RuntimeOverride = Literal["rust_native", "cpython", "auto"]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node, resolved: its manifest entry and the implementation that will run it."""
+
+    spec: NodeSpec
+    cls: type[NodeExecutor]
+
+    @property
+    def node_id(self) -> str:
+        """The manifest id."""
+        return self.spec.id
+
+    @property
+    def runtime(self) -> NodeRuntime:
+        """The implementation's runtime."""
+        return self.cls.runtime
+
+    def create(self) -> NodeExecutor:
+        """A fresh, un-initialized executor tagged with the node id."""
+        executor = self.cls()
+        executor.node_id = self.spec.id
+        return executor
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """A validated manifest with every node's implementation resolved."""
+
+    manifest: Manifest
+    graph: PipelineGraph
+    nodes: Mapping[str, NodePlan]
+
+    @classmethod
+    def build(cls, manifest: Manifest, runtime: RuntimeOverride | None = None) -> PipelinePlan:
+        """Validate ``manifest`` and resolve every node.
+
+        Args:
+            manifest: The pipeline.
+            runtime: Overrides every node's ``runtime_hint`` when given.
+
+        Raises:
+            ManifestError, CycleError, NodeNotFound: naming the offending node.
+        """
+        graph = PipelineGraph.from_manifest(manifest)
+        nodes: dict[str, NodePlan] = {}
+        for spec in manifest.nodes:
+            impl = resolve_node_class(spec.node_type, runtime or spec.runtime_hint, node_id=spec.id)
+            if impl.Params is not None:
+                parse_params(impl.Params, spec.params, node=spec.id)
+            nodes[spec.id] = NodePlan(spec=spec, cls=impl)
+        return cls(manifest=manifest, graph=graph, nodes=nodes)
+
+    def node_input(self, node_id: str, item: Any, outputs: Mapping[str, Any]) -> Any:
+        """The input of ``node_id`` given the pipeline input and its parents' outputs."""
+        parents = self.graph.parents(node_id)
+        if not parents:
+            return item
+        if len(parents) == 1:
+            return outputs[parents[0]]
+        return {parent: outputs[parent] for parent in parents}
+
+    def result(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """``{sink_id: output}`` of one item."""
+        return {sink: outputs[sink] for sink in self.graph.sinks}
