@@ -45,7 +45,7 @@ class AudioFormat(str, enum.Enum):
     @property
     def arrow_type(self) -> pa.DataType:
         """The Arrow type of one sample in this format."""
-        return pa.from_numpy_dtype(self.dtype)
+        return _ARROW_TYPES[self]
 
     @property
     def is_float(self) -> bool:
@@ -60,6 +60,10 @@ class AudioFormat(str, enum.Enum):
     @classmethod
     def from_dtype(cls, dtype: Any) -> AudioFormat:
         """The format of a numpy (or Arrow) dtype; raises AudioFormatError for others."""
+        try:
+            return _BY_TYPE[dtype]
+        except (KeyError, TypeError):
+            pass
         try:
             if isinstance(dtype, pa.DataType):
                 dtype = dtype.to_pandas_dtype()
@@ -80,9 +84,17 @@ _DTYPES = {
     AudioFormat.I32: "int32",
     AudioFormat.F64: "float64",
 }
+# numpy dtypes and Arrow types -> format, for O(1) lookups on hot paths.
+_BY_TYPE: dict[Any, AudioFormat] = {}
+for _fmt, _name in _DTYPES.items():
+    _BY_TYPE[np.dtype(_name)] = _fmt
+    _BY_TYPE[pa.from_numpy_dtype(np.dtype(_name))] = _fmt
+_ARROW_TYPES = {fmt: pa.from_numpy_dtype(np.dtype(name)) for fmt, name in _DTYPES.items()}
 
 
 def _check_rate(sample_rate: Any) -> int:
+    if type(sample_rate) is int and sample_rate > 0:
+        return sample_rate
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
         if isinstance(sample_rate, float) and sample_rate.is_integer():
             sample_rate = int(sample_rate)
@@ -122,7 +134,7 @@ class AudioBuffer:
     returns a read-only view of the same memory.
     """
 
-    __slots__ = ("_channels", "_format", "_sample_rate", "_samples")
+    __slots__ = ("_arrow", "_channels", "_format", "_sample_rate", "_view")
 
     def __init__(self, samples: pa.Array, sample_rate: int, channels: int = 1) -> None:
         """Wrap a flat Arrow array of interleaved samples (prefer the ``from_*`` builders)."""
@@ -136,7 +148,8 @@ class AudioBuffer:
         channels = _check_channels(channels)
         if len(samples) % channels:
             raise AudioFormatError(f"{len(samples)} samples do not divide into {channels} channels")
-        self._samples = samples
+        self._arrow: pa.Array | None = samples
+        self._view: np.ndarray | None = None
         self._sample_rate = _check_rate(sample_rate)
         self._channels = channels
         self._format = fmt
@@ -149,19 +162,19 @@ class AudioBuffer:
 
         A C-contiguous array is not copied: the buffer and the array share memory
         (keep the array unchanged afterwards). Other layouts are copied once into
-        C order.
+        C order. The Arrow view of the samples is made when first asked for.
 
         Raises:
             AudioFormatError: unsupported dtype, ragged/object input, more than
                 2 dimensions, zero channels, or a non-positive sample rate.
         """
-        arr = _as_samples_array(samples)
-        if arr.ndim == 1:
-            channels = 1
-        elif arr.ndim == 2:
-            channels = arr.shape[1]
-            if channels < 1:
+        arr = samples if type(samples) is np.ndarray else _as_samples_array(samples)
+        fmt = _BY_TYPE.get(arr.dtype) or AudioFormat.from_dtype(arr.dtype)
+        if arr.ndim == 2:
+            if arr.shape[1] < 1:
                 raise AudioFormatError("audio array has 0 channels; expected (frames, channels)")
+        elif arr.ndim == 1:
+            arr = arr.reshape(-1, 1)
         else:
             raise AudioFormatError(
                 f"audio array must be (frames,) or (frames, channels), got shape {arr.shape}"
@@ -169,10 +182,15 @@ class AudioBuffer:
         rate = _check_rate(sample_rate)
         if not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr)
-        flat = arr.reshape(-1)
-        fmt = AudioFormat.from_dtype(flat.dtype)
-        values = pa.Array.from_buffers(fmt.arrow_type, flat.size, [None, pa.py_buffer(flat)])
-        return cls(values, rate, channels)
+        view = arr.view()
+        view.flags.writeable = False
+        buffer = cls.__new__(cls)
+        buffer._arrow = None
+        buffer._view = view
+        buffer._sample_rate = rate
+        buffer._channels = arr.shape[1]
+        buffer._format = fmt
+        return buffer
 
     @classmethod
     def from_arrow(cls, samples: pa.Array, sample_rate: int, channels: int = 1) -> AudioBuffer:
@@ -223,7 +241,10 @@ class AudioBuffer:
     @property
     def num_frames(self) -> int:
         """Samples per channel."""
-        return len(self._samples) // self._channels
+        if self._view is not None:
+            return int(self._view.shape[0])
+        assert self._arrow is not None
+        return len(self._arrow) // self._channels
 
     @property
     def duration_seconds(self) -> float:
@@ -233,28 +254,40 @@ class AudioBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes of sample data."""
-        return len(self._samples) * self._format.dtype.itemsize
+        return self.num_frames * self._channels * self._format.dtype.itemsize
 
     # -- conversion -------------------------------------------------------------------
 
     def to_numpy(self) -> np.ndarray:
         """A read-only ``(frames, channels)`` view of the samples (no copy)."""
-        values = self._samples
-        dtype = self._format.dtype
-        data = values.buffers()[1]
-        if data is None:  # an empty array may have no data buffer
-            view = np.empty(0, dtype=dtype)
-        else:
-            view = np.frombuffer(
-                data, dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
-            )
-        view = view.reshape(-1, self._channels)
-        view.flags.writeable = False
+        view = self._view
+        if view is None:
+            values = self._arrow
+            assert values is not None
+            dtype = self._format.dtype
+            data = values.buffers()[1]
+            if data is None:  # an empty array may have no data buffer
+                view = np.empty(0, dtype=dtype)
+            else:
+                view = np.frombuffer(
+                    data, dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
+                )
+            view = view.reshape(-1, self._channels)
+            view.flags.writeable = False
+            self._view = view
         return view
 
     def to_arrow(self) -> pa.Array:
         """The flat Arrow array of interleaved samples (no copy)."""
-        return self._samples
+        values = self._arrow
+        if values is None:
+            assert self._view is not None
+            flat = self._view.reshape(-1)
+            values = pa.Array.from_buffers(
+                self._format.arrow_type, flat.size, [None, pa.py_buffer(flat)]
+            )
+            self._arrow = values
+        return values
 
     def with_samples(self, samples: np.ndarray, sample_rate: int | None = None) -> AudioBuffer:
         """A new buffer of ``samples`` with this buffer's rate unless another is given."""
@@ -291,7 +324,7 @@ class AudioBuffer:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (AudioBuffer, (self._samples, self._sample_rate, self._channels))
+        return (AudioBuffer, (self.to_arrow(), self._sample_rate, self._channels))
 
 
 def _locate(column: pa.ChunkedArray, row: int) -> tuple[int, int]:
@@ -316,7 +349,7 @@ def audio_table(ids: Sequence[str], buffers: Sequence[AudioBuffer]) -> pa.Table:
         raise AudioFormatError(f"a batch must have one sample format, got {names}")
     value_type = (formats.pop() if formats else AudioFormat.F32).arrow_type
     offsets = np.zeros(len(buffers) + 1, dtype=np.int64)
-    np.cumsum([len(b.to_arrow()) for b in buffers], out=offsets[1:])
+    np.cumsum([b.num_frames * b.channels for b in buffers], out=offsets[1:])
     chunks = [b.to_arrow() for b in buffers]
     values = pa.concat_arrays(chunks) if chunks else pa.array([], type=value_type)
     audio = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)

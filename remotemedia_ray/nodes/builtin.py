@@ -10,29 +10,84 @@ parameters and marshal inputs and outputs.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from remotemedia_ray.audio import AudioBuffer, AudioFormat
 from remotemedia_ray.errors import AudioFormatError, MarshalingError
-from remotemedia_ray.nodes import reference
+from remotemedia_ray.nodes import reference, resampling
 from remotemedia_ray.nodes.base import Capability, NodeExecutor, parse_params
-from remotemedia_ray.nodes.resampling import resample
 
 __all__ = [
     "BUILTIN_NODES",
     "AddNode",
     "ChannelMixNode",
     "FormatConverterNode",
+    "KernelBackend",
     "MultiplyNode",
+    "ReferenceKernels",
     "ResampleNode",
     "VADNode",
 ]
 
 _AUDIO = frozenset({Capability.AUDIO, Capability.CPU})
+
+
+class KernelBackend(Protocol):
+    """The numeric work of the built-in nodes; one backend per runtime.
+
+    Every backend computes exactly what :mod:`~remotemedia_ray.nodes.reference`
+    and :mod:`~remotemedia_ray.nodes.resampling` specify.
+    """
+
+    def convert_format(self, samples: np.ndarray, target: AudioFormat) -> np.ndarray:
+        """FormatConverterNode's conversion."""
+
+    def combine(
+        self, arrays: Sequence[np.ndarray], op: Literal["add", "multiply"], param: float
+    ) -> np.ndarray:
+        """MultiplyNode/AddNode on arrays."""
+
+    def combine_scalars(
+        self, values: Sequence[float], op: Literal["add", "multiply"], param: float
+    ) -> float:
+        """MultiplyNode/AddNode on numbers."""
+
+    def channel_mix(
+        self, samples: np.ndarray, mode: Literal["mean", "select"] = ..., channel: int = ...
+    ) -> np.ndarray:
+        """ChannelMixNode."""
+
+    def vad_segments(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        threshold_db: float = ...,
+        frame_length_ms: float = ...,
+        hangover_ms: float = ...,
+        min_speech_ms: float = ...,
+        min_silence_ms: float = ...,
+    ) -> list[dict[str, float]]:
+        """VADNode."""
+
+    def resample(
+        self, samples: np.ndarray, source_rate: int, target_rate: int, quality: str = ...
+    ) -> np.ndarray:
+        """ResampleNode."""
+
+
+class ReferenceKernels:
+    """The numpy implementations: the cpython runtime of the built-in nodes."""
+
+    convert_format = staticmethod(reference.convert_format)
+    combine = staticmethod(reference.combine)
+    combine_scalars = staticmethod(reference.combine_scalars)
+    channel_mix = staticmethod(reference.channel_mix)
+    vad_segments = staticmethod(reference.vad_segments)
+    resample = staticmethod(resampling.resample)
 
 
 class _Params(BaseModel):
@@ -94,13 +149,18 @@ class ChannelMixParams(_Params):
     channel: int = Field(default=0, ge=0, le=1023, description="Channel kept by mode=select.")
 
 
-class _AudioNode(NodeExecutor):
-    """A node taking exactly one AudioBuffer input."""
+class _BuiltinNode(NodeExecutor):
+    """A built-in node: its numeric work goes through ``kernels``."""
 
+    kernels: ClassVar[KernelBackend] = ReferenceKernels()
     capabilities: ClassVar[frozenset[Capability]] = _AUDIO
 
+
+class _AudioNode(_BuiltinNode):
+    """A node taking exactly one AudioBuffer input."""
+
     def _audio(self, value: Any) -> AudioBuffer:
-        if isinstance(value, AudioBuffer):
+        if type(value) is AudioBuffer or isinstance(value, AudioBuffer):
             return value
         if isinstance(value, dict):
             raise MarshalingError(
@@ -130,7 +190,7 @@ class VADNode(_AudioNode):
                 f"{self._label()}: input is {audio.sample_rate} Hz but params.sample_rate "
                 f"is {p.sample_rate}"
             )
-        return reference.vad_segments(
+        return self.kernels.vad_segments(
             audio.to_numpy(),
             audio.sample_rate,
             threshold_db=p.threshold,
@@ -151,7 +211,7 @@ class ResampleNode(_AudioNode):
 
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
-        out = resample(
+        out = self.kernels.resample(
             audio.to_numpy(), audio.sample_rate, self.params.target_rate, self.params.quality
         )
         return AudioBuffer.from_numpy(out, self.params.target_rate)
@@ -167,7 +227,7 @@ class FormatConverterNode(_AudioNode):
 
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
-        out = reference.convert_format(audio.to_numpy(), self.params.target_format)
+        out = self.kernels.convert_format(audio.to_numpy(), self.params.target_format)
         return AudioBuffer.from_numpy(out, audio.sample_rate)
 
 
@@ -181,18 +241,20 @@ class ChannelMixNode(_AudioNode):
 
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
-        out = reference.channel_mix(audio.to_numpy(), self.params.mode, self.params.channel)
+        out = self.kernels.channel_mix(audio.to_numpy(), self.params.mode, self.params.channel)
         return AudioBuffer.from_numpy(out, audio.sample_rate)
 
 
-class _ArithmeticNode(NodeExecutor):
+class _ArithmeticNode(_BuiltinNode):
     """Element-wise arithmetic on numbers, lists, arrays and audio; merges fan-in."""
 
     op: ClassVar[Literal["add", "multiply"]]
-    capabilities: ClassVar[frozenset[Capability]] = _AUDIO
     param: float
 
     def execute(self, input: Any) -> Any:
+        if type(input) is AudioBuffer:  # the hot path: one audio input
+            out = self.kernels.combine([input.to_numpy()], self.op, self.param)
+            return AudioBuffer.from_numpy(out, input.sample_rate)
         values = list(input.values()) if isinstance(input, dict) else [input]
         if not values:
             raise MarshalingError(f"{self._label()} received no inputs")
@@ -203,12 +265,12 @@ class _ArithmeticNode(NodeExecutor):
             )
         kind = kinds.pop()
         if kind == "number":
-            return reference.combine_scalars([float(v) for v in values], self.op, self.param)
+            return self.kernels.combine_scalars([float(v) for v in values], self.op, self.param)
         if kind == "list":
             arrays = [_list_array(v, self._label()) for v in values]
-            return reference.combine(arrays, self.op, self.param).tolist()
+            return self.kernels.combine(arrays, self.op, self.param).tolist()
         if kind == "array":
-            return reference.combine(values, self.op, self.param)
+            return self.kernels.combine(values, self.op, self.param)
         buffers: list[AudioBuffer] = values
         first = buffers[0]
         for other in buffers[1:]:
@@ -217,7 +279,7 @@ class _ArithmeticNode(NodeExecutor):
                     f"{self._label()}: cannot combine {first} with {other} "
                     "(sample rates and channel counts must match)"
                 )
-        out = reference.combine([b.to_numpy() for b in buffers], self.op, self.param)
+        out = self.kernels.combine([b.to_numpy() for b in buffers], self.op, self.param)
         return AudioBuffer.from_numpy(out, first.sample_rate)
 
 

@@ -14,11 +14,18 @@ warns once (``RuntimeWarning``) when the extension was built without
 from __future__ import annotations
 
 import warnings
-from types import ModuleType
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from remotemedia_ray.errors import NodeExecutionError
+import numpy as np
+
+from remotemedia_ray.audio import AudioFormat
+from remotemedia_ray.errors import AudioFormatError, MarshalingError, NodeExecutionError
+from remotemedia_ray.nodes import reference
 
 __all__ = [
+    "NATIVE_NODES",
+    "NativeKernels",
     "native_available",
     "native_build_profile",
     "native_module",
@@ -56,7 +63,7 @@ def native_build_profile() -> str | None:
     return _native.build_profile if _IMPORT_ERROR is None else None
 
 
-def native_module() -> ModuleType:
+def native_module() -> Any:
     """Return the imported extension module.
 
     Raises:
@@ -68,3 +75,161 @@ def native_module() -> ModuleType:
             f"the native extension remotemedia_ray._native is not available: {_IMPORT_ERROR}"
         ) from _IMPORT_ERROR
     return _native
+
+
+# -- the native kernel backend ------------------------------------------------------
+
+_AUDIO_DTYPES = frozenset(fmt.dtype for fmt in AudioFormat)
+
+
+def _kernel_input(samples: Any) -> np.ndarray:
+    """2-D audio the extension can read in place.
+
+    C-contiguous, aligned arrays (including read-only ones from Ray's object
+    store) pass through untouched; other layouts are copied once.
+    """
+    if (
+        type(samples) is np.ndarray
+        and samples.ndim == 2
+        and samples.dtype in _AUDIO_DTYPES
+        and samples.flags.c_contiguous
+        and samples.flags.aligned
+    ):
+        return samples  # the common case: read in place
+    if not isinstance(samples, np.ndarray):
+        raise MarshalingError(f"samples must be a numpy array, got {type(samples).__name__}")
+    if samples.ndim != 2:
+        raise AudioFormatError(f"samples must be 2-D (frames, channels), got shape {samples.shape}")
+    AudioFormat.from_dtype(samples.dtype)
+    return np.require(samples, requirements=("C_CONTIGUOUS", "ALIGNED"))
+
+
+class NativeKernels:
+    """The Rust implementations: the rust_native runtime of the built-in nodes.
+
+    Each method has the signature and the exact result of its counterpart in
+    :mod:`~remotemedia_ray.nodes.reference` (bit-identical) or
+    :mod:`~remotemedia_ray.nodes.resampling` (same quality specification).
+    """
+
+    @staticmethod
+    def convert_format(samples: np.ndarray, target: AudioFormat | str) -> np.ndarray:
+        """Converts ``(frames, channels)`` audio to ``target``."""
+        fmt = target if type(target) is AudioFormat else AudioFormat(target)
+        x = _kernel_input(samples)
+        if x.dtype == fmt.dtype:
+            reference.check_finite(x)
+            return samples
+        return native_module().convert_format(x, fmt.value)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def combine(
+        arrays: Sequence[np.ndarray], op: Literal["add", "multiply"], param: float
+    ) -> np.ndarray:
+        """Element-wise fan-in sum/product, then ``param`` (see reference.combine)."""
+        if len(arrays) == 1 and type(param) is float and op in ("add", "multiply"):
+            a = arrays[0]
+            if (
+                type(a) is np.ndarray
+                and a.ndim == 2
+                and a.dtype in _AUDIO_DTYPES
+                and a.flags.c_contiguous
+                and a.flags.aligned
+            ):
+                return native_module().combine([a], op, param)  # type: ignore[no-any-return]
+        if (
+            not arrays
+            or not all(isinstance(a, np.ndarray) for a in arrays)
+            or arrays[0].dtype not in _AUDIO_DTYPES
+            or arrays[0].dtype.byteorder == ">"
+            or op not in ("add", "multiply")
+            or isinstance(param, bool)
+        ):
+            return reference.combine(arrays, op, param)  # other dtypes: numpy does it
+        shape = arrays[0].shape
+        for a in arrays[1:]:
+            if a.shape != shape or a.dtype != arrays[0].dtype:
+                return reference.combine(arrays, op, param)  # raises the reference's error
+        flat = [
+            np.require(a, requirements=("C_CONTIGUOUS", "ALIGNED")).reshape(-1, 1) for a in arrays
+        ]
+        try:
+            value = float(param)
+        except (TypeError, ValueError, OverflowError):
+            return reference.combine(arrays, op, param)
+        out = native_module().combine(flat, op, value)
+        return out.reshape(shape)  # type: ignore[no-any-return]
+
+    combine_scalars = staticmethod(reference.combine_scalars)
+
+    @staticmethod
+    def channel_mix(
+        samples: np.ndarray, mode: Literal["mean", "select"] = "mean", channel: int = 0
+    ) -> np.ndarray:
+        """Downmix to mono or keep one channel: ``(frames, 1)``."""
+        x = _kernel_input(samples)
+        if mode == "select" and not 0 <= channel < x.shape[1]:
+            return reference.channel_mix(samples, mode, channel)  # raises, naming both
+        if mode == "mean" and x.shape[1] == 0:
+            return reference.channel_mix(samples, mode, channel)
+        return native_module().channel_mix(x, mode, channel)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def vad_segments(
+        samples: np.ndarray,
+        sample_rate: int,
+        threshold_db: float = -30.0,
+        frame_length_ms: float = 30.0,
+        hangover_ms: float = 0.0,
+        min_speech_ms: float = 0.0,
+        min_silence_ms: float = 0.0,
+    ) -> list[dict[str, float]]:
+        """Speech segments (see reference.vad_segments)."""
+        x = _kernel_input(samples)
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        return native_module().vad_segments(  # type: ignore[no-any-return]
+            x,
+            int(sample_rate),
+            float(threshold_db),
+            float(frame_length_ms),
+            float(hangover_ms),
+            float(min_speech_ms),
+            float(min_silence_ms),
+        )
+
+    @staticmethod
+    def resample(
+        samples: np.ndarray, source_rate: int, target_rate: int, quality: str = "high"
+    ) -> np.ndarray:
+        """Band-limited resampling to ``target_rate``; float32 output."""
+        x = _kernel_input(samples)
+        return native_module().resample(  # type: ignore[no-any-return]
+            x, int(source_rate), int(target_rate), quality
+        )
+
+
+def _native_nodes() -> dict[str, type]:
+    """The native twins of the built-in nodes (empty without the extension)."""
+    if not native_available():
+        return {}
+    from remotemedia_ray.nodes.builtin import BUILTIN_NODES
+
+    kernels = NativeKernels()
+    return {
+        name: type(
+            cls.__name__,
+            (cls,),
+            {
+                "runtime": "rust_native",
+                "kernels": kernels,
+                "__module__": __name__,
+                "__doc__": f"{cls.__doc__}\n\nRust implementation (rust_native runtime).",
+            },
+        )
+        for name, cls in BUILTIN_NODES.items()
+    }
+
+
+NATIVE_NODES: dict[str, type] = _native_nodes()
+"""The rust_native node classes by node type (empty when the extension is missing)."""

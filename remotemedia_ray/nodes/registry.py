@@ -96,9 +96,11 @@ def _ensure_loaded() -> None:
         if _loaded:
             return
         _loaded = True
-        from remotemedia_ray.nodes import builtin
+        from remotemedia_ray.nodes import builtin, native
 
         for node_type, cls in builtin.BUILTIN_NODES.items():
+            _register(node_type, cls, builtin=True)
+        for node_type, cls in native.NATIVE_NODES.items():
             _register(node_type, cls, builtin=True)
         _load_entry_points()
 

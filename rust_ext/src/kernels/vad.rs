@@ -1,0 +1,342 @@
+//! Energy voice activity detection (VADNode), step for step as
+//! `reference.vad_segments`:
+//!
+//! 1. `frame_len = max(1, floor(rate * frame_ms / 1000 + 0.5))`;
+//! 2. values as f64, integers divided by full scale;
+//! 3. per frame, the interleaved samples squared into 8 lanes (`i % 8`),
+//!    lanes summed as `((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))`;
+//! 4. speech iff `sum / count > 10^(threshold/10)`;
+//! 5. smoothing: hangover, then filling short gaps, then dropping short runs;
+//! 6. one segment per run of speech frames with its mean power and confidence.
+
+use super::{KernelError, Sample, check_finite};
+use crate::avx2_dispatch;
+
+/// Parameters of [`vad_segments`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VadParams {
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Threshold on a frame's mean square, dBFS.
+    pub threshold_db: f64,
+    /// Frame length, ms.
+    pub frame_length_ms: f64,
+    /// Speech kept after each run, ms (0 = off).
+    pub hangover_ms: f64,
+    /// Shortest speech run kept, ms (0 = off).
+    pub min_speech_ms: f64,
+    /// Shortest silence gap kept, ms (0 = off).
+    pub min_silence_ms: f64,
+}
+
+impl Default for VadParams {
+    fn default() -> Self {
+        VadParams {
+            sample_rate: 16000,
+            threshold_db: -30.0,
+            frame_length_ms: 30.0,
+            hangover_ms: 0.0,
+            min_speech_ms: 0.0,
+            min_silence_ms: 0.0,
+        }
+    }
+}
+
+/// One speech segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    /// Start, ms.
+    pub start_ms: f64,
+    /// End, ms (capped at the audio's duration).
+    pub end_ms: f64,
+    /// Mean power of the segment, dB.
+    pub energy_db: f64,
+    /// `clamp(1 - 10^(-(energy_db - threshold)/10), 0, 1)`.
+    pub confidence: f64,
+}
+
+/// Samples per frame: `max(1, floor(rate * frame_ms / 1000 + 0.5))`.
+pub fn frame_len(sample_rate: u32, frame_length_ms: f64) -> usize {
+    let len = (sample_rate as f64 * frame_length_ms / 1000.0 + 0.5).floor();
+    if len >= 1.0 { len as usize } else { 1 }
+}
+
+/// A smoothing duration in frames: `ceil(ms / frame_ms)`.
+pub fn smoothing_frames(ms: f64, frame_length_ms: f64) -> usize {
+    (ms / frame_length_ms).ceil() as usize
+}
+
+#[inline(always)]
+fn lanes_sum<T: Sample>(frame: &[T]) -> f64 {
+    let inv = T::SCALE;
+    let mut l = [0.0f64; 8];
+    let mut chunks = frame.chunks_exact(8);
+    for chunk in &mut chunks {
+        for k in 0..8 {
+            let e = chunk[k].to_f64() / inv;
+            l[k] = l[k] + e * e;
+        }
+    }
+    for (k, &v) in chunks.remainder().iter().enumerate() {
+        let e = v.to_f64() / inv;
+        l[k] = l[k] + e * e;
+    }
+    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+}
+
+#[inline(always)]
+fn energies_impl<T: Sample>(x: &[T], width: usize, sums: &mut [f64]) {
+    for (sum, frame) in sums.iter_mut().zip(x.chunks(width)) {
+        *sum = lanes_sum(frame);
+    }
+}
+
+avx2_dispatch!(fn energies_dispatch<T: Sample>(x: &[T], width: usize, sums: &mut [f64]) => energies_impl);
+
+/// Per-frame sums of squares (8-lane order) and sample counts of interleaved
+/// `channels`-channel audio cut into frames of `frame_len` time steps.
+pub fn frame_energies<T: Sample>(
+    x: &[T],
+    channels: usize,
+    frame_len: usize,
+) -> Result<(Vec<f64>, Vec<u64>), KernelError> {
+    if channels == 0 || frame_len == 0 {
+        return Err(KernelError::Shape(
+            "channels and frame length must be >= 1".to_owned(),
+        ));
+    }
+    let width = frame_len
+        .checked_mul(channels)
+        .ok_or_else(|| KernelError::Shape("frame length times channels overflows".to_owned()))?;
+    let n = x.len().div_ceil(width);
+    let mut sums = vec![0.0f64; n];
+    energies_dispatch(x, width, &mut sums);
+    let counts = x.chunks(width).map(|f| f.len() as u64).collect();
+    Ok((sums, counts))
+}
+
+/// Maximal runs of `true` as half-open `(start, end)` pairs.
+fn runs(flags: &[bool]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, &f) in flags.iter().enumerate() {
+        match (f, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, flags.len()));
+    }
+    out
+}
+
+/// Smoothing of per-frame decisions: hangover, then gap filling, then
+/// dropping short runs (counts in frames; 0 = off).
+pub fn smooth_decisions(
+    speech: &mut [bool],
+    hangover: usize,
+    min_speech: usize,
+    min_silence: usize,
+) {
+    let n = speech.len();
+    if hangover > 0 {
+        for (_, end) in runs(speech) {
+            let stop = end.saturating_add(hangover).min(n);
+            speech[end..stop].fill(true);
+        }
+    }
+    if min_silence > 0 {
+        let r = runs(speech);
+        for pair in r.windows(2) {
+            let (gap_start, gap_end) = (pair[0].1, pair[1].0);
+            if gap_end - gap_start < min_silence {
+                speech[gap_start..gap_end].fill(true);
+            }
+        }
+    }
+    if min_speech > 0 {
+        for (start, end) in runs(speech) {
+            if end - start < min_speech {
+                speech[start..end].fill(false);
+            }
+        }
+    }
+}
+
+fn check_params(p: &VadParams) -> Result<(), KernelError> {
+    let bad =
+        |name: &'static str, reason: String| Err(KernelError::InvalidParameter { name, reason });
+    if p.sample_rate == 0 {
+        return bad(
+            "sample_rate",
+            "must be a positive integer, got 0".to_owned(),
+        );
+    }
+    if !p.threshold_db.is_finite() {
+        return bad(
+            "threshold_db",
+            format!("must be finite, got {}", p.threshold_db),
+        );
+    }
+    if !p.frame_length_ms.is_finite() || p.frame_length_ms <= 0.0 {
+        return bad(
+            "frame_length_ms",
+            format!("must be > 0, got {}", p.frame_length_ms),
+        );
+    }
+    for (name, v) in [
+        ("hangover_ms", p.hangover_ms),
+        ("min_speech_ms", p.min_speech_ms),
+        ("min_silence_ms", p.min_silence_ms),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return bad(name, format!("must be >= 0, got {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// Speech segments of interleaved `channels`-channel audio.
+pub fn vad_segments<T: Sample>(
+    x: &[T],
+    channels: usize,
+    p: &VadParams,
+) -> Result<Vec<Segment>, KernelError> {
+    check_params(p)?;
+    if x.is_empty() {
+        return Ok(Vec::new());
+    }
+    if channels == 0 || x.len() % channels != 0 {
+        return Err(KernelError::Shape(format!(
+            "{} samples do not divide into {channels} channels",
+            x.len()
+        )));
+    }
+    check_finite(x, channels)?;
+    let flen = frame_len(p.sample_rate, p.frame_length_ms);
+    let (sums, counts) = frame_energies(x, channels, flen)?;
+    let thr = 10.0f64.powf(p.threshold_db / 10.0);
+    let mut speech: Vec<bool> = sums
+        .iter()
+        .zip(&counts)
+        .map(|(&s, &c)| s / c as f64 > thr)
+        .collect();
+    smooth_decisions(
+        &mut speech,
+        smoothing_frames(p.hangover_ms, p.frame_length_ms),
+        smoothing_frames(p.min_speech_ms, p.frame_length_ms),
+        smoothing_frames(p.min_silence_ms, p.frame_length_ms),
+    );
+    let n_time = x.len() / channels;
+    let rate = p.sample_rate as f64;
+    let segments = runs(&speech)
+        .into_iter()
+        .map(|(first, last)| {
+            let mut seg_sum = 0.0f64;
+            for &s in &sums[first..last] {
+                seg_sum = seg_sum + s;
+            }
+            let seg_count: u64 = counts[first..last].iter().sum();
+            let energy_db = if seg_sum > 0.0 {
+                10.0 * (seg_sum / seg_count as f64).log10()
+            } else {
+                f64::NEG_INFINITY
+            };
+            let confidence =
+                (1.0 - 10.0f64.powf(-(energy_db - p.threshold_db) / 10.0)).clamp(0.0, 1.0);
+            Segment {
+                start_ms: (first * flen) as f64 * 1000.0 / rate,
+                end_ms: (last.saturating_mul(flen)).min(n_time) as f64 * 1000.0 / rate,
+                energy_db,
+                confidence,
+            }
+        })
+        .collect();
+    Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(n: usize, amp: f32, rate: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| amp * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / rate).sin())
+            .collect()
+    }
+
+    #[test]
+    fn silence_gives_no_segments() {
+        let x = vec![0.0f32; 16000];
+        assert!(
+            vad_segments(&x, 1, &VadParams::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn tone_silence_tone_boundaries() {
+        let mut x = tone(8000, 0.5, 16000.0);
+        x.extend(vec![0.0; 4800]);
+        x.extend(tone(3200, 0.5, 16000.0));
+        let segs = vad_segments(&x, 1, &VadParams::default()).unwrap();
+        assert_eq!(segs.len(), 2);
+        assert_eq!((segs[0].start_ms, segs[0].end_ms), (0.0, 510.0));
+        assert_eq!((segs[1].start_ms, segs[1].end_ms), (780.0, 1000.0));
+        // 8000 tone samples of mean square 0.125 over the 8160 samples of 17 frames.
+        let expected = 10.0 * (0.125f64 * 8000.0 / 8160.0).log10();
+        assert!((segs[0].energy_db - expected).abs() < 0.01);
+        assert!(segs[0].confidence > 0.99);
+    }
+
+    #[test]
+    fn lanes_match_a_plain_loop() {
+        let x: Vec<f64> = (0..37)
+            .map(|i| (i as f64 * 0.37).sin() * 1e3f64.powi(i % 3))
+            .collect();
+        let mut l = [0.0f64; 8];
+        for (i, v) in x.iter().enumerate() {
+            l[i % 8] = l[i % 8] + v * v;
+        }
+        let expected = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        assert_eq!(lanes_sum(&x), expected);
+    }
+
+    #[test]
+    fn smoothing_order() {
+        // hangover 1: T F F T F F F T -> T T F T T F F T
+        let mut s = [true, false, false, true, false, false, false, true];
+        smooth_decisions(&mut s, 1, 0, 0);
+        assert_eq!(s, [true, true, false, true, true, false, false, true]);
+        // gap fill 2 then drop runs < 3
+        let mut s = [true, false, true, false, false, false, true];
+        smooth_decisions(&mut s, 0, 3, 2);
+        assert_eq!(s, [true, true, true, false, false, false, false]);
+    }
+
+    #[test]
+    fn bad_params_and_non_finite() {
+        let p = VadParams {
+            frame_length_ms: 0.0,
+            ..VadParams::default()
+        };
+        assert!(vad_segments(&[0.0f32], 1, &p).is_err());
+        let p = VadParams {
+            sample_rate: 0,
+            ..VadParams::default()
+        };
+        assert!(vad_segments(&[0.0f32], 1, &p).is_err());
+        assert!(vad_segments(&[0.0f32, f32::NAN], 1, &VadParams::default()).is_err());
+        assert!(
+            vad_segments::<f32>(&[], 1, &VadParams::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
