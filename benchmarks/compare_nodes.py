@@ -17,13 +17,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import remotemedia_ray as rm  # noqa: E402
-from remotemedia_ray.nodes import native, reference, resampling  # noqa: E402
+import remotemedia_ray as rm
+from remotemedia_ray.nodes import native, reference, resampling
 
 
 def best_time(fn: Callable[[], object], *, repeat: int, min_time: float = 0.05) -> float:
@@ -70,12 +71,16 @@ ROWS: list[Row] = []
 RATIOS: list[tuple[str, float, str]] = []
 
 
-def measure(task: str, name: str, fn: Callable[[], object], audio_s: float, samples: int,
-            repeat: int) -> Row:
+def measure(
+    task: str, name: str, fn: Callable[[], object], audio_s: float, samples: int, repeat: int
+) -> Row:
     row = Row(task, name, best_time(fn, repeat=repeat), audio_s, samples)
     ROWS.append(row)
-    print(f"  {name:<28} {row.seconds * 1e3:10.3f} ms  {row.msamples_per_s:9.1f} Msamples/s  "
-          f"{row.realtime:10.0f}x realtime", flush=True)
+    print(
+        f"  {name:<28} {row.seconds * 1e3:10.3f} ms  {row.msamples_per_s:9.1f} Msamples/s  "
+        f"{row.realtime:10.0f}x realtime",
+        flush=True,
+    )
     return row
 
 
@@ -118,14 +123,26 @@ def bench_resample(repeat: int, seconds: float) -> None:
             task = f"resample high {src}->{dst} {channels}ch"
             print(f"{task} ({seconds:g} s)")
             n = x.size
-            r_nat = measure(task, "native", lambda: nat.resample(x, src, dst, "high"),
-                            seconds, n, repeat)
-            r_sox = measure(task, "soxr HQ", lambda: soxr.resample(flat, src, dst, quality="HQ"),
-                            seconds, n, repeat)
+            r_nat = measure(
+                task, "native", partial(nat.resample, x, src, dst, "high"), seconds, n, repeat
+            )
+            r_sox = measure(
+                task,
+                "soxr HQ",
+                partial(soxr.resample, flat, src, dst, quality="HQ"),
+                seconds,
+                n,
+                repeat,
+            )
             if channels == 1 and src != 16000:
-                r_ref = measure(task, "numpy reference",
-                                lambda: resampling.resample(x, src, dst, "high"),
-                                seconds, n, max(2, repeat // 3))
+                r_ref = measure(
+                    task,
+                    "numpy reference",
+                    partial(resampling.resample, x, src, dst, "high"),
+                    seconds,
+                    n,
+                    max(2, repeat // 3),
+                )
                 ratio(f"{task}: native / numpy", r_nat, r_ref, "-")
             ratio(f"{task}: native / soxr HQ", r_nat, r_sox, ">= 1.0")
 
@@ -142,13 +159,22 @@ def bench_vad(repeat: int, seconds: float) -> None:
     nat = native.NativeKernels()
     task = "VAD 16 kHz mono"
     print(f"{task} ({seconds:g} s)")
-    r_nat = measure(task, "native (f32)", lambda: nat.vad_segments(x, rate), seconds, x.size, repeat)
+    r_nat = measure(
+        task, "native (f32)", lambda: nat.vad_segments(x, rate), seconds, x.size, repeat
+    )
     xi16 = pcm.reshape(-1, 1)
     measure(task, "native (i16)", lambda: nat.vad_segments(xi16, rate), seconds, x.size, repeat)
-    r_ref = measure(task, "numpy reference", lambda: reference.vad_segments(x, rate), seconds,
-                    x.size, repeat)
-    r_web = measure(task, "webrtcvad mode 2",
-                    lambda: [vad.is_speech(f, rate) for f in frames], seconds, x.size, repeat)
+    r_ref = measure(
+        task, "numpy reference", lambda: reference.vad_segments(x, rate), seconds, x.size, repeat
+    )
+    r_web = measure(
+        task,
+        "webrtcvad mode 2",
+        lambda: [vad.is_speech(f, rate) for f in frames],
+        seconds,
+        x.size,
+        repeat,
+    )
     ratio(f"{task}: native / webrtcvad", r_nat, r_web, ">= 10")
     ratio(f"{task}: native / numpy", r_nat, r_ref, "-")
 
@@ -158,14 +184,25 @@ def bench_convert(repeat: int, seconds: float) -> None:
     nat = native.NativeKernels()
     task = "FormatConverter f32->i16 48 kHz stereo"
     print(f"{task} ({seconds:g} s)")
-    r_nat = measure(task, "native", lambda: nat.convert_format(x, rm.AudioFormat.I16), seconds,
-                    x.size, repeat)
-    r_np = measure(task, "numpy rint(clip(x*32768))",
-                   lambda: np.rint(np.clip(x * 32768, -32768, 32767)).astype(np.int16),
-                   seconds, x.size, repeat)
-    r_ref = measure(task, "numpy reference",
-                    lambda: reference.convert_format(x, rm.AudioFormat.I16), seconds, x.size,
-                    repeat)
+    r_nat = measure(
+        task, "native", lambda: nat.convert_format(x, rm.AudioFormat.I16), seconds, x.size, repeat
+    )
+    r_np = measure(
+        task,
+        "numpy rint(clip(x*32768))",
+        lambda: np.rint(np.clip(x * 32768, -32768, 32767)).astype(np.int16),
+        seconds,
+        x.size,
+        repeat,
+    )
+    r_ref = measure(
+        task,
+        "numpy reference",
+        lambda: reference.convert_format(x, rm.AudioFormat.I16),
+        seconds,
+        x.size,
+        repeat,
+    )
     ratio(f"{task}: native / numpy expression", r_nat, r_np, ">= 4")
     ratio(f"{task}: native / numpy reference", r_nat, r_ref, "-")
 
@@ -176,12 +213,21 @@ def bench_arith(repeat: int, seconds: float) -> None:
     nat = native.NativeKernels()
     factor = np.float32(0.5)
     for task, fn_nat, fn_np in [
-        ("Multiply f32 48 kHz stereo", lambda: nat.combine([x], "multiply", 0.5),
-         lambda: x * factor),
-        ("Add f32 48 kHz stereo", lambda: nat.combine([x], "add", 0.25),
-         lambda: x + np.float32(0.25)),
-        ("Add (mix of 2) f32 48 kHz stereo", lambda: nat.combine([x, y], "add", 0.0),
-         lambda: x + y),
+        (
+            "Multiply f32 48 kHz stereo",
+            lambda: nat.combine([x], "multiply", 0.5),
+            lambda: x * factor,
+        ),
+        (
+            "Add f32 48 kHz stereo",
+            lambda: nat.combine([x], "add", 0.25),
+            lambda: x + np.float32(0.25),
+        ),
+        (
+            "Add (mix of 2) f32 48 kHz stereo",
+            lambda: nat.combine([x, y], "add", 0.0),
+            lambda: x + y,
+        ),
     ]:
         print(f"{task} ({seconds:g} s)")
         r_nat = measure(task, "native", fn_nat, seconds, x.size, repeat)
@@ -190,8 +236,14 @@ def bench_arith(repeat: int, seconds: float) -> None:
     task = "ChannelMix mean 48 kHz stereo"
     print(f"{task} ({seconds:g} s)")
     r_nat = measure(task, "native", lambda: nat.channel_mix(x, "mean"), seconds, x.size, repeat)
-    r_np = measure(task, "numpy x.mean(axis=1)", lambda: x.mean(axis=1, dtype=np.float32),
-                   seconds, x.size, repeat)
+    r_np = measure(
+        task,
+        "numpy x.mean(axis=1)",
+        lambda: x.mean(axis=1, dtype=np.float32),
+        seconds,
+        x.size,
+        repeat,
+    )
     ratio(f"{task}: native / numpy", r_nat, r_np, "-")
 
 
@@ -213,8 +265,11 @@ def bench_overhead(repeat: int) -> None:
         t_kernel = best_time(kernel, repeat=repeat)
         overhead_us = (t_node - t_kernel) * 1e6
         RATIOS.append((f"{node_type} execute overhead (us)", overhead_us, "<= 5 us"))
-        print(f"  {node_type:<22} execute {t_node * 1e6:7.2f} us, kernel {t_kernel * 1e6:7.2f} us,"
-              f" overhead {overhead_us:5.2f} us (target <= 5 us)", flush=True)
+        print(
+            f"  {node_type:<22} execute {t_node * 1e6:7.2f} us, kernel {t_kernel * 1e6:7.2f} us,"
+            f" overhead {overhead_us:5.2f} us (target <= 5 us)",
+            flush=True,
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -216,19 +216,23 @@ def _native_nodes() -> dict[str, type]:
     from remotemedia_ray.nodes.builtin import BUILTIN_NODES
 
     kernels = NativeKernels()
-    return {
-        name: type(
-            cls.__name__,
+    classes: dict[str, type] = {}
+    for name, cls in BUILTIN_NODES.items():
+        twin_name = f"Native{cls.__name__}"
+        twin = type(
+            twin_name,
             (cls,),
             {
                 "runtime": "rust_native",
                 "kernels": kernels,
                 "__module__": __name__,
+                "__qualname__": twin_name,
                 "__doc__": f"{cls.__doc__}\n\nRust implementation (rust_native runtime).",
             },
         )
-        for name, cls in BUILTIN_NODES.items()
-    }
+        globals()[twin_name] = twin  # importable by name, so Ray can pickle it by reference
+        classes[name] = twin
+    return classes
 
 
 NATIVE_NODES: dict[str, type] = _native_nodes()

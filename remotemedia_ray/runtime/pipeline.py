@@ -169,8 +169,17 @@ class Pipeline:
             from remotemedia_ray.runtime.local import LocalExecutor
 
             return LocalExecutor(self.plan, retry_policy=self.retry_policy)
-        raise RemoteMediaError(
-            "runtime='ray' is not available in this version yet; use runtime='local'"
+        from remotemedia_ray.runtime.ray_executor import RayExecutor, RayOptions
+
+        try:
+            options = RayOptions(**self._options)
+        except TypeError as exc:
+            known = ", ".join(RayOptions.__dataclass_fields__)
+            raise ManifestError(f"unknown Ray option: {exc}; known options: {known}") from None
+        except ValueError as exc:
+            raise ManifestError(str(exc)) from None
+        return RayExecutor(
+            self.plan, address=self.address, retry_policy=self.retry_policy, options=options
         )
 
     def close(self) -> None:

@@ -144,3 +144,10 @@ def test_native_node_errors_carry_the_node_id() -> None:
         p.run(bad, item_id="clip")
     assert info.value.node_id == "to16" and info.value.item_id == "clip"
     assert "index 1 (frame 1, channel 0)" in str(info.value)
+
+
+def test_the_extension_refuses_misaligned_memory_itself() -> None:
+    raw = np.zeros(4 * 11 + 1, np.uint8)
+    misaligned = np.frombuffer(raw.data, dtype=np.float32, count=10, offset=1).reshape(10, 1)
+    with pytest.raises(rm.AudioFormatError, match="aligned"):
+        ext().convert_format(misaligned, "i16")

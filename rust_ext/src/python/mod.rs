@@ -138,9 +138,16 @@ pub fn samples<'a, T: Element + Sample>(
     let (frames, channels) = (shape[0], shape[1]);
     let slice = array.as_slice().map_err(|_| {
         kernel_error_to_py(KernelError::Shape(
-            "audio must be C-contiguous (the Python wrapper copies other layouts)".to_owned(),
+            "audio must be C-contiguous and aligned (the Python wrapper copies other arrays)"
+                .to_owned(),
         ))
     })?;
+    // A slice over misaligned memory would be undefined behaviour: refuse it.
+    if !(slice.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(kernel_error_to_py(KernelError::Shape(
+            "audio memory is not aligned (the Python wrapper copies such arrays)".to_owned(),
+        )));
+    }
     Ok((slice, frames, channels))
 }
 

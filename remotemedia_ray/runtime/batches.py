@@ -1,0 +1,117 @@
+"""Batches of items as Arrow tables: what travels between node actors.
+
+A batch is one ``pa.Table`` with a row per item:
+
+* ``id`` (string): the item id;
+* ``audio`` (large list of samples) with ``sample_rate`` and ``channels``:
+  the item's value when it is an :class:`~remotemedia_ray.audio.AudioBuffer`
+  (the common case), otherwise null;
+* ``value`` (binary): any other value, pickled; null for audio and errors;
+* ``error`` (binary): the pickled :class:`~remotemedia_ray.errors.RemoteMediaError`
+  of an item that failed upstream (it is carried to the end, never dropped).
+
+The audio column is chunked one item per chunk, wrapping each buffer's own
+Arrow memory, so building a batch from kernel outputs copies no samples, and
+reading one back (:func:`decode_batch`) gives read-only views of the table's
+memory (in Ray's object store, when the table came through it).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat
+from remotemedia_ray.errors import MarshalingError, RemoteMediaError
+
+__all__ = ["BatchItem", "decode_batch", "encode_batch"]
+
+_ID = "id"
+_VALUE = "value"
+_ERROR = "error"
+
+
+@dataclass
+class BatchItem:
+    """One row of a batch: an item id and either its value or its error."""
+
+    item_id: str
+    value: Any = None
+    error: RemoteMediaError | None = None
+
+
+def encode_batch(items: Sequence[BatchItem]) -> pa.Table:
+    """A batch table of ``items`` (audio values are wrapped, not copied)."""
+    audio_format = next(
+        (it.value.format for it in items if it.error is None and isinstance(it.value, AudioBuffer)),
+        AudioFormat.F32,
+    )
+    list_type = pa.large_list(audio_format.arrow_type)
+    audio_chunks: list[pa.Array] = []
+    rates: list[int | None] = []
+    channels: list[int | None] = []
+    values: list[bytes | None] = []
+    errors: list[bytes | None] = []
+    for item in items:
+        value = item.value
+        if item.error is not None:
+            audio_chunks.append(pa.nulls(1, type=list_type))
+            rates.append(None)
+            channels.append(None)
+            values.append(None)
+            errors.append(pickle.dumps(item.error, protocol=5))
+        elif isinstance(value, AudioBuffer) and value.format is audio_format:
+            samples = value.to_arrow()
+            offsets = pa.array([0, len(samples)], type=pa.int64())
+            audio_chunks.append(pa.LargeListArray.from_arrays(offsets, samples))
+            rates.append(value.sample_rate)
+            channels.append(value.channels)
+            values.append(None)
+            errors.append(None)
+        else:
+            audio_chunks.append(pa.nulls(1, type=list_type))
+            rates.append(None)
+            channels.append(None)
+            try:
+                values.append(pickle.dumps(value, protocol=5))
+            except Exception as exc:
+                raise MarshalingError(
+                    f"item {item.item_id!r}: output of type {type(value).__name__} cannot be "
+                    f"serialized: {exc}",
+                    item_id=item.item_id,
+                ) from exc
+            errors.append(None)
+    audio = pa.chunked_array(audio_chunks, type=list_type)
+    return pa.table(
+        {
+            _ID: pa.array([it.item_id for it in items], pa.string()),
+            AUDIO_COLUMN: audio,
+            "sample_rate": pa.array(rates, pa.int32()),
+            "channels": pa.array(channels, pa.int16()),
+            _VALUE: pa.array(values, pa.large_binary()),
+            _ERROR: pa.array(errors, pa.large_binary()),
+        }
+    )
+
+
+def decode_batch(table: pa.Table) -> list[BatchItem]:
+    """The items of a batch table; audio values are read-only views of its memory."""
+    ids = table.column(_ID).to_pylist()
+    values = table.column(_VALUE).to_pylist()
+    errors = table.column(_ERROR).to_pylist()
+    audio = table.column(AUDIO_COLUMN)
+    has_audio = np.asarray(audio.is_valid())
+    items = []
+    for row, item_id in enumerate(ids):
+        if errors[row] is not None:
+            items.append(BatchItem(item_id, error=pickle.loads(errors[row])))
+        elif has_audio[row]:
+            items.append(BatchItem(item_id, AudioBuffer.from_table_row(table, row)))
+        else:
+            items.append(BatchItem(item_id, pickle.loads(values[row])))
+    return items

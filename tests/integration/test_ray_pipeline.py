@@ -1,0 +1,235 @@
+"""Pipeline(runtime="ray"): same outputs as local, streaming, zero-copy, metrics, cleanup."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import remotemedia_ray as rm
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def manifest(nodes: list[tuple[str, str, dict[str, Any]]], edges: list[tuple[str, str]]) -> dict:
+    return {
+        "version": "v1",
+        "metadata": {"name": "test"},
+        "nodes": [{"id": i, "node_type": t, "params": p} for i, t, p in nodes],
+        "connections": [{"from": a, "to": b} for a, b in edges],
+    }
+
+
+def example_audio() -> list[rm.AudioBuffer]:
+    out = []
+    for path in sorted((EXAMPLES / "audio").glob("*.*")):
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+        out.append(rm.AudioBuffer.from_numpy(samples, rate))
+    return out
+
+
+def run_both(m: Any, items: list[Any], **ray_options: Any) -> tuple[list[Any], list[Any]]:
+    with rm.Pipeline(m, runtime="local") as p:
+        local = list(p.map(items))
+    with rm.Pipeline(m, runtime="ray", **ray_options) as p:
+        remote = list(p.map(items))
+    return local, remote
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.stem)
+def test_example_manifests_equal_local(path: Path) -> None:
+    audio = example_audio()
+    local, remote = run_both(path, audio, batch_size=2)
+    assert [r.item_id for r in remote] == [r.item_id for r in local]
+    assert remote == local
+
+
+GRAPHS = {
+    "branching": manifest(
+        [
+            ("src", "AddNode", {"addend": 1}),
+            ("x2", "MultiplyNode", {"factor": 2}),
+            ("x10", "MultiplyNode", {"factor": 10}),
+        ],
+        [("src", "x2"), ("src", "x10")],
+    ),
+    "diamond": manifest(
+        [
+            ("src", "AddNode", {"addend": 1}),
+            ("a", "MultiplyNode", {"factor": 2}),
+            ("b", "MultiplyNode", {"factor": 3}),
+            ("join", "AddNode", {"addend": 0.5}),
+        ],
+        [("src", "a"), ("src", "b"), ("b", "join"), ("a", "join")],
+    ),
+    "merging": manifest(
+        [
+            ("a", "MultiplyNode", {"factor": 2}),
+            ("b", "AddNode", {"addend": 5}),
+            ("prod", "MultiplyNode", {"factor": 1}),
+        ],
+        [("a", "prod"), ("b", "prod")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_graphs_on_numbers_lists_arrays_equal_local(name: str, batch_size: int) -> None:
+    items: list[Any] = [1.0, 2.5, [1, 2, 3], np.arange(4, dtype=np.float32), -3]
+    local, remote = run_both(GRAPHS[name], items, batch_size=batch_size)
+    assert len(remote) == len(items)
+    for a, b in zip(local, remote, strict=True):
+        assert a.item_id == b.item_id
+        for sink in a:
+            np.testing.assert_array_equal(np.asarray(a[sink]), np.asarray(b[sink]))
+
+
+def test_unordered_map_yields_every_item_once() -> None:
+    m = GRAPHS["diamond"]
+    with rm.Pipeline(m, runtime="ray", batch_size=2, max_in_flight=3) as p:
+        results = list(p.map(range(25), ordered=False))
+    assert sorted(int(r.item_id) for r in results) == list(range(25))
+    by_id = {int(r.item_id): r["join"] for r in results}
+    assert all(by_id[i] == (i + 1) * 5 + 0.5 for i in range(25))
+
+
+def test_run_returns_sink_outputs_and_raises_item_errors() -> None:
+    with rm.Pipeline(GRAPHS["branching"], runtime="ray") as p:
+        assert p.run(1.0) == {"x2": 4.0, "x10": 20.0}
+        with pytest.raises(rm.MarshalingError) as info:
+            p.run("text", item_id="bad-item")
+        assert info.value.node_id == "src" and info.value.item_id == "bad-item"
+        assert p.run(2.0) == {"x2": 6.0, "x10": 30.0}
+
+
+def test_record_policy_keeps_the_other_items() -> None:
+    with rm.Pipeline(GRAPHS["diamond"], runtime="ray", on_error="record", batch_size=4) as p:
+        results = list(p.map([1.0, "x", 2.0, None, 3.0]))
+        metrics = p.metrics
+    assert [r.item_id for r in results] == ["0", "2", "4"]
+    assert [(f.item_id, f.node_id) for f in p.failures] == [("1", "src"), ("3", "src")]
+    assert metrics.items == 3 and metrics.items_failed == 2
+    assert metrics.node("src").items_failed == 2
+    assert metrics.node("join").items == 3
+
+
+def placement(array: np.ndarray) -> tuple[str, int]:
+    """(file backing the memory, offset in that file) of an array's first byte."""
+    address = array.ctypes.data
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(v, 16) for v in parts[0].split("-"))
+            if lo <= address < hi:
+                path = parts[5] if len(parts) > 5 else ""
+                return path, address - lo + int(parts[2], 16)
+    return "", address
+
+
+@rm.register_node("TestWhereIsMyInput")
+class WhereIsMyInput(rm.NodeExecutor):
+    """Reports where its input's samples live, and whether a native kernel reads them in place."""
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def execute(self, input: Any) -> Any:
+        from remotemedia_ray.nodes import native
+
+        view = input.to_numpy()
+        path, offset = placement(view)
+        kernel_view = native._kernel_input(view)
+        return {
+            "pid": os.getpid(),
+            "path": path,
+            "offset": offset,
+            "writeable": bool(view.flags.writeable),
+            "kernel_reads_in_place": kernel_view is view
+            and native.native_module().input_address(kernel_view) == view.ctypes.data,
+        }
+
+
+@pytest.mark.skipif(not rm.native_available(), reason="native extension not built")
+def test_consumers_read_the_batch_in_the_object_store_without_copies() -> None:
+    m = manifest(
+        [
+            ("gain", "MultiplyNode", {"factor": 0.5}),
+            ("left", "TestWhereIsMyInput", {}),
+            ("right", "TestWhereIsMyInput", {}),
+        ],
+        [("gain", "left"), ("gain", "right")],
+    )
+    x = np.linspace(-1, 1, 200_000, dtype=np.float32)
+    with rm.Pipeline(m, runtime="ray", node_runtime="auto") as p:
+        out = p.run(rm.AudioBuffer.from_numpy(x, 16000))
+    left, right = out["left"], out["right"]
+    assert left["pid"] != right["pid"]  # two actors, two processes
+    for seen in (left, right):
+        assert "plasma" in seen["path"], seen  # the object store's shared memory
+        assert seen["writeable"] is False
+        assert seen["kernel_reads_in_place"] is True
+    # Same file, same offset: both consumers read the one copy the producer wrote.
+    assert (left["path"], left["offset"]) == (right["path"], right["offset"])
+
+
+def test_metrics_are_gathered_from_the_actors() -> None:
+    audio = example_audio()
+    with rm.Pipeline(EXAMPLES / "speech_prep.json", runtime="ray", batch_size=2) as p:
+        list(p.map(audio))
+        metrics = p.metrics
+    assert metrics.node_count == 4 and metrics.items == len(audio)
+    assert metrics.audio_seconds == pytest.approx(sum(a.duration_seconds for a in audio))
+    for node in metrics.nodes:
+        assert node.status == "success" and node.items == len(audio)
+        assert node.memory_mb > 10  # peak RSS of an actor process
+        assert node.execution_time_ms > 0
+    expected = "rust_native" if rm.native_available() else "cpython"
+    assert {n.runtime for n in metrics.nodes} == {expected}
+    assert metrics.summary().startswith("Pipeline completed in")
+
+
+def alive(names: list[str]) -> list[str]:
+    """The named actors Ray can still hand out (a dead actor's name is released)."""
+    import ray
+
+    found = []
+    for name in names:
+        try:
+            ray.get_actor(name)
+        except ValueError:
+            continue
+        found.append(name)
+    return found
+
+
+def test_no_actor_outlives_the_pipeline() -> None:
+    m = GRAPHS["diamond"]
+    with rm.Pipeline(m, runtime="ray") as p:
+        p.run(1.0)
+        pipeline_id = p._executor.pipeline_id  # type: ignore[union-attr]
+        names = [f"rm:{pipeline_id}:{node['id']}:0" for node in m["nodes"]]
+        assert alive(names) == names
+    assert alive(names) == []
+
+
+def test_replicas_share_the_work() -> None:
+    m = manifest([("n", "TestWhereIsMyInput", {})], [])
+    m["nodes"][0]["execution"] = {"replicas": 2}
+    buf = rm.AudioBuffer.from_numpy(np.zeros(100, np.float32), 8000)
+    with rm.Pipeline(m, runtime="ray", batch_size=1) as p:
+        pids = {r["n"]["pid"] for r in p.map([buf] * 6)}
+    assert len(pids) == 2
+
+
+def test_unknown_ray_option_is_rejected() -> None:
+    p = rm.Pipeline(GRAPHS["diamond"], runtime="ray", batch_sise=3)
+    with pytest.raises(rm.ManifestError, match="unknown Ray option"):
+        p.open()
