@@ -65,9 +65,11 @@ test: build
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest tests
 
-## demo: run the local demo pipeline
+## demo: the dataset job on an embedded local Ray: examples/speech_prep.json over examples/audio
 demo: venv
-	$(PY) examples/local_demo.py
+	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-disabled} $(VENV)/bin/remotemedia-ray run examples/speech_prep.json \
+		-i examples/audio -o build/demo --overwrite
+	@echo "outputs: build/demo (Parquet shards per sink, metrics.json)"
 
 ## clean: remove build outputs and caches (keeps .venv; the next build redoes the extension)
 clean:

@@ -1,36 +1,47 @@
 """Frame-level accuracy of VADNode against webrtcvad on a synthetic speech corpus.
 
-    python benchmarks/vad_accuracy.py [--utterances 30] [--seed 0]
-                                      [--manifest examples/speech_prep.json]
+    python benchmarks/vad_accuracy.py [--recordings 8] [--utterances 5] [--seed 0]
+        [--level-range -30 -6] [--spread 6] [--gap-range 0.2 1.5]
+        [--manifest examples/speech_prep.json] [--runtime cpython|rust_native]
+
+Exits 0 when every target is met, 1 when one is missed, 2 without espeak-ng.
 
 The corpus is built in memory with espeak-ng (Debian's ``espeak-ng``) and is
-the same for the same ``--utterances`` and ``--seed``:
+the same for the same arguments. It is a set of recordings, as a dataset is a
+set of files; each recording is one input to each VAD:
 
-- Utterances: sentences spoken by varied voices, speeds and pitches, resampled
-  from espeak's 22050 Hz to 16 kHz and each scaled to a random peak level in
-  ``--level-range`` dBFS (default -30..-6, so the loudest and the quietest
-  utterance differ by up to 24 dB and no single fixed threshold fits all).
+- Utterances: Harvard sentences spoken by varied espeak-ng voices, speeds and
+  pitches, resampled from 22050 Hz to 16 kHz. Each recording gets a random
+  peak level in ``--level-range`` dBFS (default -30..-6: 24 dB between the
+  quietest and the loudest recording, so no single fixed threshold fits all),
+  and each of its utterances a peak level up to ``--spread`` dB (default 6)
+  below that.
 - Labels: an utterance is speech from its first to its last sample whose
   magnitude exceeds -50 dB relative to its own peak (espeak pads with exact
   zeros and ends with a slowly decaying tail; the tail below that is cut off
   the audio, so the signal outside the labels is exactly zero). Pauses between
   words inside an utterance count as speech.
-- Silences of a random length in 0.2..1.5 s come before, between and after the
-  utterances.
+- Silences of a random length in ``--gap-range`` (default 0.2..1.5 s) come
+  before, between and after the utterances (about 68% of the corpus is speech).
 - Noise: white (Gaussian) or pink (the white noise through Julius O. Smith's
-  fourth-order 1/f filter), added over the whole signal at a set SNR relative
-  to the speech power, which is the mean square over the labelled samples
-  (one stationary noise for the whole corpus, so the quiet utterances sit
-  below the nominal SNR). A mix that would clip is scaled down as a whole,
-  which keeps its SNR.
+  fourth-order 1/f filter), stationary over a whole recording, at a set SNR
+  relative to the recording's speech power (the mean square over its labelled
+  samples), so an utterance below the recording's mean level sits below the
+  nominal SNR. A mix that would clip is scaled down as a whole (SNR kept).
 
-Scoring is on a 10 ms grid: a cell is speech when its centre lies inside a
-labelled interval, and predicted speech when its centre lies inside a segment
-(ours) or a speech frame (webrtcvad, mode 2, 30 ms frames on int16 audio).
-Our VAD runs with the "vad" node's params of ``--manifest`` through both
-runtimes, which must agree exactly. Targets: F1 >= 0.95 clean and at 20 dB
-SNR, and an F1 no lower than webrtcvad's at 10 dB and 0 dB SNR, in white and
-in pink noise.
+Scoring is on a 10 ms grid pooled over the recordings: a cell is speech when
+its centre lies inside a labelled interval, and predicted speech when its
+centre lies inside a segment (ours) or a speech frame (webrtcvad, mode 2,
+30 ms frames on the audio rounded to int16). Our VAD runs as ``VADNode`` with
+the "vad" node's params of ``--manifest`` in both runtimes, which must agree
+exactly. Targets: F1 >= 0.95 clean and at 20 dB SNR, and an F1 no lower than
+webrtcvad's at 10 dB and 0 dB SNR, in white and in pink noise.
+
+Harder variants: ``--recordings 1 --utterances 40 --level-range -6 -6
+--spread 24`` puts all 24 dB of level spread into one noisy recording (at 0 dB
+SNR the quietest utterances are ~17 dB under the noise); ``--gap-range 2 6``
+makes recordings 70% silence, which makes pink noise's frame-energy spread
+matter more.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -113,7 +124,7 @@ SENTENCES = (
     "What joy there is in living.",
     "A king ruled the state in the early days.",
 )
-"""Harvard sentences (IEEE 1969 recommended practice, lists 1-4)."""
+"""Harvard sentences (IEEE Recommended Practice for Speech Quality Measurements, 1969)."""
 
 VOICES = (
     "en-us",
@@ -131,9 +142,10 @@ VOICES = (
 
 PINK_B = (0.049922035, -0.095993537, 0.050612699, -0.004408786)
 PINK_A = (1.0, -2.494956002, 2.017265875, -0.522189400)
-"""A 1/f (-3 dB/octave within +-0.3 dB over 9 octaves) IIR filter, J. O. Smith."""
+"""J. O. Smith's 1/f IIR filter: -3 dB/octave within 0.7 dB p-p over 10 Hz..7 kHz at 16 kHz."""
 
 Interval = tuple[int, int]
+Runtime = Literal["cpython", "rust_native"]
 
 
 @dataclass(frozen=True)
@@ -148,7 +160,7 @@ class Utterance:
 
 
 @dataclass(frozen=True)
-class Corpus:
+class Recording:
     """Clean speech with silences between utterances, and the speech labels."""
 
     speech: npt.NDArray[np.float64]
@@ -164,8 +176,13 @@ class Corpus:
 
     @property
     def seconds(self) -> float:
-        """Length of the corpus, s."""
+        """Length, s."""
         return self.speech.size / RATE
+
+    @property
+    def speech_seconds(self) -> float:
+        """Labelled speech, s."""
+        return sum(b - a for a, b in self.labels) / RATE
 
 
 @dataclass(frozen=True)
@@ -252,45 +269,63 @@ def synthesize(utt: Utterance) -> npt.NDArray[np.float64]:
     return np.asarray(x * (10.0 ** (utt.peak_dbfs / 20.0) / peak), dtype=np.float64)
 
 
-def plan_corpus(
-    n_utterances: int, seed: int = 0, level_range: tuple[float, float] = (-30.0, -6.0)
-) -> tuple[list[Utterance], list[int]]:
-    """The utterances and the ``n_utterances + 1`` silence lengths (samples) of a corpus."""
-    rng = np.random.default_rng(seed)
+@dataclass(frozen=True)
+class CorpusSpec:
+    """The shape of a corpus; the same spec always gives the same corpus."""
+
+    recordings: int = 8
+    utterances: int = 5
+    """Utterances per recording."""
+    seed: int = 0
+    level_range: tuple[float, float] = (-30.0, -6.0)
+    """Range of a recording's peak level, dBFS."""
+    spread_db: float = 6.0
+    """Utterance peak levels vary by up to this much below the recording's level."""
+    gap_range: tuple[float, float] = (0.2, 1.5)
+    """Range of the silences before, between and after the utterances, s."""
+
+
+def plan_recording(spec: CorpusSpec, index: int) -> tuple[list[Utterance], list[int]]:
+    """The utterances and the silence lengths (samples, one more) of one recording."""
+    rng = np.random.default_rng([spec.seed, index])
+    level = float(rng.uniform(*spec.level_range))
     utts = [
         Utterance(
-            text=SENTENCES[i % len(SENTENCES)],
+            text=SENTENCES[(index * spec.utterances + i) % len(SENTENCES)],
             voice=VOICES[int(rng.integers(len(VOICES)))],
             speed=int(rng.integers(130, 211)),
             pitch=int(rng.integers(25, 76)),
-            peak_dbfs=float(rng.uniform(*level_range)),
+            peak_dbfs=level - float(rng.uniform(0.0, spec.spread_db)),
         )
-        for i in range(n_utterances)
+        for i in range(spec.utterances)
     ]
-    gaps = [int(rng.integers(int(0.2 * RATE), int(1.5 * RATE) + 1)) for _ in range(n_utterances + 1)]
+    lo, hi = (round(s * RATE) for s in spec.gap_range)
+    gaps = [int(rng.integers(lo, hi + 1)) for _ in range(len(utts) + 1)]
     return utts, gaps
 
 
-def build_corpus(
-    n_utterances: int = 30, seed: int = 0, level_range: tuple[float, float] = (-30.0, -6.0)
-) -> Corpus:
-    """Synthesize a labelled corpus (deterministic for the same arguments)."""
-    utts, gaps = plan_corpus(n_utterances, seed, level_range)
+def build_corpus(spec: CorpusSpec = CorpusSpec()) -> list[Recording]:
+    """Synthesize the labelled recordings of a corpus (deterministic for ``spec``)."""
+    plans = [plan_recording(spec, i) for i in range(spec.recordings)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        audio = list(pool.map(synthesize, utts))
-    pieces: list[npt.NDArray[np.float64]] = [np.zeros(gaps[0])]
-    labels: list[Interval] = []
-    pos = gaps[0]
-    for x, gap in zip(audio, gaps[1:], strict=True):
-        labels.append((pos, pos + x.size))
-        pieces += [x, np.zeros(gap)]
-        pos += x.size + gap
-    return Corpus(np.concatenate(pieces), tuple(labels), tuple(utts))
+        audio = iter(list(pool.map(synthesize, [u for utts, _ in plans for u in utts])))
+    recordings = []
+    for utts, gaps in plans:
+        pieces: list[npt.NDArray[np.float64]] = [np.zeros(gaps[0])]
+        labels: list[Interval] = []
+        pos = gaps[0]
+        for gap in gaps[1:]:
+            x = next(audio)
+            labels.append((pos, pos + x.size))
+            pieces += [x, np.zeros(gap)]
+            pos += x.size + gap
+        recordings.append(Recording(np.concatenate(pieces), tuple(labels), tuple(utts)))
+    return recordings
 
 
-def noise(kind: str, n: int, seed: int) -> npt.NDArray[np.float64]:
+def noise(kind: str, n: int, seed: Sequence[int]) -> npt.NDArray[np.float64]:
     """Unit-power white or pink noise of ``n`` samples (deterministic for ``seed``)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(list(seed))
     if kind == "white":
         x = rng.standard_normal(n)
     elif kind == "pink":
@@ -301,12 +336,14 @@ def noise(kind: str, n: int, seed: int) -> npt.NDArray[np.float64]:
     return np.asarray(x / math.sqrt(float(np.mean(x * x))), dtype=np.float64)
 
 
-def noisy(corpus: Corpus, condition: Condition, seed: int = 0) -> npt.NDArray[np.float32]:
-    """The corpus with the condition's noise added, as float32 in [-1, 1]."""
-    x = corpus.speech.copy()
+def noisy(
+    recording: Recording, condition: Condition, seed: Sequence[int] = (0,)
+) -> npt.NDArray[np.float32]:
+    """The recording with the condition's noise added, as float32 in [-1, 1]."""
+    x = recording.speech.copy()
     if condition.snr_db is not None:
-        n = noise(condition.noise, x.size, seed + (1 if condition.noise == "white" else 2))
-        x += n * math.sqrt(corpus.speech_power / 10.0 ** (condition.snr_db / 10.0))
+        n = noise(condition.noise, x.size, [*seed, 1 if condition.noise == "white" else 2])
+        x += n * math.sqrt(recording.speech_power / 10.0 ** (condition.snr_db / 10.0))
     peak = float(np.max(np.abs(x)))
     if peak > 0.99:
         x *= 0.99 / peak
@@ -336,15 +373,10 @@ def score(truth: npt.NDArray[np.bool_], pred: npt.NDArray[np.bool_]) -> Scores:
     return Scores(precision, recall, f1)
 
 
-def n_cells(corpus: Corpus) -> int:
-    """Cells of the scoring grid over the corpus."""
-    return int(corpus.speech.size * 1000 / RATE // CELL_MS)
-
-
-def truth_grid(corpus: Corpus) -> npt.NDArray[np.bool_]:
-    """The labels on the scoring grid."""
-    ms = [(a * 1000.0 / RATE, b * 1000.0 / RATE) for a, b in corpus.labels]
-    return grid(ms, n_cells(corpus))
+def truth_grid(recording: Recording) -> npt.NDArray[np.bool_]:
+    """The labels of a recording on the scoring grid (whole cells only)."""
+    ms = [(a * 1000.0 / RATE, b * 1000.0 / RATE) for a, b in recording.labels]
+    return grid(ms, int(recording.seconds * 1000.0 // CELL_MS))
 
 
 # -- detectors -----------------------------------------------------------------
@@ -358,7 +390,7 @@ def manifest_vad_params(path: Path = MANIFEST) -> dict[str, Any]:
 
 
 def our_segments(
-    x: npt.NDArray[np.float32], params: Mapping[str, Any], runtime: str
+    x: npt.NDArray[np.float32], params: Mapping[str, Any], runtime: Runtime
 ) -> list[dict[str, float]]:
     """Segments of VADNode with ``params`` on mono 16 kHz audio, in one runtime."""
     node = rm.create_node("VADNode", runtime=runtime)
@@ -372,9 +404,9 @@ def our_segments(
     return segments
 
 
-def webrtc_intervals(x: npt.NDArray[np.float32], mode: int = 2, frame_ms: int = 30) -> list[
-    tuple[float, float]
-]:
+def webrtc_intervals(
+    x: npt.NDArray[np.float32], mode: int = 2, frame_ms: int = 30
+) -> list[tuple[float, float]]:
     """Speech frames of webrtcvad on the audio as int16 (the last partial frame is dropped)."""
     import webrtcvad
 
@@ -389,25 +421,41 @@ def webrtc_intervals(x: npt.NDArray[np.float32], mode: int = 2, frame_ms: int = 
 
 
 def evaluate(
-    corpus: Corpus,
+    recordings: Sequence[Recording],
     params: Mapping[str, Any],
     conditions: Sequence[Condition] = CONDITIONS,
     seed: int = 0,
-    runtimes: Sequence[str] = ("cpython", "rust_native"),
+    runtimes: Sequence[Runtime] = ("cpython", "rust_native"),
 ) -> list[Result]:
-    """Score our VAD (every runtime in ``runtimes``, which must agree) and webrtcvad."""
-    truth = truth_grid(corpus)
-    cells = truth.size
+    """Score our VAD (every runtime in ``runtimes``, which must agree) and webrtcvad.
+
+    Each recording is one input to each detector (as one file is one item of a
+    pipeline); the grids of all recordings are pooled before scoring.
+    """
     results = []
     for condition in conditions:
-        x = noisy(corpus, condition, seed)
-        runs = [our_segments(x, params, runtime) for runtime in runtimes]
-        for runtime, segs in zip(runtimes[1:], runs[1:], strict=True):
-            if segs != runs[0]:
-                raise AssertionError(f"{runtime} and {runtimes[0]} disagree on {condition.name}")
-        ours = grid([(s["start_ms"], s["end_ms"]) for s in runs[0]], cells)
-        theirs = grid(webrtc_intervals(x), cells)
-        results.append(Result(condition, score(truth, ours), score(truth, theirs)))
+        truth, ours, theirs = [], [], []
+        for index, recording in enumerate(recordings):
+            x = noisy(recording, condition, (seed, index))
+            cells = truth_grid(recording)
+            runs = [our_segments(x, params, runtime) for runtime in runtimes]
+            for runtime, segs in zip(runtimes[1:], runs[1:], strict=True):
+                if segs != runs[0]:
+                    raise AssertionError(
+                        f"{runtime} and {runtimes[0]} disagree on recording {index}, "
+                        f"{condition.name}"
+                    )
+            truth.append(cells)
+            ours.append(grid([(s["start_ms"], s["end_ms"]) for s in runs[0]], cells.size))
+            theirs.append(grid(webrtc_intervals(x), cells.size))
+        t = np.concatenate(truth)
+        results.append(
+            Result(
+                condition,
+                score(t, np.concatenate(ours)),
+                score(t, np.concatenate(theirs)),
+            )
+        )
     return results
 
 
@@ -429,16 +477,36 @@ def table(results: Sequence[Result]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the corpus, score both VADs, print the table; exit 1 if a target is missed."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--utterances", type=int, default=30, help="utterances in the corpus")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and the noise")
+    default = CorpusSpec()
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "--recordings", type=int, default=default.recordings, help="recordings in the corpus"
+    )
+    parser.add_argument(
+        "--utterances", type=int, default=default.utterances, help="utterances per recording"
+    )
+    parser.add_argument("--seed", type=int, default=default.seed, help="corpus and noise seed")
     parser.add_argument(
         "--level-range",
         type=float,
         nargs=2,
-        default=(-30.0, -6.0),
+        default=default.level_range,
         metavar=("LO", "HI"),
-        help="utterance peak levels, dBFS",
+        help="range of a recording's peak level, dBFS",
+    )
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=default.spread_db,
+        help="utterance levels vary by up to this many dB within a recording",
+    )
+    parser.add_argument(
+        "--gap-range",
+        type=float,
+        nargs=2,
+        default=default.gap_range,
+        metavar=("LO", "HI"),
+        help="range of the silences around the utterances, s",
     )
     parser.add_argument("--manifest", type=Path, default=MANIFEST, help="VAD settings from here")
     parser.add_argument(
@@ -451,20 +519,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not espeak_available():
         print("espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2
-    runtimes = args.runtime or (["cpython", "rust_native"] if rm.native_available() else ["cpython"])
+    runtimes = cast(
+        "list[Runtime]",
+        args.runtime or (["cpython", "rust_native"] if rm.native_available() else ["cpython"]),
+    )
+    spec = CorpusSpec(
+        args.recordings,
+        args.utterances,
+        args.seed,
+        tuple(args.level_range),
+        args.spread,
+        tuple(args.gap_range),
+    )
     params = manifest_vad_params(args.manifest)
     start = time.perf_counter()
-    corpus = build_corpus(args.utterances, args.seed, tuple(args.level_range))
+    recordings = build_corpus(spec)
     built = time.perf_counter() - start
-    speech_s = sum(b - a for a, b in corpus.labels) / RATE
+    seconds = sum(r.seconds for r in recordings)
+    speech = sum(r.speech_seconds for r in recordings)
     print(
-        f"corpus: {len(corpus.labels)} utterances, {corpus.seconds:.1f} s "
-        f"({speech_s / corpus.seconds:.0%} speech), speech power "
-        f"{10 * math.log10(corpus.speech_power):.1f} dBFS, built in {built:.1f} s"
+        f"corpus: {spec.recordings} recordings x {spec.utterances} utterances, {seconds:.1f} s "
+        f"({speech / seconds:.0%} speech), peak levels {spec.level_range[0]:g}..."
+        f"{spec.level_range[1]:g} dBFS, spread {spec.spread_db:g} dB, built in {built:.1f} s"
     )
     print(f"ours: VADNode {json.dumps(params)} ({', '.join(runtimes)})")
     print("webrtcvad: mode 2, 30 ms frames, int16\n")
-    results = evaluate(corpus, params, seed=args.seed, runtimes=runtimes)
+    results = evaluate(recordings, params, seed=spec.seed, runtimes=runtimes)
     print(table(results))
     print(f"\n{time.perf_counter() - start:.1f} s in all")
     return 0 if all(r.passed for r in results) else 1

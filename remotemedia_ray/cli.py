@@ -18,6 +18,36 @@ from remotemedia_ray.errors import RemoteMediaError
 __all__ = ["main"]
 
 
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from remotemedia_ray.job import JobConfig, run_job
+
+    ray_options = {}
+    if args.max_in_flight is not None:
+        ray_options["max_in_flight"] = args.max_in_flight
+    config = JobConfig(
+        manifest=args.manifest,
+        input=args.input,
+        outdir=Path(args.output),
+        address=args.address,
+        runtime=args.runtime,
+        node_runtime=args.node_runtime,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        max_errors=args.max_errors,
+        write_audio=args.write_audio,
+        batch_size=args.batch_size,
+        shard_rows=args.shard_rows,
+        progress="off" if args.quiet else "auto",
+        ray_options=ray_options,
+    )
+    result = run_job(config)
+    if result.summary:
+        print(result.summary)
+    return result.exit_code
+
+
 def _validate(args: argparse.Namespace) -> int:
     from remotemedia_ray.manifest import Manifest
     from remotemedia_ray.runtime.plan import PipelinePlan
@@ -94,6 +124,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="preprocess a folder, glob, list file or Parquet dataset of audio",
+        description="Run MANIFEST over every input and write each sink's outputs to OUTDIR.",
+    )
+    run.add_argument("manifest", metavar="MANIFEST", help="pipeline manifest (.json/.yaml)")
+    run.add_argument("-i", "--input", required=True, help="directory, glob, list file or Parquet")
+    run.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
+    run.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS or embedded)")
+    run.add_argument("--runtime", choices=["ray", "local"], default="ray", help="default: ray")
+    run.add_argument(
+        "--node-runtime",
+        choices=["auto", "cpython", "rust_native"],
+        default=None,
+        help="override every node's runtime_hint",
+    )
+    run.add_argument("--resume", action="store_true", help="skip items an earlier run finished")
+    run.add_argument("--overwrite", action="store_true", help="replace earlier results in OUTDIR")
+    run.add_argument(
+        "--max-errors",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop with exit code 3 after more than N failed items",
+    )
+    run.add_argument(
+        "--write-audio",
+        choices=["flac", "wav"],
+        default=None,
+        help="also write each audio output as a file mirroring the input paths",
+    )
+    run.add_argument("--batch-size", type=int, default=None, help="items per batch")
+    run.add_argument("--max-in-flight", type=int, default=None, help="batches in flight")
+    run.add_argument("--shard-rows", type=int, default=256, help="items per Parquet shard")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.set_defaults(func=_run)
 
     validate = sub.add_parser("validate", help="check manifests (exit 0 if all are valid)")
     validate.add_argument("manifests", nargs="+", metavar="MANIFEST", help=".json/.yaml file")

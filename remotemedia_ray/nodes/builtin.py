@@ -70,6 +70,9 @@ class KernelBackend(Protocol):
         hangover_ms: float = ...,
         min_speech_ms: float = ...,
         min_silence_ms: float = ...,
+        context_ms: float = ...,
+        noise_floor_percentile: float | None = ...,
+        noise_floor_margin_db: float = ...,
     ) -> list[dict[str, float]]:
         """VADNode."""
 
@@ -110,6 +113,24 @@ class VADParams(_Params):
     )
     min_silence_ms: float = Field(
         default=0.0, ge=0, le=60_000, description="Bridge silences shorter than this."
+    )
+    context_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Average each frame's energy with its neighbours this far on each side "
+        "before deciding, ms (0 = off).",
+    )
+    noise_floor_percentile: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Adaptive threshold: this percentile of the input's frame energies is "
+        "its noise floor, and speech must also exceed floor + noise_floor_margin_db "
+        "(null = off; the input needs some non-speech).",
+    )
+    noise_floor_margin_db: float = Field(
+        default=3.0, ge=0, le=60, description="Margin above the noise floor, dB."
     )
 
 
@@ -175,6 +196,10 @@ class VADNode(_AudioNode):
 
     Each segment is ``{start_ms, end_ms, energy_db, confidence}``; see
     :func:`remotemedia_ray.nodes.reference.vad_segments` for the exact rules.
+    The defaults are the plain detector (each frame against ``threshold``).
+    For speech in unknown noise, turn on the adaptive noise floor and the
+    energy context; ``examples/speech_prep.json`` has the settings that
+    ``benchmarks/vad_accuracy.py`` measures.
     """
 
     Params = VADParams
@@ -198,6 +223,9 @@ class VADNode(_AudioNode):
             hangover_ms=p.hangover_ms,
             min_speech_ms=p.min_speech_ms,
             min_silence_ms=p.min_silence_ms,
+            context_ms=p.context_ms,
+            noise_floor_percentile=p.noise_floor_percentile,
+            noise_floor_margin_db=p.noise_floor_margin_db,
         )
 
 

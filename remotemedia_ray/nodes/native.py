@@ -183,6 +183,9 @@ class NativeKernels:
         hangover_ms: float = 0.0,
         min_speech_ms: float = 0.0,
         min_silence_ms: float = 0.0,
+        context_ms: float = 0.0,
+        noise_floor_percentile: float | None = None,
+        noise_floor_margin_db: float = 3.0,
     ) -> list[dict[str, float]]:
         """Speech segments (see reference.vad_segments)."""
         x = _kernel_input(samples)
@@ -196,6 +199,9 @@ class NativeKernels:
             float(hangover_ms),
             float(min_speech_ms),
             float(min_silence_ms),
+            float(context_ms),
+            None if noise_floor_percentile is None else float(noise_floor_percentile),
+            float(noise_floor_margin_db),
         )
 
     @staticmethod

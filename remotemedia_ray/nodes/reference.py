@@ -59,16 +59,29 @@ Voice activity detection (``vad_segments``), step by step
        at 0.0 and adds ``e_i * e_i`` for ``i % 8 == k`` in increasing ``i``;
        ``sum = ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))``.
        ``count = m`` (samples in the frame times channels).
-    4. ``thr = 10.0 ** (threshold_db / 10.0)`` (C ``pow``; Rust ``f64::powf``;
-       an overflow gives inf). A frame is speech iff ``sum / count > thr``
-       (``frame_decisions``): the comparison is linear, there is no per-frame log.
-    5. Smoothing (``smooth_decisions``), with frame counts
+    4. Decision energy (``decision_energies``): ``m_f = sum_f / count_f``.
+       With context ``C = smoothing_frames(context_ms, frame_length_ms)``
+       (below; 0 = off, the default) clipped to ``n - 1``, each frame's
+       decision energy is ``d_f = acc / k`` where ``acc = 0.0``, then
+       ``acc = acc + m_j`` for ``j = max(0, f - C) .. min(n - 1, f + C)`` in
+       increasing order, and ``k`` is the number of those frames (as f64).
+       With ``C = 0``, ``d_f = m_f``.
+    5. Speech decision (``frame_decisions``): ``thr = 10.0 ** (threshold_db /
+       10.0)`` (C ``pow``; Rust ``f64::powf``; an overflow gives inf). Without a
+       noise floor (``noise_floor_percentile`` None, the default) a frame is
+       speech iff ``d_f > thr``. With percentile ``p`` (0..100) the noise
+       floor (``noise_floor``) is the ``i``-th smallest ``d`` (0-based, ties
+       kept, as in ``sorted(d)[i]``) with ``i = floor((n - 1) * p / 100.0)``
+       (f64 ops in that order), ``adaptive = floor * 10.0 ** (margin_db /
+       10.0)``, and a frame is speech iff ``d_f > thr`` and ``d_f > adaptive``.
+       The comparisons are linear, there is no per-frame log.
+    6. Smoothing (``smooth_decisions``), with frame counts
        ``ceil(ms / frame_length_ms)`` (``smoothing_frames``; 0 ms -> 0 = off),
        in this order: hangover H: after each run of speech frames, up to H
        following frames become speech; then every silence gap shorter than S
        frames lying between two speech runs becomes speech; then every speech
        run shorter than M frames becomes silence.
-    6. Each maximal run of speech frames ``[f0, f1)`` is one segment:
+    7. Each maximal run of speech frames ``[f0, f1)`` is one segment:
        ``start_ms = (f0 * frame_len) * 1000.0 / sample_rate``;
        ``end_ms = min(f1 * frame_len, frames) * 1000.0 / sample_rate``;
        ``seg_sum = 0.0 + sum_f0 + ... + sum_{f1-1}`` (sequentially),
@@ -76,7 +89,9 @@ Voice activity detection (``vad_segments``), step by step
        ``energy_db = 10.0 * log10(seg_sum / seg_count)`` (C ``log10``; Rust
        ``f64::log10``), or ``-inf`` when ``seg_sum == 0``;
        ``confidence = min(1.0, max(0.0, 1.0 - 10.0 ** (-(energy_db -
-       threshold_db) / 10.0)))`` (so 0.0 for ``energy_db == -inf``).
+       threshold_db) / 10.0)))`` (so 0.0 for ``energy_db == -inf``). Segment
+       energy and confidence use the raw sums and ``threshold_db`` whatever
+       the context and the noise floor.
 """
 
 from __future__ import annotations
@@ -100,10 +115,12 @@ __all__ = [
     "combine",
     "combine_scalars",
     "convert_format",
+    "decision_energies",
     "first_nonfinite",
     "frame_decisions",
     "frame_energies",
     "multiply",
+    "noise_floor",
     "smooth_decisions",
     "smoothing_frames",
     "vad_frame_len",
@@ -481,8 +498,13 @@ def vad_frame_len(sample_rate: int, frame_length_ms: float) -> int:
 
 
 def smoothing_frames(ms: float, frame_length_ms: float) -> int:
-    """A smoothing duration in frames: ``ceil(ms / frame_length_ms)`` (0 ms -> 0, off)."""
-    return math.ceil(ms / frame_length_ms)
+    """A smoothing duration in frames: ``ceil(ms / frame_length_ms)`` (0 ms -> 0, off).
+
+    A quotient that overflows to inf gives ``2**64 - 1`` (Rust's saturating
+    ``as usize``); any count beyond the number of frames acts the same.
+    """
+    quotient = ms / frame_length_ms
+    return math.ceil(quotient) if math.isfinite(quotient) else 2**64 - 1
 
 
 def frame_energies(
@@ -543,26 +565,115 @@ def frame_energies(
     return sums, counts
 
 
-def frame_decisions(
-    sums: npt.NDArray[np.float64], counts: npt.NDArray[np.int64], threshold_db: float
-) -> npt.NDArray[np.bool_]:
-    """Speech decision per frame: ``sums / counts > 10.0 ** (threshold_db / 10.0)``.
+def decision_energies(
+    sums: npt.NDArray[np.float64], counts: npt.NDArray[np.int64], context_frames: int = 0
+) -> npt.NDArray[np.float64]:
+    """Per-frame energy the speech decision compares (step 4 of the module docstring).
+
+    Each frame's mean square ``sums / counts``; with ``context_frames`` C > 0,
+    the mean of the mean squares of the frames within C frames of it (fewer at
+    the edges), summed from 0.0 in increasing frame order, divided by their
+    number.
 
     Args:
         sums: Per-frame sums of squares from ``frame_energies``.
         counts: Per-frame sample counts from ``frame_energies`` (all >= 1).
-        threshold_db: Threshold in dBFS (finite).
+        context_frames: Neighbours on each side averaged in, >= 0 (0 = off).
+
+    Returns:
+        A new float64 array, one energy per frame.
+
+    Raises:
+        AudioFormatError: ``context_frames`` is negative.
+    """
+    if context_frames < 0:
+        raise AudioFormatError(f"context_frames must be >= 0, got {context_frames}")
+    with np.errstate(all="ignore"):
+        mean_square = np.asarray(sums, dtype=np.float64) / np.asarray(counts, dtype=np.float64)
+    n = mean_square.size
+    reach = min(int(context_frames), n - 1)
+    if reach <= 0:
+        return mean_square
+    acc = np.zeros(n, dtype=np.float64)
+    members = np.zeros(n, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        for j in range(-reach, reach + 1):  # neighbour f + j of frame f, in increasing order
+            lo, hi = max(0, -j), min(n, n - j)
+            acc[lo:hi] += mean_square[lo + j : hi + j]
+            members[lo:hi] += 1.0
+        return acc / members
+
+
+def noise_floor(energies: npt.NDArray[np.float64], percentile: float) -> float:
+    """The ``percentile``-th percentile of ``energies`` by a nearest-rank-below rule.
+
+    ``sorted(energies)[floor((n - 1) * percentile / 100.0)]`` (0-based; f64
+    operations in that order): 0 gives the smallest, 100 the largest.
+
+    Args:
+        energies: Non-empty decision energies (no NaN).
+        percentile: In ``[0, 100]``.
+
+    Returns:
+        The chosen energy.
+
+    Raises:
+        AudioFormatError: ``energies`` is empty or ``percentile`` is out of range.
+    """
+    p = _finite_float(percentile, "noise_floor_percentile", AudioFormatError)
+    if not 0.0 <= p <= 100.0:
+        raise AudioFormatError(f"noise_floor_percentile must be in [0, 100], got {percentile!r}")
+    n = len(energies)
+    if n == 0:
+        raise AudioFormatError("noise_floor needs at least one frame")
+    index = min(n - 1, math.floor((n - 1) * p / 100.0))
+    return float(np.partition(np.asarray(energies, dtype=np.float64), index)[index])
+
+
+def frame_decisions(
+    sums: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    threshold_db: float,
+    *,
+    context_frames: int = 0,
+    noise_floor_percentile: float | None = None,
+    noise_floor_margin_db: float = 3.0,
+) -> npt.NDArray[np.bool_]:
+    """Speech decision per frame (step 5 of the module docstring).
+
+    A frame is speech iff its decision energy ``d`` (``decision_energies``)
+    exceeds ``10.0 ** (threshold_db / 10.0)`` and, with a noise floor, also
+    ``noise_floor(d, noise_floor_percentile) * 10.0 ** (noise_floor_margin_db / 10.0)``.
+
+    Args:
+        sums: Per-frame sums of squares from ``frame_energies``.
+        counts: Per-frame sample counts from ``frame_energies`` (all >= 1).
+        threshold_db: Fixed threshold in dBFS (finite).
+        context_frames: Neighbours on each side averaged into ``d``, >= 0.
+        noise_floor_percentile: Percentile of ``d`` taken as the noise floor
+            (0..100), or None for no adaptive threshold.
+        noise_floor_margin_db: How far above the noise floor speech must be, dB
+            (finite, >= 0).
 
     Returns:
         A boolean array, True for speech frames.
 
     Raises:
-        AudioFormatError: ``threshold_db`` is not finite.
+        AudioFormatError: A parameter is not finite or out of range.
     """
     threshold = _pow10(_finite_float(threshold_db, "threshold_db", AudioFormatError) / 10.0)
+    energies = decision_energies(sums, counts, context_frames)
     with np.errstate(all="ignore"):
-        mean_square = np.asarray(sums, dtype=np.float64) / np.asarray(counts, dtype=np.float64)
-        return np.asarray(mean_square > threshold, dtype=np.bool_)
+        speech = energies > threshold
+        if noise_floor_percentile is not None and energies.size:
+            margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", AudioFormatError)
+            if margin < 0:
+                raise AudioFormatError(
+                    f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}"
+                )
+            adaptive = noise_floor(energies, noise_floor_percentile) * _pow10(margin / 10.0)
+            speech &= energies > adaptive
+    return np.asarray(speech, dtype=np.bool_)
 
 
 def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -632,11 +743,16 @@ def vad_segments(
     hangover_ms: float = 0.0,
     min_speech_ms: float = 0.0,
     min_silence_ms: float = 0.0,
+    context_ms: float = 0.0,
+    noise_floor_percentile: float | None = None,
+    noise_floor_margin_db: float = 3.0,
 ) -> list[dict[str, float]]:
     """Energy-based voice activity detection: speech segments in time order.
 
     See the module docstring for the exact steps (frame length, 8-lane energy,
-    linear threshold, smoothing, segment energy and confidence).
+    decision energy, fixed and adaptive threshold, smoothing, segment energy
+    and confidence). The defaults are the plain detector: each frame's own
+    energy against the fixed threshold, no smoothing.
 
     Args:
         samples: 2-D audio ``(frames, channels)`` of float32/float64/int16/int32.
@@ -646,6 +762,14 @@ def vad_segments(
         hangover_ms: Speech kept after each speech run (>= 0; 0 = off).
         min_speech_ms: Speech runs shorter than this are dropped (>= 0; 0 = off).
         min_silence_ms: Silence gaps shorter than this are filled (>= 0; 0 = off).
+        context_ms: Average each frame's mean square with those of its
+            neighbours within this many ms on each side before deciding
+            (>= 0; 0 = off).
+        noise_floor_percentile: Adaptive threshold: the percentile (0..100) of
+            the decision energies of this input taken as its noise floor, or
+            None (off). Needs some non-speech in the input to mean "noise".
+        noise_floor_margin_db: With a noise floor, speech must exceed it by
+            this many dB (finite, >= 0), as well as ``threshold_db``.
 
     Returns:
         One ``{"start_ms", "end_ms", "energy_db", "confidence"}`` dict of floats
@@ -673,11 +797,23 @@ def vad_segments(
         ("hangover_ms", hangover_ms),
         ("min_speech_ms", min_speech_ms),
         ("min_silence_ms", min_silence_ms),
+        ("context_ms", context_ms),
     ):
         value = _finite_float(ms, name, AudioFormatError)
         if value < 0:
             raise AudioFormatError(f"{name} must be >= 0, got {ms!r}")
         smoothing[name] = smoothing_frames(value, frame_ms)
+    if noise_floor_percentile is not None:
+        percentile = _finite_float(
+            noise_floor_percentile, "noise_floor_percentile", AudioFormatError
+        )
+        if not 0.0 <= percentile <= 100.0:
+            raise AudioFormatError(
+                f"noise_floor_percentile must be in [0, 100], got {noise_floor_percentile!r}"
+            )
+    margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", AudioFormatError)
+    if margin < 0:
+        raise AudioFormatError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
     if samples.size == 0:
         return []
     check_finite(samples)
@@ -685,7 +821,14 @@ def vad_segments(
     frame_len = vad_frame_len(rate, frame_ms)
     sums, counts = frame_energies(samples, frame_len)
     speech = smooth_decisions(
-        frame_decisions(sums, counts, threshold),
+        frame_decisions(
+            sums,
+            counts,
+            threshold,
+            context_frames=smoothing["context_ms"],
+            noise_floor_percentile=noise_floor_percentile,
+            noise_floor_margin_db=margin,
+        ),
         hangover_frames=smoothing["hangover_ms"],
         min_speech_frames=smoothing["min_speech_ms"],
         min_silence_frames=smoothing["min_silence_ms"],

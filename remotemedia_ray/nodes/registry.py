@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 _lock = threading.RLock()
 _classes: dict[str, dict[NodeRuntime, type[NodeExecutor]]] = {}
 _builtin_types: set[str] = set()
+_native_expected: set[str] = set()  # built-ins that have a Rust twin when the extension is built
 _loaded = False
 _warned_fallback: set[str] = set()
 
@@ -96,10 +97,12 @@ def _ensure_loaded() -> None:
         if _loaded:
             return
         _loaded = True
+        from remotemedia_ray import io
         from remotemedia_ray.nodes import builtin, native
 
-        for node_type, cls in builtin.BUILTIN_NODES.items():
+        for node_type, cls in {**builtin.BUILTIN_NODES, **io.IO_NODES}.items():
             _register(node_type, cls, builtin=True)
+        _native_expected.update(builtin.BUILTIN_NODES)
         for node_type, cls in native.NATIVE_NODES.items():
             _register(node_type, cls, builtin=True)
         _load_entry_points()
@@ -182,7 +185,7 @@ def resolve_node_class(
             "extension is not available",
             node_id=node_id,
         )
-    if node_type in _builtin_types and node_type not in _warned_fallback:
+    if node_type in _native_expected and node_type not in _warned_fallback:
         _warned_fallback.add(node_type)
         reason = "has no native implementation" if native is None else "native extension missing"
         logger.warning("%s: %s; using the cpython (numpy) implementation", node_type, reason)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -23,7 +23,10 @@ from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batc
 from remotemedia_ray.runtime.execution import NodeRunner, wrap_error
 from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
 
-__all__ = ["NodeActor"]
+if TYPE_CHECKING:
+    from remotemedia_ray.runtime.plan import PipelinePlan
+
+__all__ = ["FusedActor", "NodeActor"]
 
 
 class NodeActor:
@@ -99,3 +102,52 @@ class NodeActor:
     def cleanup(self) -> None:
         """Clean the node up (idempotent)."""
         self.runner.cleanup()
+
+
+class FusedActor:
+    """Runs a whole pipeline inside one Ray actor (fusion).
+
+    Every node's executor lives in this actor and items flow between them in
+    memory, exactly as in the local runtime; ``execute_batch`` returns one
+    batch table per sink, in sink order. Replicas of this actor process
+    different batches in parallel.
+    """
+
+    def __init__(self, plan: PipelinePlan, retry_policy: RetryPolicy) -> None:
+        from remotemedia_ray.runtime.local import LocalExecutor
+
+        self.plan = plan
+        self.executor = LocalExecutor(plan, retry_policy=retry_policy)
+        self.executor.start()
+
+    def ready(self) -> int:
+        """Readiness probe: the actor's process id once every node is initialized."""
+        return os.getpid()
+
+    def execute_batch(self, table: pa.Table) -> pa.Table | list[pa.Table]:
+        """Run every node on every item; one output table per sink."""
+        sinks = self.plan.graph.sinks
+        per_sink: dict[str, list[BatchItem]] = {sink: [] for sink in sinks}
+        for item in decode_batch(table):
+            if item.error is not None:
+                for sink in sinks:
+                    per_sink[sink].append(BatchItem(item.item_id, error=item.error))
+                continue
+            try:
+                outputs = self.executor.run_item(item.item_id, item.value)
+            except RemoteMediaError as error:
+                for sink in sinks:
+                    per_sink[sink].append(BatchItem(item.item_id, error=error))
+                continue
+            for sink in sinks:
+                per_sink[sink].append(BatchItem(item.item_id, outputs[sink]))
+        tables = [encode_batch(per_sink[sink]) for sink in sinks]
+        return tables[0] if len(tables) == 1 else tables
+
+    def metrics(self) -> list[NodeMetrics]:
+        """This actor's figures, one entry per node."""
+        return self.executor.node_metrics()
+
+    def cleanup(self) -> None:
+        """Clean every node up (idempotent)."""
+        self.executor.close()

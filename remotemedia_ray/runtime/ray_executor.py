@@ -33,7 +33,7 @@ from typing import Any
 
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
 from remotemedia_ray.metrics import NodeMetrics, NodeStatus
-from remotemedia_ray.runtime.actors import NodeActor
+from remotemedia_ray.runtime.actors import FusedActor, NodeActor
 from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch
 from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray.runtime.plan import PipelinePlan
@@ -58,6 +58,10 @@ class RayOptions:
         cleanup_timeout_s: How long closing may wait for the actors' cleanup.
         num_cpus: CPUs of an embedded Ray (default: this machine's).
         object_store_memory: Object store bytes of an embedded Ray.
+        fuse: Run the whole pipeline inside each actor of one pool (fusion):
+            no hop between nodes; ``fused_replicas`` actors work on different
+            batches in parallel. Outputs are the same either way.
+        fused_replicas: Actors of the fused pool (default: the cluster's CPUs).
     """
 
     batch_size: int | None = None
@@ -66,9 +70,17 @@ class RayOptions:
     cleanup_timeout_s: float = 30.0
     num_cpus: int | None = None
     object_store_memory: int | None = None
+    fuse: bool = False
+    fused_replicas: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_in_flight", "num_cpus", "object_store_memory"):
+        for name in (
+            "batch_size",
+            "max_in_flight",
+            "num_cpus",
+            "object_store_memory",
+            "fused_replicas",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -85,6 +97,9 @@ class _Pool:
 
     def pick(self) -> Any:
         return self.actors[next(self.next_index)]
+
+
+_FUSED = "__fused__"
 
 
 @dataclass
@@ -135,7 +150,35 @@ class RayExecutor:
             self.close()
             raise
 
+    def _create_fused(self, ray: Any) -> None:
+        total = ray.cluster_resources()
+        cpus = float(total.get("CPU", 1.0))
+        replicas = self.options.fused_replicas or max(1, int(cpus))
+        for node in self.plan.nodes.values():
+            _pickle_user_class(node.cls)
+            check_resources(total, node.spec.execution.num_gpus or 0.0, node.node_id)
+        remote_cls = ray.remote(FusedActor)
+        share = max(0.01, min(1.0, math.floor(100 * cpus / replicas) / 100))
+        actors = []
+        for replica in range(replicas):
+            actor = remote_cls.options(
+                num_cpus=share,
+                max_restarts=min(n.spec.execution.max_restarts for n in self.plan.nodes.values()),
+                max_task_retries=min(
+                    n.spec.execution.max_task_retries for n in self.plan.nodes.values()
+                ),
+                name=f"rm:{self.pipeline_id}:fused:{replica}",
+            ).remote(self.plan, self.retry_policy)
+            actors.append(actor)
+            self._actor_nodes[actor._actor_id.hex()] = "fused"
+        self._pools[_FUSED] = _Pool(_FUSED, actors)
+        if self.options.max_in_flight is None:
+            self.max_in_flight = max(4, 2 * replicas)
+
     def _create_actors(self, ray: Any) -> None:
+        if self.options.fuse:
+            self._create_fused(ray)
+            return
         total = ray.cluster_resources()
         n_actors = sum(n.spec.execution.replicas for n in self.plan.nodes.values())
         cpus = float(total.get("CPU", 1.0))
@@ -195,6 +238,13 @@ class RayExecutor:
     def _submit(self, ray: Any, items: list[tuple[str, Any]]) -> _Batch:
         table = encode_batch([BatchItem(item_id, value) for item_id, value in items])
         input_ref = ray.put(table)
+        ids = [item_id for item_id, _ in items]
+        sinks_order = self.plan.graph.sinks
+        if _FUSED in self._pools:
+            actor = self._pools[_FUSED].pick()
+            out = actor.execute_batch.options(num_returns=len(sinks_order)).remote(input_ref)
+            out_refs = [out] if len(sinks_order) == 1 else list(out)
+            return _Batch(ids, dict(zip(sinks_order, out_refs, strict=True)))
         refs: dict[str, Any] = {}
         for node_id in self.plan.graph.execution_order:
             parents = self.plan.graph.parents(node_id)
@@ -275,9 +325,16 @@ class RayExecutor:
         if self._closed and self._last_metrics is not None:
             return self._last_metrics
         result = []
+        fused: list[NodeMetrics] = []
+        if _FUSED in self._pools and not self._closed:
+            for actor in self._pools[_FUSED].actors:
+                try:
+                    fused.extend(ray.get(actor.metrics.remote(), timeout=30))
+                except Exception as exc:  # a dead actor's figures are gone
+                    logger.warning("no metrics from a fused actor: %s", exc)
         for node_id, node in self.plan.nodes.items():
             pool = self._pools.get(node_id)
-            parts: list[NodeMetrics] = []
+            parts: list[NodeMetrics] = [m for m in fused if m.node_id == node_id]
             if pool is not None and not self._closed:
                 for actor in pool.actors:
                     try:

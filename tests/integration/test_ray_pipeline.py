@@ -233,3 +233,30 @@ def test_unknown_ray_option_is_rejected() -> None:
     p = rm.Pipeline(GRAPHS["diamond"], runtime="ray", batch_sise=3)
     with pytest.raises(rm.ManifestError, match="unknown Ray option"):
         p.open()
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_fusion_changes_nothing_but_the_placement(name: str) -> None:
+    items: list[Any] = [1.0, 2.5, [1, 2, 3], np.arange(4, dtype=np.float32), "bad"]
+    with rm.Pipeline(GRAPHS[name], runtime="local", on_error="record") as p:
+        local = list(p.map(items))
+        local_failures = [(f.item_id, f.node_id) for f in p.failures]
+    with rm.Pipeline(
+        GRAPHS[name], runtime="ray", on_error="record", fuse=True, fused_replicas=2, batch_size=2
+    ) as p:
+        fused = list(p.map(items))
+        fused_failures = [(f.item_id, f.node_id) for f in p.failures]
+        metrics = p.metrics
+    assert fused_failures == local_failures
+    assert [r.item_id for r in fused] == [r.item_id for r in local]
+    for a, b in zip(local, fused, strict=True):
+        for sink in a:
+            np.testing.assert_array_equal(np.asarray(a[sink]), np.asarray(b[sink]))
+    assert metrics.node_count == len(GRAPHS[name]["nodes"])
+    assert [n.items for n in metrics.nodes] == [4] * len(metrics.nodes)  # "bad" fails at a source
+
+
+def test_fused_speech_prep_equals_local() -> None:
+    audio = example_audio()
+    local, fused = run_both(EXAMPLES / "speech_prep.json", audio, fuse=True, batch_size=1)
+    assert fused == local

@@ -176,6 +176,11 @@ def speechy(draw: st.DrawFn) -> tuple[np.ndarray, int]:
     hangover=st.sampled_from([0.0, 30.0, 100.0]),
     min_speech=st.sampled_from([0.0, 20.0, 90.0]),
     min_silence=st.sampled_from([0.0, 50.0, 200.0]),
+    context=st.sampled_from([0.0, 10.0, 30.0, 95.0, 1e9]),
+    percentile=st.one_of(
+        st.none(), st.sampled_from([0.0, 20.0, 50.0, 100.0]), st.floats(0.0, 100.0)
+    ),
+    margin=st.one_of(st.sampled_from([0.0, 3.0, 6.0, 5000.0]), st.floats(0.0, 60.0)),
 )
 def test_vad_segments_are_bit_identical(
     case: tuple[np.ndarray, int],
@@ -184,6 +189,9 @@ def test_vad_segments_are_bit_identical(
     hangover: float,
     min_speech: float,
     min_silence: float,
+    context: float,
+    percentile: float | None,
+    margin: float,
 ) -> None:
     x, rate = case
     kwargs = dict(
@@ -192,6 +200,9 @@ def test_vad_segments_are_bit_identical(
         hangover_ms=hangover,
         min_speech_ms=min_speech,
         min_silence_ms=min_silence,
+        context_ms=context,
+        noise_floor_percentile=percentile,
+        noise_floor_margin_db=margin,
     )
     ref = REF.vad_segments(x, rate, **kwargs)
     nat = NAT.vad_segments(x, rate, **kwargs)
@@ -214,6 +225,11 @@ def test_vad_errors_and_results_match_on_any_audio(x: np.ndarray) -> None:
         {"threshold_db": float("inf")},
         {"hangover_ms": -1.0},
         {"min_silence_ms": float("nan")},
+        {"context_ms": -1.0},
+        {"noise_floor_percentile": 101.0},
+        {"noise_floor_percentile": float("nan")},
+        {"noise_floor_margin_db": -0.5},
+        {"noise_floor_margin_db": float("inf")},
     ],
 )
 def test_vad_rejects_bad_parameters_in_both_runtimes(kwargs: dict[str, float]) -> None:

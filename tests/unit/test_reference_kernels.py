@@ -21,10 +21,12 @@ from remotemedia_ray.nodes.reference import (
     combine,
     combine_scalars,
     convert_format,
+    decision_energies,
     first_nonfinite,
     frame_decisions,
     frame_energies,
     multiply,
+    noise_floor,
     smooth_decisions,
     smoothing_frames,
     vad_frame_len,
@@ -452,6 +454,7 @@ def test_frame_length_rounds_half_up_and_is_at_least_one() -> None:
     assert smoothing_frames(10.0, 30.0) == 1
     assert smoothing_frames(30.0, 30.0) == 1
     assert smoothing_frames(31.0, 30.0) == 2
+    assert smoothing_frames(1e308, 1e-300) == 2**64 - 1  # saturates like Rust's `as usize`
 
 
 def lane_energy(values: list[float]) -> float:
@@ -575,6 +578,74 @@ def test_smoothing_applies_hangover_then_fill_then_drop() -> None:
     assert smooth_decisions(speech).astype(int).tolist() == speech
 
 
+def test_context_averages_each_frame_with_its_existing_neighbours() -> None:
+    sums = np.array([3.0, 6.0, 9.0, 0.0])
+    counts = np.array([3, 3, 3, 3])
+    assert decision_energies(sums, counts).tolist() == [1.0, 2.0, 3.0, 0.0]
+    assert decision_energies(sums, counts, 1).tolist() == [1.5, 2.0, 5.0 / 3.0, 1.5]
+    # sums from 0.0 in increasing frame order, one division by the member count
+    rng = np.random.default_rng(5)
+    sums = rng.uniform(0, 1, 50) * 10.0 ** rng.uniform(-12, 12, 50)
+    counts = rng.integers(1, 500, 50)
+    got = decision_energies(sums, counts, 3)
+    ms = (sums / counts).tolist()
+    for f in range(50):
+        acc = 0.0
+        for j in range(max(0, f - 3), min(49, f + 3) + 1):
+            acc = acc + ms[j]
+        assert got[f] == acc / (min(49, f + 3) + 1 - max(0, f - 3))
+    # a context wider than the input averages everything, like one of n - 1 frames
+    assert (
+        decision_energies(sums, counts, 10**30).tolist()
+        == decision_energies(sums, counts, 49).tolist()
+    )
+    assert decision_energies(np.zeros(0), np.zeros(0, np.int64), 2).size == 0
+    with pytest.raises(AudioFormatError, match="context_frames"):
+        decision_energies(sums, counts, -1)
+
+
+def test_noise_floor_is_the_nearest_rank_below() -> None:
+    e = np.array([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert [noise_floor(e, p) for p in (0, 24.9, 25, 50, 99.9, 100)] == [1, 1, 2, 3, 4, 5]
+    assert noise_floor(np.array([7.0]), 30.0) == 7.0
+    with pytest.raises(AudioFormatError, match="noise_floor_percentile"):
+        noise_floor(e, 100.5)
+    with pytest.raises(AudioFormatError, match="at least one frame"):
+        noise_floor(np.zeros(0), 10.0)
+
+
+def test_adaptive_threshold_needs_both_fixed_and_floor_margin() -> None:
+    sums = np.array([1.0, 1.0, 1.0, 1.0, 2.5, 1.9, 8.0, 1.0])  # counts of 1: sums are energies
+    counts = np.ones(8, np.int64)
+    assert frame_decisions(sums, counts, -60.0).all()
+    # floor: sorted[floor(7 * 0.2)] = sorted[1] = 1.0; 3 dB margin: > 1.9952...
+    adaptive = frame_decisions(sums, counts, -60.0, noise_floor_percentile=20.0)
+    assert adaptive.astype(int).tolist() == [0, 0, 0, 0, 1, 0, 1, 0]
+    # the fixed threshold still applies: 5 dB (3.16) is above 2.5, 9.1 dB above 8.0
+    fixed = frame_decisions(sums, counts, 5.0, noise_floor_percentile=20.0)
+    assert fixed.astype(int).tolist() == [0, 0, 0, 0, 0, 0, 1, 0]
+    assert not frame_decisions(sums, counts, 9.1, noise_floor_percentile=20.0).any()
+    wide = frame_decisions(sums, counts, -60.0, noise_floor_percentile=0.0, noise_floor_margin_db=0)
+    assert wide.astype(int).tolist() == [0, 0, 0, 0, 1, 1, 1, 0]
+
+
+def test_noise_floor_finds_a_burst_in_steady_noise() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(SR) * 0.03  # about -30 dBFS of noise
+    x[8000:9600] += tone(0.1, amplitude=0.3)
+    plain = vad_segments(col(x), SR, threshold_db=-60.0)
+    assert [(s["start_ms"], s["end_ms"]) for s in plain] == [(0.0, 1000.0)]
+    [seg] = vad_segments(col(x), SR, threshold_db=-60.0, noise_floor_percentile=20.0)
+    assert (seg["start_ms"], seg["end_ms"]) == (480.0, 600.0)
+    assert seg["confidence"] == min(1.0, max(0.0, 1.0 - 10.0 ** (-(seg["energy_db"] + 60) / 10)))
+    [seg] = vad_segments(
+        col(x), SR, threshold_db=-60.0, noise_floor_percentile=20.0, context_ms=30.0
+    )
+    assert (seg["start_ms"], seg["end_ms"]) == (450.0, 630.0)
+    # without any non-speech the floor is speech, and a margin drops the quieter frames
+    assert vad_segments(col(tone(1.0)), SR, noise_floor_percentile=20.0) == []
+
+
 def test_smooth_decisions_rejects_bad_input() -> None:
     with pytest.raises(AudioFormatError, match="1-D"):
         smooth_decisions(np.zeros((2, 2), dtype=bool))
@@ -683,6 +754,12 @@ def test_threshold_so_high_its_power_overflows_gives_no_segments() -> None:
         ({"hangover_ms": -1.0}, "hangover_ms"),
         ({"min_speech_ms": math.inf}, "min_speech_ms"),
         ({"min_silence_ms": -0.5}, "min_silence_ms"),
+        ({"context_ms": -30.0}, "context_ms"),
+        ({"noise_floor_percentile": -1.0}, "noise_floor_percentile"),
+        ({"noise_floor_percentile": 100.01}, "noise_floor_percentile"),
+        ({"noise_floor_percentile": math.nan}, "noise_floor_percentile"),
+        ({"noise_floor_margin_db": -3.0}, "noise_floor_margin_db"),
+        ({"noise_floor_margin_db": math.inf}, "noise_floor_margin_db"),
     ],
 )
 def test_vad_rejects_invalid_parameters_by_name(kwargs: dict[str, Any], name: str) -> None:

@@ -19,7 +19,7 @@ fn mean_impl<T: Sample>(x: &[T], channels: usize, out: &mut [T]) {
     for (o, frame) in out.iter_mut().zip(x.chunks_exact(channels)) {
         let mut acc = frame[0].to_f64();
         for &v in &frame[1..] {
-            acc = acc + v.to_f64();
+            acc += v.to_f64();
         }
         *o = T::from_f64(acc / divisor);
     }

@@ -5,9 +5,13 @@
 //! 2. values as f64, integers divided by full scale;
 //! 3. per frame, the interleaved samples squared into 8 lanes (`i % 8`),
 //!    lanes summed as `((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))`;
-//! 4. speech iff `sum / count > 10^(threshold/10)`;
-//! 5. smoothing: hangover, then filling short gaps, then dropping short runs;
-//! 6. one segment per run of speech frames with its mean power and confidence.
+//! 4. decision energy: each frame's `sum / count`, optionally averaged with its
+//!    neighbours within `context_ms` ([`decision_energies`]);
+//! 5. speech iff the decision energy exceeds `10^(threshold/10)` and, with a
+//!    noise floor, also `floor * 10^(margin/10)`, the floor being a
+//!    percentile of the decision energies ([`noise_floor`]);
+//! 6. smoothing: hangover, then filling short gaps, then dropping short runs;
+//! 7. one segment per run of speech frames with its mean power and confidence.
 
 use super::{KernelError, Sample, check_finite};
 use crate::avx2_dispatch;
@@ -27,6 +31,13 @@ pub struct VadParams {
     pub min_speech_ms: f64,
     /// Shortest silence gap kept, ms (0 = off).
     pub min_silence_ms: f64,
+    /// Neighbours averaged into each frame's decision energy, ms each side (0 = off).
+    pub context_ms: f64,
+    /// Percentile (0..=100) of the decision energies taken as the noise floor
+    /// (`None` = no adaptive threshold).
+    pub noise_floor_percentile: Option<f64>,
+    /// How far above the noise floor speech must be, dB.
+    pub noise_floor_margin_db: f64,
 }
 
 impl Default for VadParams {
@@ -38,6 +49,9 @@ impl Default for VadParams {
             hangover_ms: 0.0,
             min_speech_ms: 0.0,
             min_silence_ms: 0.0,
+            context_ms: 0.0,
+            noise_floor_percentile: None,
+            noise_floor_margin_db: 3.0,
         }
     }
 }
@@ -61,7 +75,7 @@ pub fn frame_len(sample_rate: u32, frame_length_ms: f64) -> usize {
     if len >= 1.0 { len as usize } else { 1 }
 }
 
-/// A smoothing duration in frames: `ceil(ms / frame_ms)`.
+/// A smoothing duration in frames: `ceil(ms / frame_ms)` (saturating).
 pub fn smoothing_frames(ms: f64, frame_length_ms: f64) -> usize {
     (ms / frame_length_ms).ceil() as usize
 }
@@ -74,12 +88,12 @@ fn lanes_sum<T: Sample>(frame: &[T]) -> f64 {
     for chunk in &mut chunks {
         for k in 0..8 {
             let e = chunk[k].to_f64() / inv;
-            l[k] = l[k] + e * e;
+            l[k] += e * e;
         }
     }
     for (k, &v) in chunks.remainder().iter().enumerate() {
         let e = v.to_f64() / inv;
-        l[k] = l[k] + e * e;
+        l[k] += e * e;
     }
     ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
 }
@@ -113,6 +127,62 @@ pub fn frame_energies<T: Sample>(
     energies_dispatch(x, width, &mut sums);
     let counts = x.chunks(width).map(|f| f.len() as u64).collect();
     Ok((sums, counts))
+}
+
+/// Per-frame energies the speech decision compares: `sum / count`, or with
+/// `context` > 0 the mean of those of the frames within `context` frames
+/// (fewer at the edges), summed from 0.0 in increasing frame order.
+pub fn decision_energies(sums: &[f64], counts: &[u64], context: usize) -> Vec<f64> {
+    let mean_square: Vec<f64> = sums
+        .iter()
+        .zip(counts)
+        .map(|(&s, &c)| s / c as f64)
+        .collect();
+    let n = mean_square.len();
+    let reach = context.min(n.saturating_sub(1));
+    if reach == 0 {
+        return mean_square;
+    }
+    (0..n)
+        .map(|f| {
+            let (lo, hi) = (f.saturating_sub(reach), (f + reach).min(n - 1));
+            let mut acc = 0.0f64;
+            for &m in &mean_square[lo..=hi] {
+                acc += m;
+            }
+            acc / (hi - lo + 1) as f64
+        })
+        .collect()
+}
+
+/// The noise floor: `sorted(energies)[floor((n - 1) * percentile / 100)]`.
+/// `energies` must be non-empty and free of NaN.
+pub fn noise_floor(energies: &[f64], percentile: f64) -> f64 {
+    let n = energies.len();
+    let index = (((n - 1) as f64 * percentile / 100.0).floor() as usize).min(n - 1);
+    let mut scratch = energies.to_vec();
+    let (_, nth, _) = scratch.select_nth_unstable_by(index, f64::total_cmp);
+    *nth
+}
+
+/// Per-frame speech decisions from frame sums and counts (step 5).
+pub fn frame_decisions(sums: &[f64], counts: &[u64], p: &VadParams) -> Vec<bool> {
+    let energies = decision_energies(
+        sums,
+        counts,
+        smoothing_frames(p.context_ms, p.frame_length_ms),
+    );
+    let thr = 10.0f64.powf(p.threshold_db / 10.0);
+    let adaptive = match p.noise_floor_percentile {
+        Some(pct) if !energies.is_empty() => {
+            Some(noise_floor(&energies, pct) * 10.0f64.powf(p.noise_floor_margin_db / 10.0))
+        }
+        _ => None,
+    };
+    energies
+        .iter()
+        .map(|&d| d > thr && adaptive.is_none_or(|a| d > a))
+        .collect()
 }
 
 /// Maximal runs of `true` as half-open `(start, end)` pairs.
@@ -193,10 +263,25 @@ fn check_params(p: &VadParams) -> Result<(), KernelError> {
         ("hangover_ms", p.hangover_ms),
         ("min_speech_ms", p.min_speech_ms),
         ("min_silence_ms", p.min_silence_ms),
+        ("context_ms", p.context_ms),
     ] {
         if !v.is_finite() || v < 0.0 {
             return bad(name, format!("must be >= 0, got {v}"));
         }
+    }
+    if let Some(pct) = p.noise_floor_percentile {
+        if !(0.0..=100.0).contains(&pct) {
+            return bad(
+                "noise_floor_percentile",
+                format!("must be in [0, 100], got {pct}"),
+            );
+        }
+    }
+    if !p.noise_floor_margin_db.is_finite() || p.noise_floor_margin_db < 0.0 {
+        return bad(
+            "noise_floor_margin_db",
+            format!("must be >= 0, got {}", p.noise_floor_margin_db),
+        );
     }
     Ok(())
 }
@@ -220,12 +305,7 @@ pub fn vad_segments<T: Sample>(
     check_finite(x, channels)?;
     let flen = frame_len(p.sample_rate, p.frame_length_ms);
     let (sums, counts) = frame_energies(x, channels, flen)?;
-    let thr = 10.0f64.powf(p.threshold_db / 10.0);
-    let mut speech: Vec<bool> = sums
-        .iter()
-        .zip(&counts)
-        .map(|(&s, &c)| s / c as f64 > thr)
-        .collect();
+    let mut speech = frame_decisions(&sums, &counts, p);
     smooth_decisions(
         &mut speech,
         smoothing_frames(p.hangover_ms, p.frame_length_ms),
@@ -239,7 +319,7 @@ pub fn vad_segments<T: Sample>(
         .map(|(first, last)| {
             let mut seg_sum = 0.0f64;
             for &s in &sums[first..last] {
-                seg_sum = seg_sum + s;
+                seg_sum += s;
             }
             let seg_count: u64 = counts[first..last].iter().sum();
             let energy_db = if seg_sum > 0.0 {
@@ -302,7 +382,7 @@ mod tests {
             .collect();
         let mut l = [0.0f64; 8];
         for (i, v) in x.iter().enumerate() {
-            l[i % 8] = l[i % 8] + v * v;
+            l[i % 8] += v * v;
         }
         let expected = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
         assert_eq!(lanes_sum(&x), expected);
@@ -338,5 +418,98 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn context_averages_existing_neighbours() {
+        let sums = [3.0, 6.0, 9.0, 0.0];
+        let counts = [3, 3, 3, 3];
+        assert_eq!(
+            decision_energies(&sums, &counts, 0),
+            vec![1.0, 2.0, 3.0, 0.0]
+        );
+        assert_eq!(
+            decision_energies(&sums, &counts, 1),
+            vec![1.5, 2.0, 5.0 / 3.0, 1.5]
+        );
+        // A context beyond the input averages everything, as a context of n - 1 does.
+        assert_eq!(
+            decision_energies(&sums, &counts, usize::MAX),
+            decision_energies(&sums, &counts, 3)
+        );
+        assert!(decision_energies(&[], &[], 5).is_empty());
+    }
+
+    #[test]
+    fn noise_floor_picks_by_index_rule() {
+        let e = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(noise_floor(&e, 0.0), 1.0);
+        assert_eq!(noise_floor(&e, 24.9), 1.0); // floor(4 * 0.249) = 0
+        assert_eq!(noise_floor(&e, 25.0), 2.0);
+        assert_eq!(noise_floor(&e, 50.0), 3.0);
+        assert_eq!(noise_floor(&e, 100.0), 5.0);
+        assert_eq!(noise_floor(&[7.0], 30.0), 7.0);
+    }
+
+    #[test]
+    fn noise_floor_lifts_the_threshold_above_steady_noise() {
+        // Noise at -20 dBFS with a louder burst: the fixed -60 dB threshold
+        // calls every frame speech; the adaptive one only the burst.
+        let mut x: Vec<f32> = (0..16000)
+            .map(|i| 0.1 * if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        for v in &mut x[8000..9600] {
+            *v *= 5.0;
+        }
+        let plain = VadParams {
+            threshold_db: -60.0,
+            ..VadParams::default()
+        };
+        let segs = vad_segments(&x, 1, &plain).unwrap();
+        assert_eq!(
+            (segs.len(), segs[0].start_ms, segs[0].end_ms),
+            (1, 0.0, 1000.0)
+        );
+        let adaptive = VadParams {
+            noise_floor_percentile: Some(20.0),
+            noise_floor_margin_db: 3.0,
+            ..plain
+        };
+        let segs = vad_segments(&x, 1, &adaptive).unwrap();
+        assert_eq!(segs.len(), 1);
+        assert_eq!((segs[0].start_ms, segs[0].end_ms), (480.0, 600.0));
+        // Confidence still refers to the fixed threshold.
+        assert!(segs[0].confidence > 0.99);
+        // With one frame of context the frames next to the burst join it.
+        let wide = VadParams {
+            context_ms: 30.0,
+            ..adaptive
+        };
+        let segs = vad_segments(&x, 1, &wide).unwrap();
+        assert_eq!((segs[0].start_ms, segs[0].end_ms), (450.0, 630.0));
+    }
+
+    #[test]
+    fn bad_noise_floor_params() {
+        for p in [
+            VadParams {
+                noise_floor_percentile: Some(100.5),
+                ..VadParams::default()
+            },
+            VadParams {
+                noise_floor_percentile: Some(f64::NAN),
+                ..VadParams::default()
+            },
+            VadParams {
+                noise_floor_margin_db: -1.0,
+                ..VadParams::default()
+            },
+            VadParams {
+                context_ms: f64::INFINITY,
+                ..VadParams::default()
+            },
+        ] {
+            assert!(vad_segments(&[0.0f32], 1, &p).is_err());
+        }
     }
 }

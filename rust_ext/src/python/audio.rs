@@ -129,7 +129,8 @@ fn channel_mix<'py>(
 #[pyfunction]
 #[pyo3(signature = (
     samples_in, sample_rate, threshold_db = -30.0, frame_length_ms = 30.0,
-    hangover_ms = 0.0, min_speech_ms = 0.0, min_silence_ms = 0.0
+    hangover_ms = 0.0, min_speech_ms = 0.0, min_silence_ms = 0.0,
+    context_ms = 0.0, noise_floor_percentile = None, noise_floor_margin_db = 3.0
 ))]
 #[allow(clippy::too_many_arguments)]
 fn vad_segments<'py>(
@@ -141,6 +142,9 @@ fn vad_segments<'py>(
     hangover_ms: f64,
     min_speech_ms: f64,
     min_silence_ms: f64,
+    context_ms: f64,
+    noise_floor_percentile: Option<f64>,
+    noise_floor_margin_db: f64,
 ) -> PyResult<Bound<'py, PyList>> {
     let rate = u32::try_from(sample_rate)
         .ok()
@@ -158,6 +162,9 @@ fn vad_segments<'py>(
         hangover_ms,
         min_speech_ms,
         min_silence_ms,
+        context_ms,
+        noise_floor_percentile,
+        noise_floor_margin_db,
     };
     let segments = with_audio!(samples_in, |view: S| {
         let (x, _frames, channels) = samples(&view)?;
