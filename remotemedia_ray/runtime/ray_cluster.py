@@ -73,13 +73,14 @@ class RayConnection:
             ray.init(**kwargs)
         except Exception as exc:
             text = str(exc)
+            chain = _error_chain(exc)
             where = f"the Ray cluster at {address!r}" if address else "an embedded local Ray"
-            if address and any(hint in text.lower() for hint in _AUTH_HINTS):
+            if address and any(hint in chain.lower() for hint in _AUTH_HINTS):
                 raise RemoteMediaError(
                     f"cannot join {where}: it requires token authentication and this process "
-                    "has no valid token. Set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the "
-                    "cluster's token, or start the cluster with RAY_AUTH_MODE=disabled for "
-                    f"local experiments. Ray said: {text}"
+                    "has no valid token. Set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+                    "RAY_AUTH_TOKEN_PATH) to the cluster's token, or start the cluster with "
+                    f"RAY_AUTH_MODE=disabled for local experiments. Ray said: {chain}"
                 ) from exc
             raise RemoteMediaError(f"cannot start or join {where}: {text}") from exc
         self.started = address is None
@@ -92,6 +93,18 @@ class RayConnection:
         if self.started and ray.is_initialized():
             ray.shutdown()
         self.started = False
+
+
+def _error_chain(exc: BaseException) -> str:
+    """The messages of an exception and its causes (Ray hides the auth error in a cause)."""
+    parts = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
 
 
 def actor_options(

@@ -106,6 +106,7 @@ _FUSED = "__fused__"
 class _Batch:
     ids: list[str]
     sink_refs: dict[str, Any]
+    all_refs: list[Any] = field(default_factory=list)
 
 
 class RayExecutor:
@@ -128,6 +129,7 @@ class RayExecutor:
         )
         self._pools: dict[str, _Pool] = {}
         self._actor_nodes: dict[str, str] = {}
+        self._in_flight: deque[_Batch] = deque()
         self._closed = False
         sizes = [n.spec.execution.batch_size for n in plan.nodes.values()]
         self.batch_size = self.options.batch_size or min(
@@ -244,7 +246,7 @@ class RayExecutor:
             actor = self._pools[_FUSED].pick()
             out = actor.execute_batch.options(num_returns=len(sinks_order)).remote(input_ref)
             out_refs = [out] if len(sinks_order) == 1 else list(out)
-            return _Batch(ids, dict(zip(sinks_order, out_refs, strict=True)))
+            return _Batch(ids, dict(zip(sinks_order, out_refs, strict=True)), out_refs)
         refs: dict[str, Any] = {}
         for node_id in self.plan.graph.execution_order:
             parents = self.plan.graph.parents(node_id)
@@ -296,7 +298,8 @@ class RayExecutor:
         import ray
 
         source = iter(items)
-        pending: deque[_Batch] = deque()
+        pending = self._in_flight
+        pending.clear()
         exhausted = False
         while True:
             while not exhausted and len(pending) < self.max_in_flight:
@@ -318,8 +321,12 @@ class RayExecutor:
 
     # -- collecting -------------------------------------------------------------------
 
-    def node_metrics(self) -> list[NodeMetrics]:
-        """Each node's figures aggregated over its actors, in manifest order."""
+    def node_metrics(self, timeout_s: float = 30.0) -> list[NodeMetrics]:
+        """Each node's figures aggregated over its actors, in manifest order.
+
+        A restarted actor starts its figures from zero: after a crash a node's
+        counts cover the work done since; the pipeline's item totals stay exact.
+        """
         import ray
 
         if self._closed and self._last_metrics is not None:
@@ -329,7 +336,7 @@ class RayExecutor:
         if _FUSED in self._pools and not self._closed:
             for actor in self._pools[_FUSED].actors:
                 try:
-                    fused.extend(ray.get(actor.metrics.remote(), timeout=30))
+                    fused.extend(ray.get(actor.metrics.remote(), timeout=timeout_s))
                 except Exception as exc:  # a dead actor's figures are gone
                     logger.warning("no metrics from a fused actor: %s", exc)
         for node_id, node in self.plan.nodes.items():
@@ -338,7 +345,7 @@ class RayExecutor:
             if pool is not None and not self._closed:
                 for actor in pool.actors:
                     try:
-                        parts.append(ray.get(actor.metrics.remote(), timeout=30))
+                        parts.append(ray.get(actor.metrics.remote(), timeout=timeout_s))
                     except Exception as exc:  # a dead actor's figures are gone
                         logger.warning("no metrics from an actor of %r: %s", node_id, exc)
             result.append(_merge(node_id, node.spec.node_type, node.runtime, parts))
@@ -353,7 +360,17 @@ class RayExecutor:
             import ray
 
             if ray.is_initialized() and self._pools:
-                self.node_metrics()  # keep the figures: the actors are about to go
+                # Batches still running (an error or Ctrl-C stopped the stream) are
+                # cancelled, so metrics and cleanup do not queue behind them.
+                interrupted = bool(self._in_flight)
+                for batch in self._in_flight:
+                    for ref in batch.all_refs:
+                        try:
+                            ray.cancel(ref)
+                        except Exception as exc:  # already finished, or the actor is gone
+                            logger.debug("could not cancel a batch: %s", exc)
+                self._in_flight.clear()
+                self.node_metrics(timeout_s=5.0 if interrupted else 30.0)
                 refs = [a.cleanup.remote() for p in self._pools.values() for a in p.actors]
                 try:
                     ray.get(refs, timeout=self.options.cleanup_timeout_s)

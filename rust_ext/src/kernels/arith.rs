@@ -29,12 +29,30 @@ impl Op {
     }
 }
 
+/// A vector of `n` elements filled by `fill`, which must write every one of them.
+#[inline(always)]
+fn filled<T>(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Vec<T> {
+    let mut out = Vec::with_capacity(n);
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` wrote all `n` elements (each caller zips over exactly `n`).
+    unsafe { out.set_len(n) };
+    out
+}
+
 #[inline(always)]
 fn single_impl<T: Sample>(x: &[T], op: Op, param: f64) -> Vec<T> {
-    match op {
-        Op::Add => x.iter().map(|&v| T::from_f64(v.to_f64() + param)).collect(),
-        Op::Multiply => x.iter().map(|&v| T::from_f64(v.to_f64() * param)).collect(),
-    }
+    filled(x.len(), |out| match op {
+        Op::Add => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                o.write(T::from_f64(v.to_f64() + param));
+            }
+        }
+        Op::Multiply => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                o.write(T::from_f64(v.to_f64() * param));
+            }
+        }
+    })
 }
 
 avx2_dispatch!(fn single<T: Sample>(x: &[T], op: Op, param: f64) -> Vec<T> => single_impl);
@@ -45,10 +63,18 @@ avx2_dispatch!(fn single<T: Sample>(x: &[T], op: Op, param: f64) -> Vec<T> => si
 /// the exact result once).
 #[inline(always)]
 fn single_f32_impl(x: &[f32], op: Op, param: f32) -> Vec<f32> {
-    match op {
-        Op::Add => x.iter().map(|&v| v + param).collect(),
-        Op::Multiply => x.iter().map(|&v| v * param).collect(),
-    }
+    filled(x.len(), |out| match op {
+        Op::Add => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                o.write(v + param);
+            }
+        }
+        Op::Multiply => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                o.write(v * param);
+            }
+        }
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -63,10 +89,18 @@ unsafe fn single_f32_avx2(x: &[f32], op: Op, param: f32) -> Vec<f32> {
 /// (`+ 0.0` is kept: it turns -0.0 into +0.0 exactly as the formula does).
 #[inline(always)]
 fn pair_f32_impl(x: &[f32], y: &[f32], op: Op) -> Vec<f32> {
-    match op {
-        Op::Add => x.iter().zip(y).map(|(&a, &b)| (a + b) + 0.0).collect(),
-        Op::Multiply => x.iter().zip(y).map(|(&a, &b)| a * b).collect(),
-    }
+    filled(x.len().min(y.len()), |out| match op {
+        Op::Add => {
+            for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
+                o.write((a + b) + 0.0);
+            }
+        }
+        Op::Multiply => {
+            for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
+                o.write(a * b);
+            }
+        }
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
