@@ -107,6 +107,11 @@ def speech_prep(n: int, repeat: int, node_runtime: str | None = None) -> None:
             manifest, runtime="ray", batch_size=batch_size, node_runtime=node_runtime
         ) as p:
             rows.append((f"ray, batch_size={batch_size}", time_stream(p, clips, repeat), p))
+    for batch_size in (1, 4):
+        with rm.Pipeline(
+            manifest, runtime="ray", batch_size=batch_size, node_runtime=node_runtime, fuse=True
+        ) as p:
+            rows.append((f"ray fused, batch={batch_size}", time_stream(p, clips, repeat), p))
     runtimes = ", ".join(f"{n.node_id}={n.runtime}" for n in rows[0][2].metrics.nodes)
     print(f"   node implementations: {runtimes}")
     local_s = rows[0][1]
