@@ -67,6 +67,7 @@ class JobConfig:
     write_audio: Literal["flac", "wav"] | None = None
     batch_size: int | None = None
     shard_rows: int = 256
+    fuse: bool = True
     progress: Literal["auto", "live", "plain", "off"] = "auto"
     ray_options: dict[str, Any] = field(default_factory=dict)
 
@@ -215,7 +216,7 @@ def _resume_keys(
             "connections": [],
         }
     )
-    options = dict(config.ray_options) if config.runtime == "ray" else {}
+    options = {"fuse": config.fuse, **config.ray_options} if config.runtime == "ray" else {}
     with Pipeline(
         keys_manifest,
         runtime=config.runtime,
@@ -280,6 +281,7 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
     rows: dict[str, list[tuple[str, Any]]] = {sink: [] for sink in sinks}
     keys: dict[str, str] = {}
     options = dict(config.ray_options)
+    options.setdefault("fuse", config.fuse)
     if config.batch_size is not None:
         options["batch_size"] = config.batch_size
     start = time.monotonic()

@@ -766,3 +766,18 @@ def test_quiet_prints_no_progress(tmp_path: Path) -> None:
     assert code == 0
     assert "2 file(s) done" in stdout
     assert "files 2/2" not in stderr, stderr
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_fused_and_unfused_jobs_write_the_same_rows(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    write_tree(root)
+    results = {}
+    for fuse in (True, False):
+        outdir = tmp_path / f"out-{fuse}"
+        result, _ = job(root, outdir, runtime="ray", fuse=fuse)
+        assert result.exit_code == 0
+        results[fuse] = {
+            sink: sink_table(outdir, sink).sort_by("id").to_pylist() for sink in ("pcm16", "vad")
+        }
+    assert results[True] == results[False]
