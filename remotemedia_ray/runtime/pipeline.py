@@ -6,7 +6,7 @@ same outputs. Use it as a context manager so every node is cleaned up, also
 on errors and Ctrl-C::
 
     with rm.Pipeline("examples/gain.json", runtime="local") as p:
-        print(p.run(3.0))          # {"add": 16.0}
+        print(p.run(3.0))          # {"offset": 10.0}
         for out in p.map(items):   # streams {sink_id: output} per item
             ...
         print(p.metrics.summary())
