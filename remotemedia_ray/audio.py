@@ -23,7 +23,14 @@ import pyarrow as pa
 
 from remotemedia_ray.errors import AudioFormatError
 
-__all__ = ["AUDIO_COLUMN", "AudioBuffer", "AudioFormat", "audio_table", "buffers_from_table"]
+__all__ = [
+    "AUDIO_COLUMN",
+    "AudioBuffer",
+    "AudioFormat",
+    "audio_list_column",
+    "audio_table",
+    "buffers_from_table",
+]
 
 AUDIO_COLUMN = "audio"
 """Name of the list column holding each item's interleaved samples in a batch table."""
@@ -361,6 +368,24 @@ def audio_table(ids: Sequence[str], buffers: Sequence[AudioBuffer]) -> pa.Table:
             "channels": pa.array([b.channels for b in buffers], pa.int16()),
         }
     )
+
+
+def audio_list_column(buffers: Sequence[AudioBuffer | None], fmt: AudioFormat) -> pa.ChunkedArray:
+    """A large-list audio column with one chunk per buffer, wrapping each buffer's
+    own Arrow memory (no samples are copied); ``None`` entries become nulls.
+
+    Every buffer must be in ``fmt`` (the column has one value type).
+    """
+    list_type = pa.large_list(fmt.arrow_type)
+    chunks = []
+    for buffer in buffers:
+        if buffer is None:
+            chunks.append(pa.nulls(1, type=list_type))
+            continue
+        samples = buffer.to_arrow()
+        offsets = pa.array([0, len(samples)], type=pa.int64())
+        chunks.append(pa.LargeListArray.from_arrays(offsets, samples))
+    return pa.chunked_array(chunks, type=list_type)
 
 
 def buffers_from_table(table: pa.Table) -> list[AudioBuffer]:

@@ -22,7 +22,6 @@ Importing this module does not import Ray.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -43,6 +42,7 @@ from remotemedia_ray.errors import (
     MarshalingError,
     RemoteMediaError,
 )
+from remotemedia_ray.io import audio_extensions, decode_audio
 from remotemedia_ray.manifest import Manifest
 from remotemedia_ray.runtime.pipeline import OnError, Pipeline
 from remotemedia_ray.runtime.plan import RuntimeOverride
@@ -54,23 +54,7 @@ __all__ = ["AUDIO_EXTENSIONS", "map_pipeline", "read_audio"]
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS: tuple[str, ...] = (
-    "wav",
-    "wave",
-    "flac",
-    "ogg",
-    "oga",
-    "opus",
-    "mp3",
-    "aif",
-    "aiff",
-    "aifc",
-    "au",
-    "snd",
-    "caf",
-    "w64",
-    "rf64",
-)
+AUDIO_EXTENSIONS: tuple[str, ...] = tuple(sorted(ext[1:] for ext in audio_extensions()))
 """File extensions :func:`read_audio` reads by default (formats libsndfile decodes)."""
 
 PathLike = str | os.PathLike[str]
@@ -151,21 +135,17 @@ class _AudioDecoder:
     skip_errors: bool
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import soundfile as sf
-
         paths: list[str] = []
         buffers: list[AudioBuffer] = []
         blobs = batch.column("bytes")
         for row, path in enumerate(batch.column("path").to_pylist()):
             try:
-                data = io.BytesIO(blobs[row].as_py())
-                samples, rate = sf.read(data, dtype="float32", always_2d=True)
-                buffer = AudioBuffer.from_numpy(samples, rate)
-            except Exception as exc:
+                buffer = decode_audio(blobs[row].as_py(), path, keep_pcm=False)
+            except AudioFormatError as exc:
                 if self.skip_errors:
-                    logger.warning("skipping %s: cannot decode it as audio: %s", path, exc)
+                    logger.warning("skipping %s: %s", path, exc)
                     continue
-                raise AudioFormatError(f"cannot decode audio file {path!r}: {exc}") from exc
+                raise
             paths.append(path)
             buffers.append(buffer)
         table = audio_table(paths, buffers)

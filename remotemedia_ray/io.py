@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat
+from remotemedia_ray.audio import AudioBuffer, AudioFormat, audio_list_column
 from remotemedia_ray.errors import AudioFormatError, ManifestError, RemoteMediaError
 from remotemedia_ray.nodes.base import Capability, NodeExecutor
 
@@ -42,6 +42,7 @@ __all__ = [
     "ShardWriter",
     "audio_extensions",
     "content_key",
+    "decode_audio",
     "list_inputs",
     "plan_audio_paths",
     "row_key",
@@ -231,6 +232,33 @@ class _ParquetCache:
         return AudioBuffer.from_table_row(self._table, row)
 
 
+def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True) -> AudioBuffer:
+    """Decode the bytes of an audio file with libsndfile.
+
+    Args:
+        data: The encoded file.
+        name: How errors name the file (its path).
+        keep_pcm: Keep 16- and 32-bit integer PCM as int16/int32; otherwise
+            (and for every other encoding) decode to float32.
+
+    Raises:
+        AudioFormatError: an empty or undecodable file, naming it.
+    """
+    import soundfile as sf
+
+    if not data:
+        raise AudioFormatError(f"cannot decode audio file {name!r}: empty file")
+    try:
+        dtype = "float32"
+        if keep_pcm:
+            subtype = sf.info(_io.BytesIO(data)).subtype
+            dtype = {"PCM_16": "int16", "PCM_32": "int32"}.get(subtype, "float32")
+        samples, rate = sf.read(_io.BytesIO(data), dtype=dtype, always_2d=True)
+    except Exception as exc:  # libsndfile's errors
+        raise AudioFormatError(f"cannot decode audio file {name!r}: {exc}") from None
+    return AudioBuffer.from_numpy(samples, int(rate))
+
+
 class AudioFileReader(NodeExecutor):
     """Decodes one input (an audio file, or a Parquet row) into an AudioBuffer.
 
@@ -252,21 +280,12 @@ class AudioFileReader(NodeExecutor):
         path = input["path"]
         if input.get("row") is not None:
             return self._parquet.row(path, int(input["row"]))
-        import soundfile as sf
-
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
-            if not data:
-                raise AudioFormatError(f"{path}: empty file")
-            info = sf.info(_io.BytesIO(data))
-            dtype = {"PCM_16": "int16", "PCM_32": "int32"}.get(info.subtype, "float32")
-            samples, rate = sf.read(_io.BytesIO(data), dtype=dtype, always_2d=True)
-        except RemoteMediaError:
-            raise
-        except Exception as exc:  # libsndfile errors, OSError
-            raise AudioFormatError(f"cannot decode {path}: {exc}") from None
-        return AudioBuffer.from_numpy(samples, int(rate))
+        except OSError as exc:
+            raise AudioFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return decode_audio(data, path)
 
 
 class ContentKey(NodeExecutor):
@@ -441,14 +460,10 @@ def sink_table(rows: list[tuple[str, Any]]) -> pa.Table:
     columns: dict[str, pa.Array | pa.ChunkedArray] = {"id": pa.array(ids, pa.string())}
     if values and all(isinstance(v, AudioBuffer) for v in values):
         fmt = values[0].format
-        chunks = []
         for v in values:
             if v.format is not fmt:
                 raise AudioFormatError(f"sink outputs mix formats {fmt.value} and {v.format.value}")
-            samples = v.to_arrow()
-            offsets = pa.array([0, len(samples)], pa.int64())
-            chunks.append(pa.LargeListArray.from_arrays(offsets, samples))
-        columns["audio"] = pa.chunked_array(chunks, type=pa.large_list(fmt.arrow_type))
+        columns["audio"] = audio_list_column(values, fmt)
         columns["sample_rate"] = pa.array([v.sample_rate for v in values], pa.int32())
         columns["channels"] = pa.array([v.channels for v in values], pa.int16())
     elif values and all(_is_segments(v) for v in values):

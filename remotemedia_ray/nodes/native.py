@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
@@ -82,20 +82,25 @@ def native_module() -> Any:
 _AUDIO_DTYPES = frozenset(fmt.dtype for fmt in AudioFormat)
 
 
+def _reads_in_place(samples: Any) -> TypeGuard[np.ndarray]:
+    """Whether the extension can read this array as it is (2-D, audio dtype, C order, aligned)."""
+    return (
+        type(samples) is np.ndarray
+        and samples.ndim == 2
+        and samples.dtype in _AUDIO_DTYPES
+        and samples.flags.c_contiguous
+        and samples.flags.aligned
+    )
+
+
 def _kernel_input(samples: Any) -> np.ndarray:
     """2-D audio the extension can read in place.
 
     C-contiguous, aligned arrays (including read-only ones from Ray's object
     store) pass through untouched; other layouts are copied once.
     """
-    if (
-        type(samples) is np.ndarray
-        and samples.ndim == 2
-        and samples.dtype in _AUDIO_DTYPES
-        and samples.flags.c_contiguous
-        and samples.flags.aligned
-    ):
-        return samples  # the common case: read in place
+    if _reads_in_place(samples):
+        return samples  # the common case
     if not isinstance(samples, np.ndarray):
         raise MarshalingError(f"samples must be a numpy array, got {type(samples).__name__}")
     if samples.ndim != 2:
@@ -127,16 +132,13 @@ class NativeKernels:
         arrays: Sequence[np.ndarray], op: Literal["add", "multiply"], param: float
     ) -> np.ndarray:
         """Element-wise fan-in sum/product, then ``param`` (see reference.combine)."""
-        if len(arrays) == 1 and type(param) is float and op in ("add", "multiply"):
-            a = arrays[0]
-            if (
-                type(a) is np.ndarray
-                and a.ndim == 2
-                and a.dtype in _AUDIO_DTYPES
-                and a.flags.c_contiguous
-                and a.flags.aligned
-            ):
-                return native_module().combine([a], op, param)  # type: ignore[no-any-return]
+        if (
+            len(arrays) == 1
+            and type(param) is float
+            and op in ("add", "multiply")
+            and _reads_in_place(arrays[0])
+        ):
+            return native_module().combine([arrays[0]], op, param)  # type: ignore[no-any-return]
         if (
             not arrays
             or not all(isinstance(a, np.ndarray) for a in arrays)

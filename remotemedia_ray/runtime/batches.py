@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat
+from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_list_column
 from remotemedia_ray.errors import MarshalingError, RemoteMediaError
 
 __all__ = ["BatchItem", "decode_batch", "encode_batch"]
@@ -51,8 +51,7 @@ def encode_batch(items: Sequence[BatchItem]) -> pa.Table:
         (it.value.format for it in items if it.error is None and isinstance(it.value, AudioBuffer)),
         AudioFormat.F32,
     )
-    list_type = pa.large_list(audio_format.arrow_type)
-    audio_chunks: list[pa.Array] = []
+    audio_values: list[AudioBuffer | None] = []
     rates: list[int | None] = []
     channels: list[int | None] = []
     values: list[bytes | None] = []
@@ -60,21 +59,19 @@ def encode_batch(items: Sequence[BatchItem]) -> pa.Table:
     for item in items:
         value = item.value
         if item.error is not None:
-            audio_chunks.append(pa.nulls(1, type=list_type))
+            audio_values.append(None)
             rates.append(None)
             channels.append(None)
             values.append(None)
             errors.append(pickle.dumps(item.error, protocol=5))
         elif isinstance(value, AudioBuffer) and value.format is audio_format:
-            samples = value.to_arrow()
-            offsets = pa.array([0, len(samples)], type=pa.int64())
-            audio_chunks.append(pa.LargeListArray.from_arrays(offsets, samples))
+            audio_values.append(value)
             rates.append(value.sample_rate)
             channels.append(value.channels)
             values.append(None)
             errors.append(None)
         else:
-            audio_chunks.append(pa.nulls(1, type=list_type))
+            audio_values.append(None)
             rates.append(None)
             channels.append(None)
             try:
@@ -86,11 +83,10 @@ def encode_batch(items: Sequence[BatchItem]) -> pa.Table:
                     item_id=item.item_id,
                 ) from exc
             errors.append(None)
-    audio = pa.chunked_array(audio_chunks, type=list_type)
     return pa.table(
         {
             _ID: pa.array([it.item_id for it in items], pa.string()),
-            AUDIO_COLUMN: audio,
+            AUDIO_COLUMN: audio_list_column(audio_values, audio_format),
             "sample_rate": pa.array(rates, pa.int32()),
             "channels": pa.array(channels, pa.int16()),
             _VALUE: pa.array(values, pa.large_binary()),

@@ -5,9 +5,7 @@
 //! sample type with [`Sample::from_f64`] (one cast for floats; round half to
 //! even and saturate for integers). Exactly `reference.combine`.
 
-use std::any::TypeId;
-
-use super::{KernelError, Sample};
+use super::{KernelError, Sample, same_type_slice, same_type_vec};
 use crate::avx2_dispatch;
 
 /// The operation of a combine.
@@ -118,23 +116,6 @@ fn pair_f32(x: &[f32], y: &[f32], op: Op) -> Vec<f32> {
     pair_f32_impl(x, y, op)
 }
 
-/// `v` as a vector of `T` when `T` is f32.
-fn from_f32_vec<T: Sample>(v: Vec<f32>) -> Option<Vec<T>> {
-    if TypeId::of::<T>() != TypeId::of::<f32>() {
-        return None;
-    }
-    let mut v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: T is f32, so pointer, length and capacity carry over unchanged.
-    Some(unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) })
-}
-
-/// `x` as an f32 slice when `T` is f32.
-fn as_f32<T: Sample>(x: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 (checked), so the layout is identical.
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
-}
-
 fn single_f32(x: &[f32], op: Op, param: f32) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_avx2() {
@@ -209,8 +190,8 @@ pub fn combine_vec<T: Sample>(inputs: &[&[T]], op: Op, param: f64) -> Result<Vec
     check_param(param)?;
     if let [x] = inputs {
         let p32 = param as f32;
-        if let Some(xs) = as_f32(x).filter(|_| p32 as f64 == param) {
-            if let Some(out) = from_f32_vec(single_f32(xs, op, p32)) {
+        if let Some(xs) = same_type_slice::<T, f32>(x).filter(|_| p32 as f64 == param) {
+            if let Some(out) = same_type_vec(single_f32(xs, op, p32)) {
                 return Ok(out);
             }
         }
@@ -221,9 +202,9 @@ pub fn combine_vec<T: Sample>(inputs: &[&[T]], op: Op, param: f64) -> Result<Vec
         Op::Multiply => param == 1.0,
     };
     if let ([x, y], true) = (inputs, neutral) {
-        if let (Some(xs), Some(ys)) = (as_f32(x), as_f32(y)) {
+        if let (Some(xs), Some(ys)) = (same_type_slice::<T, f32>(x), same_type_slice::<T, f32>(y)) {
             if xs.len() == ys.len() {
-                if let Some(out) = from_f32_vec(pair_f32(xs, ys, op)) {
+                if let Some(out) = same_type_vec(pair_f32(xs, ys, op)) {
                     return Ok(out);
                 }
             }

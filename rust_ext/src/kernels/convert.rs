@@ -10,7 +10,7 @@
 
 use std::any::TypeId;
 
-use super::{KernelError, Sample, check_finite};
+use super::{KernelError, Sample, check_finite, same_type_slice, same_type_vec};
 use crate::avx2_dispatch;
 
 #[inline(always)]
@@ -84,23 +84,6 @@ unsafe fn f32_to_i16_avx2(src: &[f32], dst: &mut [std::mem::MaybeUninit<i16>]) -
     tail_ok && _mm256_testz_si256(bad, bad) == 1
 }
 
-/// `s` as a slice of `T` when `S` and `T` are the same type.
-fn cast_slice<S: 'static, T: 'static>(s: &[S]) -> Option<&[T]> {
-    // SAFETY: S and T are the same type, so the layout is identical.
-    (TypeId::of::<S>() == TypeId::of::<T>())
-        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<T>(), s.len()) })
-}
-
-/// A vector of `T` as a vector of `D` when they are the same type.
-fn cast_vec<T: 'static, D: 'static>(v: Vec<T>) -> Option<Vec<D>> {
-    if TypeId::of::<T>() != TypeId::of::<D>() {
-        return None;
-    }
-    let mut v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: T and D are the same type, so pointer, length and capacity carry over.
-    Some(unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<D>(), v.len(), v.capacity()) })
-}
-
 /// Converts interleaved `channels`-channel audio from `S` to `D` into a new vector.
 ///
 /// Float sources must be finite; an f64 source whose finite value overflows
@@ -109,7 +92,7 @@ pub fn convert_vec<S: Sample, D: Sample>(
     src: &[S],
     channels: usize,
 ) -> Result<Vec<D>, KernelError> {
-    if let Some(s32) = cast_slice::<S, f32>(src) {
+    if let Some(s32) = same_type_slice::<S, f32>(src) {
         if TypeId::of::<D>() == TypeId::of::<i16>() {
             let mut out: Vec<i16> = Vec::with_capacity(s32.len());
             if !f32_to_i16(s32, out.spare_capacity_mut()) {
@@ -117,7 +100,7 @@ pub fn convert_vec<S: Sample, D: Sample>(
             }
             // SAFETY: f32_to_i16 initialized all s32.len() elements of the spare capacity.
             unsafe { out.set_len(s32.len()) };
-            return cast_vec(out)
+            return same_type_vec(out)
                 .ok_or_else(|| KernelError::Shape("internal type mismatch".into()));
         }
     }

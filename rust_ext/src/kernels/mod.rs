@@ -192,6 +192,26 @@ impl Sample for i32 {
     }
 }
 
+/// `s` as a slice of `T` when `S` and `T` are the same type (a kernel's fast
+/// path for one concrete sample type inside generic code).
+pub(crate) fn same_type_slice<S: 'static, T: 'static>(s: &[S]) -> Option<&[T]> {
+    if std::any::TypeId::of::<S>() != std::any::TypeId::of::<T>() {
+        return None;
+    }
+    // SAFETY: S and T are the same type, so the layout is identical.
+    Some(unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<T>(), s.len()) })
+}
+
+/// A vector of `S` as a vector of `T` when they are the same type.
+pub(crate) fn same_type_vec<S: 'static, T: 'static>(v: Vec<S>) -> Option<Vec<T>> {
+    if std::any::TypeId::of::<S>() != std::any::TypeId::of::<T>() {
+        return None;
+    }
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: S and T are the same type, so pointer, length and capacity carry over.
+    Some(unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) })
+}
+
 /// The flat index of the first non-finite sample, or `None`.
 ///
 /// Scans in blocks with a branch-free test (so the common all-finite case
