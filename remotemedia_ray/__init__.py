@@ -8,7 +8,14 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from remotemedia_ray import errors
-from remotemedia_ray.audio import AudioBuffer, AudioFormat, audio_table, buffers_from_table
+from remotemedia_ray.audio import (
+    AudioBuffer,
+    AudioChunks,
+    AudioFormat,
+    BufferChunks,
+    audio_table,
+    buffers_from_table,
+)
 from remotemedia_ray.errors import (
     AudioFormatError,
     CycleError,
@@ -24,7 +31,14 @@ from remotemedia_ray.errors import (
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import ExecutionOptions, Manifest, NodeSpec
 from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics
-from remotemedia_ray.nodes.base import Capability, NodeExecutor, NodeMetadata, NodeState
+from remotemedia_ray.nodes.base import (
+    Capability,
+    ChunkStream,
+    MapChunks,
+    NodeExecutor,
+    NodeMetadata,
+    NodeState,
+)
 from remotemedia_ray.nodes.native import native_available
 from remotemedia_ray.nodes.registry import available_node_types, create_node, register_node
 from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
@@ -38,9 +52,12 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AudioBuffer",
+    "AudioChunks",
     "AudioFormat",
     "AudioFormatError",
+    "BufferChunks",
     "Capability",
+    "ChunkStream",
     "CircuitBreaker",
     "CycleError",
     "ExecutionOptions",
@@ -48,6 +65,7 @@ __all__ = [
     "ItemFailure",
     "Manifest",
     "ManifestError",
+    "MapChunks",
     "MarshalingError",
     "NodeExecutionError",
     "NodeExecutor",

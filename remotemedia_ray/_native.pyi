@@ -24,7 +24,9 @@ __all__ = [
     "input_address",
     "panic_in_kernel",
     "resample",
+    "vad_frame_energies",
     "vad_segments",
+    "vad_segments_from_energies",
 ]
 
 __version__: str
@@ -55,6 +57,29 @@ def vad_segments(
     noise_floor_margin_db: float = 3.0,
 ) -> list[dict[str, float]]:
     """Speech segments ``{start_ms, end_ms, energy_db, confidence}`` in time order."""
+
+def vad_frame_energies(
+    samples_in: npt.NDArray[Any], frame_len: int, first_frame: int = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per-frame sums of squares and sample counts of a frame-aligned piece of a
+    stream, after checking its samples are finite (a bad one is named by its
+    frame in the stream, ``first_frame`` plus its frame in the piece)."""
+
+def vad_segments_from_energies(
+    sums: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    frames: int,
+    sample_rate: int,
+    threshold_db: float = ...,  # -30.0 (pyo3 cannot show a negative default)
+    frame_length_ms: float = 30.0,
+    hangover_ms: float = 0.0,
+    min_speech_ms: float = 0.0,
+    min_silence_ms: float = 0.0,
+    context_ms: float = 0.0,
+    noise_floor_percentile: float | None = None,
+    noise_floor_margin_db: float = 3.0,
+) -> list[dict[str, float]]:
+    """Speech segments of a whole input of ``frames`` time steps from its energies."""
 
 def input_address(samples_in: npt.NDArray[Any]) -> int:
     """Test hook: the address of the memory a kernel reads for this array."""

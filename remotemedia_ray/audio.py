@@ -9,13 +9,20 @@ A batch of items is a ``pa.Table`` with one row per item: an ``id`` column
 (string), the audio as a list column of samples, ``sample_rate`` and
 ``channels``. :func:`audio_table` builds one; :meth:`AudioBuffer.from_table_row`
 views one row of it without copying.
+
+Audio too long to hold at once (an hour-long recording) is an
+:class:`AudioChunks`: consecutive pieces read one at a time. Pipelines push
+it through their nodes chunk by chunk with the same result as the whole
+audio, so memory stays bounded by the chunk size (see
+:meth:`remotemedia_ray.nodes.base.NodeExecutor.open_stream`).
 """
 
 from __future__ import annotations
 
+import abc
 import enum
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,10 +33,13 @@ from remotemedia_ray.errors import AudioFormatError
 __all__ = [
     "AUDIO_COLUMN",
     "AudioBuffer",
+    "AudioChunks",
     "AudioFormat",
+    "BufferChunks",
     "audio_list_column",
     "audio_table",
     "buffers_from_table",
+    "concat_audio",
 ]
 
 AUDIO_COLUMN = "audio"
@@ -391,3 +401,103 @@ def audio_list_column(buffers: Sequence[AudioBuffer | None], fmt: AudioFormat) -
 def buffers_from_table(table: pa.Table) -> list[AudioBuffer]:
     """Every row of a batch table as an :class:`AudioBuffer` view (no copies)."""
     return [AudioBuffer.from_table_row(table, i) for i in range(table.num_rows)]
+
+
+def concat_audio(pieces: Sequence[AudioBuffer]) -> AudioBuffer:
+    """The pieces of one stream joined in order (one copy; a single piece is returned as is).
+
+    Raises:
+        AudioFormatError: no pieces, or pieces of different rates, channel
+            counts or formats.
+    """
+    if not pieces:
+        raise AudioFormatError("cannot join zero audio pieces")
+    first = pieces[0]
+    for index, piece in enumerate(pieces[1:], 1):
+        if (piece.sample_rate, piece.channels, piece.format) != (
+            first.sample_rate,
+            first.channels,
+            first.format,
+        ):
+            raise AudioFormatError(f"audio piece {index} is {piece!r}, unlike piece 0: {first!r}")
+    if len(pieces) == 1:
+        return first
+    return AudioBuffer.from_numpy(
+        np.concatenate([piece.to_numpy() for piece in pieces]), first.sample_rate
+    )
+
+
+class AudioChunks(abc.ABC):
+    """One item's audio as consecutive chunks, read only when iterated.
+
+    A pipeline given an ``AudioChunks`` (by a reader node, or as its input)
+    runs every node that can stream on one chunk at a time, in order, and the
+    rest on the whole audio; either way each output equals what the whole
+    audio gives. Iterating twice reads the audio twice.
+
+    Subclasses set ``sample_rate``, ``channels``, ``format`` and
+    ``num_frames`` and implement :meth:`chunks`.
+    """
+
+    sample_rate: int
+    channels: int
+    format: AudioFormat
+    num_frames: int
+
+    @abc.abstractmethod
+    def chunks(self) -> Iterator[AudioBuffer]:
+        """The chunks in order: at least one (an empty buffer for empty audio),
+        all with this object's rate, channel count and format."""
+
+    @property
+    def duration_seconds(self) -> float:
+        """Length of the whole audio in seconds."""
+        return self.num_frames / self.sample_rate
+
+    def read_all(self) -> AudioBuffer:
+        """The whole audio in one buffer (memory grows with its length)."""
+        return concat_audio(list(self.chunks()))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(frames={self.num_frames}, channels={self.channels}, "
+            f"sample_rate={self.sample_rate}, format={self.format.value})"
+        )
+
+
+class BufferChunks(AudioChunks):
+    """An in-memory :class:`AudioBuffer` served as chunks (views, no copies).
+
+    Args:
+        audio: The whole audio.
+        chunk_frames: Frames per chunk (the last may be shorter), or a
+            sequence of chunk sizes that must add up to the audio's frames.
+    """
+
+    def __init__(self, audio: AudioBuffer, chunk_frames: int | Sequence[int]) -> None:
+        self.audio = audio
+        self.sample_rate = audio.sample_rate
+        self.channels = audio.channels
+        self.format = audio.format
+        self.num_frames = audio.num_frames
+        if not isinstance(chunk_frames, Sequence):
+            step = int(chunk_frames)
+            if step < 1:
+                raise AudioFormatError(f"chunk_frames must be >= 1, got {chunk_frames}")
+            sizes = [step] * (self.num_frames // step)
+            if self.num_frames % step or not sizes:
+                sizes.append(self.num_frames % step)
+        else:
+            sizes = [int(size) for size in chunk_frames]
+            if any(size < 0 for size in sizes) or sum(sizes) != self.num_frames or not sizes:
+                raise AudioFormatError(
+                    f"chunk sizes {sizes} must be >= 0 and add up to {self.num_frames} frames"
+                )
+        self.sizes = sizes
+
+    def chunks(self) -> Iterator[AudioBuffer]:
+        samples = self.audio.to_numpy()
+        start = 0
+        for size in self.sizes:
+            yield AudioBuffer.from_numpy(samples[start : start + size], self.sample_rate)
+            start += size

@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         write_audio=args.write_audio,
         batch_size=args.batch_size,
         shard_rows=args.shard_rows,
+        window_s=args.window_seconds or None,
         fuse=not args.no_fuse,
         progress="off" if args.quiet else "auto",
         ray_options=ray_options,
@@ -160,6 +161,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=None, help="items per batch")
     run.add_argument("--max-in-flight", type=int, default=None, help="batches in flight")
     run.add_argument("--shard-rows", type=int, default=256, help="items per Parquet shard")
+    run.add_argument(
+        "--window-seconds",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="files longer than S seconds are decoded and processed in windows of S "
+        "seconds, with the same results and bounded memory (0: always whole; default 600)",
+    )
     run.add_argument(
         "--no-fuse",
         action="store_true",

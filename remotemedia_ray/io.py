@@ -6,6 +6,11 @@ or a Parquet dataset with an audio column. Listing only looks at names and
 sizes; decoding happens in :class:`AudioFileReader`, a node that the dataset
 job runs inside Ray workers.
 
+A file longer than the reader's window (``window_s``, default 10 minutes)
+is not decoded at once: the reader returns a :class:`FileChunks` that
+decodes one window at a time as the pipeline streams it, so memory stays
+bounded for hour-long recordings.
+
 Outputs (:class:`ShardWriter`, :func:`write_audio_file`): Parquet shards per
 sink and optional audio files, every file written under a temporary name and
 renamed into place, and every output path checked to stay inside the output
@@ -18,9 +23,10 @@ import glob as globlib
 import hashlib
 import io as _io
 import json
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -28,16 +34,18 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat, audio_list_column
+from remotemedia_ray.audio import AudioBuffer, AudioChunks, AudioFormat, audio_list_column
 from remotemedia_ray.errors import AudioFormatError, ManifestError, RemoteMediaError
-from remotemedia_ray.nodes.base import Capability, NodeExecutor
+from remotemedia_ray.nodes.base import Capability, NodeExecutor, parse_params
 
 __all__ = [
     "IO_NODES",
     "AudioDuration",
     "AudioFileReader",
     "ContentKey",
+    "FileChunks",
     "InputItem",
     "ShardWriter",
     "audio_extensions",
@@ -251,12 +259,88 @@ def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True) -> AudioBuffe
     try:
         dtype = "float32"
         if keep_pcm:
-            subtype = sf.info(_io.BytesIO(data)).subtype
-            dtype = {"PCM_16": "int16", "PCM_32": "int32"}.get(subtype, "float32")
+            dtype = _decode_dtype(sf.info(_io.BytesIO(data)).subtype)
         samples, rate = sf.read(_io.BytesIO(data), dtype=dtype, always_2d=True)
     except Exception as exc:  # libsndfile's errors
         raise AudioFormatError(f"cannot decode audio file {name!r}: {exc}") from None
     return AudioBuffer.from_numpy(samples, int(rate))
+
+
+def _decode_dtype(subtype: str, keep_pcm: bool = True) -> str:
+    if not keep_pcm:
+        return "float32"
+    return {"PCM_16": "int16", "PCM_32": "int32"}.get(subtype, "float32")
+
+
+class FileChunks(AudioChunks):
+    """A long audio file decoded one window at a time, as a pipeline streams it.
+
+    Decoding in windows gives the same samples as decoding the whole file.
+    It pickles as its path and shape, so it can cross processes (a node that
+    cannot stream then reads the whole file where it runs).
+
+    Args:
+        path: The file.
+        window_frames: Frames per chunk (the last may be shorter).
+        sample_rate, channels, num_frames: From the file's header.
+        dtype: ``int16``/``int32`` for 16/32-bit PCM, else ``float32``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        window_frames: int,
+        sample_rate: int,
+        channels: int,
+        num_frames: int,
+        dtype: str,
+    ) -> None:
+        if window_frames < 1:
+            raise AudioFormatError(f"window_frames must be >= 1, got {window_frames}")
+        self.path = path
+        self.window_frames = int(window_frames)
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.num_frames = int(num_frames)
+        self.dtype = dtype
+        self.format = AudioFormat.from_dtype(np.dtype(dtype))
+
+    def chunks(self) -> Iterator[AudioBuffer]:
+        import soundfile as sf
+
+        try:
+            handle = sf.SoundFile(self.path)
+        except Exception as exc:
+            raise AudioFormatError(f"cannot decode audio file {self.path!r}: {exc}") from None
+        with handle:
+            yielded = False
+            while True:
+                try:
+                    block = handle.read(self.window_frames, dtype=self.dtype, always_2d=True)
+                except Exception as exc:
+                    raise AudioFormatError(
+                        f"cannot decode audio file {self.path!r} after frame {handle.tell()}: {exc}"
+                    ) from None
+                if block.shape[0] == 0 and yielded:
+                    return
+                yielded = True
+                yield AudioBuffer.from_numpy(block, self.sample_rate)
+                if block.shape[0] < self.window_frames:
+                    return
+
+
+class ReaderParams(BaseModel):
+    """Parameters of :class:`AudioFileReader`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    window_s: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="Files longer than this many seconds are decoded and processed in "
+        "windows of this length (null: always whole).",
+    )
 
 
 class AudioFileReader(NodeExecutor):
@@ -264,15 +348,19 @@ class AudioFileReader(NodeExecutor):
 
     Runs where the pipeline runs (a Ray worker for the dataset job), so files
     are never decoded on the driver. Float formats decode to float32; 16- and
-    32-bit integer PCM keep their integer format.
+    32-bit integer PCM keep their integer format. A file longer than
+    ``window_s`` seconds becomes a :class:`FileChunks`, decoded window by
+    window while the pipeline streams it.
     """
 
     capabilities = frozenset({Capability.AUDIO, Capability.CPU})
+    Params = ReaderParams
 
     def initialize(self, params: Mapping[str, Any]) -> None:
+        self.params = parse_params(ReaderParams, params, node=self.node_id)
         self._parquet = _ParquetCache()
 
-    def execute(self, input: Any) -> AudioBuffer:
+    def execute(self, input: Any) -> AudioBuffer | FileChunks:
         if not isinstance(input, dict) or "path" not in input:
             raise AudioFormatError(
                 f"reader input must be an input item, got {type(input).__name__}"
@@ -280,12 +368,38 @@ class AudioFileReader(NodeExecutor):
         path = input["path"]
         if input.get("row") is not None:
             return self._parquet.row(path, int(input["row"]))
+        chunks = self._long_file(path)
+        if chunks is not None:
+            return chunks
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
         except OSError as exc:
             raise AudioFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
         return decode_audio(data, path)
+
+    def _long_file(self, path: str) -> FileChunks | None:
+        """The file as chunks when it is longer than the window, else None."""
+        import soundfile as sf
+
+        window_s = self.params.window_s
+        if window_s is None:
+            return None
+        try:
+            info = sf.info(path)
+        except Exception:
+            return None  # reading it whole gives the error
+        window = max(1, math.floor(window_s * info.samplerate))
+        if info.frames <= window:
+            return None
+        return FileChunks(
+            path,
+            window_frames=window,
+            sample_rate=info.samplerate,
+            channels=info.channels,
+            num_frames=info.frames,
+            dtype=_decode_dtype(info.subtype),
+        )
 
 
 class ContentKey(NodeExecutor):
@@ -306,12 +420,16 @@ class ContentKey(NodeExecutor):
 
 
 class AudioDuration(NodeExecutor):
-    """The duration of an AudioBuffer in seconds."""
+    """The duration of an AudioBuffer (or of a long file's chunks) in seconds."""
+
+    accepts_chunks = True
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         pass
 
     def execute(self, input: Any) -> float:
+        if isinstance(input, AudioChunks):
+            return input.duration_seconds
         if not isinstance(input, AudioBuffer):
             raise AudioFormatError(f"expected an AudioBuffer, got {type(input).__name__}")
         return input.duration_seconds

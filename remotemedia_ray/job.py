@@ -13,6 +13,12 @@
 4. failed items go to ``OUTDIR/errors.jsonl`` (item, path, node, error);
 5. ``OUTDIR/metrics.json`` and a one-line summary end the run.
 
+A file longer than ``window_s`` (10 minutes by default) is decoded and
+pushed through the nodes one window at a time, inside one worker, with the
+same outputs as whole-file processing (see :mod:`remotemedia_ray.runtime.local`);
+memory then grows with the outputs kept, not with the input. With
+``fuse=False`` the nodes are separate actors and a long file is read whole.
+
 ``--resume`` deletes unfinished shards, skips every item whose path and
 content digest are recorded as done, and re-runs the rest, so a resumed run's
 outputs equal an uninterrupted run's.
@@ -67,6 +73,7 @@ class JobConfig:
     write_audio: Literal["flac", "wav"] | None = None
     batch_size: int | None = None
     shard_rows: int = 256
+    window_s: float | None = 600.0
     fuse: bool = True
     progress: Literal["auto", "live", "plain", "off"] = "auto"
     ray_options: dict[str, Any] = field(default_factory=dict)
@@ -135,8 +142,11 @@ def _factor(value: float) -> str:
     return f"{value:,.1f}x" if value < 10 else f"{value:,.0f}x"
 
 
-def _job_manifest(manifest: Manifest) -> Manifest:
-    """The manifest with the internal reader, duration and key nodes added."""
+def _job_manifest(manifest: Manifest, window_s: float | None = 600.0) -> Manifest:
+    """The manifest with the internal reader, duration and key nodes added.
+
+    Files longer than ``window_s`` seconds are read and processed in windows.
+    """
     ids = {node.id for node in manifest.nodes}
     clash = ids & set(_INTERNAL)
     if clash:
@@ -144,7 +154,7 @@ def _job_manifest(manifest: Manifest) -> Manifest:
     graph = PipelineGraph.from_manifest(manifest)
     data = manifest.to_dict()
     data["nodes"] = [
-        {"id": READ, "node_type": "AudioFileReader"},
+        {"id": READ, "node_type": "AudioFileReader", "params": {"window_s": window_s}},
         {"id": KEY, "node_type": "ContentKey"},
         *data["nodes"],
         {"id": DURATION, "node_type": "AudioDuration"},
@@ -251,7 +261,7 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
     )
     manifest.validate()
     sinks = list(PipelineGraph.from_manifest(manifest).sinks)
-    job_manifest = _job_manifest(manifest)
+    job_manifest = _job_manifest(manifest, config.window_s)
     items = list_inputs(config.input, exclude=config.outdir)
     _prepare_outdir(config, sinks, _job_fingerprint(manifest, config))
     root = config.outdir.resolve()
@@ -382,6 +392,8 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
 def _check_config(config: JobConfig) -> None:
     if config.shard_rows < 1:
         raise ManifestError(f"--shard-rows must be >= 1, got {config.shard_rows}")
+    if config.window_s is not None and not config.window_s > 0:
+        raise ManifestError(f"--window-seconds must be > 0, got {config.window_s}")
     if config.max_errors is not None and config.max_errors < 0:
         raise ManifestError(f"--max-errors must be >= 0, got {config.max_errors}")
     if config.resume and config.overwrite:

@@ -10,6 +10,12 @@ number of ``execute(input)`` calls, then ``cleanup()``::
 idempotent. Subclasses implement the three methods directly; the base class
 wraps them (in ``__init_subclass__``) so the lifecycle holds for every node,
 built-in or user-written.
+
+Long audio (an :class:`~remotemedia_ray.audio.AudioChunks`) reaches a node
+that can stream as chunks: :meth:`NodeExecutor.open_stream` returns a
+:class:`ChunkStream` that takes one item's chunks in order and gives the same
+output as ``execute`` on the whole audio. A node that cannot stream gets the
+whole audio instead.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from remotemedia_ray.audio import AudioBuffer
 from remotemedia_ray.errors import ManifestError, NodeExecutionError, RemoteMediaError
 
 __all__ = [
     "Capability",
+    "ChunkStream",
+    "MapChunks",
     "NodeExecutor",
     "NodeMetadata",
     "NodeRuntime",
@@ -86,6 +95,10 @@ class NodeExecutor(abc.ABC):
     version: ClassVar[str] = "1.0.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CPU})
     Params: ClassVar[type[BaseModel] | None] = None
+    accepts_chunks: ClassVar[bool] = False
+    """True when ``execute`` takes an :class:`~remotemedia_ray.audio.AudioChunks`
+    as it is (it reads no samples, or reads them itself); otherwise the runtime
+    joins the chunks into one AudioBuffer before calling ``execute``."""
 
     def __init__(self) -> None:
         self.node_id: str | None = None
@@ -121,6 +134,17 @@ class NodeExecutor(abc.ABC):
     def cleanup(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release resources; called once at the end (idempotent)."""
 
+    def open_stream(self) -> ChunkStream | None:
+        """A :class:`ChunkStream` for one item's audio, or None when this node cannot stream.
+
+        Called on an initialized node, once per long item. Nodes whose output
+        for a piece of audio depends only on that piece return
+        :class:`MapChunks`; stateful nodes (resampling, VAD) return their own
+        stream. The default None makes the runtime give the node the whole
+        audio, so memory grows with the item's length.
+        """
+        return None
+
     def metadata(self) -> NodeMetadata:
         """The node type, implementation version and capabilities."""
         return NodeMetadata(
@@ -132,6 +156,63 @@ class NodeExecutor(abc.ABC):
     def _label(self) -> str:
         kind = self.node_type or type(self).__name__
         return f"{kind} {self.node_id!r}" if self.node_id else kind
+
+
+class ChunkStream(abc.ABC):
+    """One item's audio processed chunk by chunk by one node.
+
+    :meth:`push` receives the item's chunks in order (at least one), then
+    :meth:`finish` ends the item. An audio stream (``emits_audio`` True)
+    returns output audio pieces from both (None or an empty buffer when
+    nothing is ready), and the node's output for the item is their
+    concatenation; any other stream returns None from ``push`` and the whole
+    output from ``finish``. Either way the output must equal ``execute`` on
+    the whole audio, for every way of cutting it into chunks.
+    """
+
+    emits_audio: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def push(self, chunk: AudioBuffer) -> AudioBuffer | None:
+        """Process the next chunk; return the output audio now complete (audio streams)."""
+
+    @abc.abstractmethod
+    def finish(self) -> Any:
+        """End the item: the last output audio (audio streams) or the whole output."""
+
+
+class MapChunks(ChunkStream):
+    """The stream of a node whose output for a piece of audio depends only on
+    that piece (format conversion, gain, downmix): ``execute`` on each chunk.
+
+    Errors name the chunk's first frame in the stream, so a bad sample can be
+    found in the whole audio.
+    """
+
+    def __init__(self, node: NodeExecutor) -> None:
+        self.node = node
+        self.frames = 0
+
+    def push(self, chunk: AudioBuffer) -> AudioBuffer | None:
+        start = self.frames
+        self.frames += chunk.num_frames
+        try:
+            out = self.node.execute(chunk)
+        except RemoteMediaError as exc:
+            if start:
+                exc.message = f"{exc.message} (in the chunk starting at frame {start})"
+                exc.args = (exc.message,)
+            raise
+        if not isinstance(out, AudioBuffer):
+            raise NodeExecutionError(
+                f"{self.node._label()}: a chunk gave {type(out).__name__}, not audio; "
+                "this node cannot stream with MapChunks",
+                node_id=self.node.node_id,
+            )
+        return out
+
+    def finish(self) -> None:
+        return None
 
 
 def parse_params(model: type[P], params: Mapping[str, Any], *, node: str | None = None) -> P:

@@ -19,7 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from remotemedia_ray.audio import AudioBuffer, AudioFormat
 from remotemedia_ray.errors import AudioFormatError, MarshalingError
 from remotemedia_ray.nodes import reference, resampling
-from remotemedia_ray.nodes.base import Capability, NodeExecutor, parse_params
+from remotemedia_ray.nodes.base import (
+    Capability,
+    ChunkStream,
+    MapChunks,
+    NodeExecutor,
+    parse_params,
+)
 
 __all__ = [
     "BUILTIN_NODES",
@@ -76,10 +82,37 @@ class KernelBackend(Protocol):
     ) -> list[dict[str, float]]:
         """VADNode."""
 
+    def vad_frame_energies(
+        self, samples: np.ndarray, frame_len: int, first_frame: int = ...
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """VADNode on a long input: one frame-aligned piece's energies."""
+
+    def vad_segments_from_energies(
+        self,
+        sums: np.ndarray,
+        counts: np.ndarray,
+        frames: int,
+        sample_rate: int,
+        threshold_db: float = ...,
+        frame_length_ms: float = ...,
+        hangover_ms: float = ...,
+        min_speech_ms: float = ...,
+        min_silence_ms: float = ...,
+        context_ms: float = ...,
+        noise_floor_percentile: float | None = ...,
+        noise_floor_margin_db: float = ...,
+    ) -> list[dict[str, float]]:
+        """VADNode on a long input: the segments from all its energies."""
+
     def resample(
         self, samples: np.ndarray, source_rate: int, target_rate: int, quality: str = ...
     ) -> np.ndarray:
         """ResampleNode."""
+
+    def stream_resampler(
+        self, source_rate: int, target_rate: int, channels: int, quality: str = ...
+    ) -> resampling.ChunkResampler:
+        """ResampleNode on a long input: a resampler fed chunk by chunk."""
 
 
 class ReferenceKernels:
@@ -90,7 +123,10 @@ class ReferenceKernels:
     combine_scalars = staticmethod(reference.combine_scalars)
     channel_mix = staticmethod(reference.channel_mix)
     vad_segments = staticmethod(reference.vad_segments)
+    vad_frame_energies = staticmethod(reference.vad_frame_energies)
+    vad_segments_from_energies = staticmethod(reference.vad_segments_from_energies)
     resample = staticmethod(resampling.resample)
+    stream_resampler = resampling.StreamingResampler
 
 
 class _Params(BaseModel):
@@ -209,23 +245,110 @@ class VADNode(_AudioNode):
 
     def execute(self, input: Any) -> list[dict[str, float]]:
         audio = self._audio(input)
+        self._check_rate(audio)
+        return self.kernels.vad_segments(audio.to_numpy(), audio.sample_rate, **self._settings())
+
+    def _settings(self) -> dict[str, Any]:
         p = self.params
-        if p.sample_rate is not None and p.sample_rate != audio.sample_rate:
+        return {
+            "threshold_db": p.threshold,
+            "frame_length_ms": p.frame_length_ms,
+            "hangover_ms": p.hangover_ms,
+            "min_speech_ms": p.min_speech_ms,
+            "min_silence_ms": p.min_silence_ms,
+            "context_ms": p.context_ms,
+            "noise_floor_percentile": p.noise_floor_percentile,
+            "noise_floor_margin_db": p.noise_floor_margin_db,
+        }
+
+    def open_stream(self) -> ChunkStream:
+        """Two passes in one: every chunk's frame energies now, the decisions at the end.
+
+        Frames are counted from the start of the stream (a partial frame is
+        carried into the next chunk), so the energies, and therefore the
+        segments, equal those of the whole audio. Memory: 16 bytes per frame.
+        """
+        return _VADChunks(self)
+
+    def _check_rate(self, audio: AudioBuffer) -> None:
+        expected = self.params.sample_rate
+        if expected is not None and expected != audio.sample_rate:
             raise AudioFormatError(
                 f"{self._label()}: input is {audio.sample_rate} Hz but params.sample_rate "
-                f"is {p.sample_rate}"
+                f"is {expected}"
             )
-        return self.kernels.vad_segments(
-            audio.to_numpy(),
-            audio.sample_rate,
-            threshold_db=p.threshold,
-            frame_length_ms=p.frame_length_ms,
-            hangover_ms=p.hangover_ms,
-            min_speech_ms=p.min_speech_ms,
-            min_silence_ms=p.min_silence_ms,
-            context_ms=p.context_ms,
-            noise_floor_percentile=p.noise_floor_percentile,
-            noise_floor_margin_db=p.noise_floor_margin_db,
+
+
+class _StreamShape:
+    """The rate, channels and format a stream's chunks must keep."""
+
+    def __init__(self, node: NodeExecutor) -> None:
+        self.node = node
+        self.first: AudioBuffer | None = None
+        self.frames = 0
+
+    def check(self, chunk: AudioBuffer) -> None:
+        if self.first is None:
+            self.first = chunk
+        elif (chunk.sample_rate, chunk.channels, chunk.format) != (
+            self.first.sample_rate,
+            self.first.channels,
+            self.first.format,
+        ):
+            raise AudioFormatError(
+                f"{self.node._label()}: the chunk at frame {self.frames} is {chunk!r}, "
+                f"unlike the stream's first chunk {self.first!r}"
+            )
+        self.frames += chunk.num_frames
+
+
+class _VADChunks(ChunkStream):
+    emits_audio = False
+
+    def __init__(self, node: VADNode) -> None:
+        self.node = node
+        self.shape = _StreamShape(node)
+        self.frame_len = 0
+        self.carry: np.ndarray | None = None
+        self.sums: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+
+    def push(self, chunk: AudioBuffer) -> None:
+        audio = self.node._audio(chunk)
+        start = self.shape.frames
+        self.shape.check(audio)
+        if not self.frame_len:
+            self.node._check_rate(audio)
+            self.frame_len = reference.vad_frame_len(
+                audio.sample_rate, self.node.params.frame_length_ms
+            )
+        x = audio.to_numpy()
+        if self.carry is not None and self.carry.shape[0]:
+            start -= self.carry.shape[0]
+            x = np.concatenate([self.carry, x])
+        whole = x.shape[0] - x.shape[0] % self.frame_len
+        self._energies(x[:whole], start)
+        self.carry = x[whole:].copy()  # under one frame; the chunk itself is not kept
+
+    def _energies(self, x: np.ndarray, first_frame: int) -> None:
+        if x.shape[0]:
+            sums, counts = self.node.kernels.vad_frame_energies(x, self.frame_len, first_frame)
+            self.sums.append(sums)
+            self.counts.append(counts)
+
+    def finish(self) -> list[dict[str, float]]:
+        first = self.shape.first
+        if first is None:
+            raise AudioFormatError(f"{self.node._label()}: a stream ended without any chunk")
+        if self.carry is not None:
+            self._energies(self.carry, self.shape.frames - self.carry.shape[0])
+        empty = (np.zeros(0, np.float64), np.zeros(0, np.int64))
+        return self.node.kernels.vad_segments_from_energies(
+            np.concatenate(self.sums) if self.sums else empty[0],
+            np.concatenate(self.counts) if self.counts else empty[1],
+            self.shape.frames,
+            first.sample_rate,
+            **self.node._settings(),
         )
 
 
@@ -244,6 +367,32 @@ class ResampleNode(_AudioNode):
         )
         return AudioBuffer.from_numpy(out, self.params.target_rate)
 
+    def open_stream(self) -> ChunkStream:
+        """A streaming resampler: bit-identical to one call for any chunking."""
+        return _ResampleChunks(self)
+
+
+class _ResampleChunks(ChunkStream):
+    def __init__(self, node: ResampleNode) -> None:
+        self.node = node
+        self.shape = _StreamShape(node)
+        self.resampler: resampling.ChunkResampler | None = None
+
+    def push(self, chunk: AudioBuffer) -> AudioBuffer:
+        audio = self.node._audio(chunk)
+        self.shape.check(audio)
+        p = self.node.params
+        if self.resampler is None:
+            self.resampler = self.node.kernels.stream_resampler(
+                audio.sample_rate, p.target_rate, audio.channels, p.quality
+            )
+        return AudioBuffer.from_numpy(self.resampler.process(audio.to_numpy()), p.target_rate)
+
+    def finish(self) -> AudioBuffer:
+        if self.resampler is None:
+            raise AudioFormatError(f"{self.node._label()}: a stream ended without any chunk")
+        return AudioBuffer.from_numpy(self.resampler.flush(), self.node.params.target_rate)
+
 
 class FormatConverterNode(_AudioNode):
     """Converts samples between f32, f64, i16 and i32 (see DESIGN.md section 3)."""
@@ -258,6 +407,10 @@ class FormatConverterNode(_AudioNode):
         out = self.kernels.convert_format(audio.to_numpy(), self.params.target_format)
         return AudioBuffer.from_numpy(out, audio.sample_rate)
 
+    def open_stream(self) -> ChunkStream:
+        """Sample by sample: each chunk converted on its own."""
+        return MapChunks(self)
+
 
 class ChannelMixNode(_AudioNode):
     """Downmix to mono (mean of channels) or keep one channel."""
@@ -271,6 +424,10 @@ class ChannelMixNode(_AudioNode):
         audio = self._audio(input)
         out = self.kernels.channel_mix(audio.to_numpy(), self.params.mode, self.params.channel)
         return AudioBuffer.from_numpy(out, audio.sample_rate)
+
+    def open_stream(self) -> ChunkStream:
+        """Frame by frame: each chunk mixed on its own."""
+        return MapChunks(self)
 
 
 class _ArithmeticNode(_BuiltinNode):
@@ -309,6 +466,10 @@ class _ArithmeticNode(_BuiltinNode):
                 )
         out = self.kernels.combine([b.to_numpy() for b in buffers], self.op, self.param)
         return AudioBuffer.from_numpy(out, first.sample_rate)
+
+    def open_stream(self) -> ChunkStream:
+        """Sample by sample, for a node with one audio input."""
+        return MapChunks(self)
 
 
 class MultiplyNode(_ArithmeticNode):

@@ -207,6 +207,48 @@ class NativeKernels:
         )
 
     @staticmethod
+    def vad_frame_energies(
+        samples: np.ndarray, frame_len: int, first_frame: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame-aligned piece's energies (see reference.vad_frame_energies)."""
+        return native_module().vad_frame_energies(  # type: ignore[no-any-return]
+            _kernel_input(samples), int(frame_len), int(first_frame)
+        )
+
+    @staticmethod
+    def vad_segments_from_energies(
+        sums: np.ndarray,
+        counts: np.ndarray,
+        frames: int,
+        sample_rate: int,
+        threshold_db: float = -30.0,
+        frame_length_ms: float = 30.0,
+        hangover_ms: float = 0.0,
+        min_speech_ms: float = 0.0,
+        min_silence_ms: float = 0.0,
+        context_ms: float = 0.0,
+        noise_floor_percentile: float | None = None,
+        noise_floor_margin_db: float = 3.0,
+    ) -> list[dict[str, float]]:
+        """Segments from a whole input's energies (see reference.vad_segments_from_energies)."""
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        return native_module().vad_segments_from_energies(  # type: ignore[no-any-return]
+            np.ascontiguousarray(sums, dtype=np.float64),
+            np.ascontiguousarray(counts, dtype=np.int64),
+            int(frames),
+            int(sample_rate),
+            float(threshold_db),
+            float(frame_length_ms),
+            float(hangover_ms),
+            float(min_speech_ms),
+            float(min_silence_ms),
+            float(context_ms),
+            None if noise_floor_percentile is None else float(noise_floor_percentile),
+            float(noise_floor_margin_db),
+        )
+
+    @staticmethod
     def resample(
         samples: np.ndarray, source_rate: int, target_rate: int, quality: str = "high"
     ) -> np.ndarray:
@@ -215,6 +257,13 @@ class NativeKernels:
         return native_module().resample(  # type: ignore[no-any-return]
             x, int(source_rate), int(target_rate), quality
         )
+
+    @staticmethod
+    def stream_resampler(
+        source_rate: int, target_rate: int, channels: int, quality: str = "high"
+    ) -> Any:
+        """The Rust streaming resampler (``_native.Resampler``)."""
+        return native_module().Resampler(int(source_rate), int(target_rate), int(channels), quality)
 
 
 def _native_nodes() -> dict[str, type]:

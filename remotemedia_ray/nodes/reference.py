@@ -123,8 +123,10 @@ __all__ = [
     "noise_floor",
     "smooth_decisions",
     "smoothing_frames",
+    "vad_frame_energies",
     "vad_frame_len",
     "vad_segments",
+    "vad_segments_from_energies",
 ]
 
 CombineOp = Literal["add", "multiply"]
@@ -241,12 +243,14 @@ def first_nonfinite(samples: npt.NDArray[Any]) -> tuple[int, int] | None:
     return frame, channel
 
 
-def check_finite(samples: npt.NDArray[Any], what: str = "sample") -> None:
+def check_finite(samples: npt.NDArray[Any], what: str = "sample", *, first_frame: int = 0) -> None:
     """Raise if any sample is NaN or infinite, naming the first one.
 
     Args:
         samples: 2-D audio ``(frames, channels)``.
         what: The word used for one element in the message.
+        first_frame: The frame number of ``samples``' first frame (a piece of
+            a stream is named by its position in the stream).
 
     Raises:
         AudioFormatError: e.g. ``non-finite sample (nan) at index 123 (frame 61,
@@ -258,6 +262,7 @@ def check_finite(samples: npt.NDArray[Any], what: str = "sample") -> None:
     frame, channel = where
     value = float(samples[frame, channel])
     kind = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    frame += first_frame
     index = frame * samples.shape[1] + channel
     raise AudioFormatError(
         f"non-finite {what} ({kind}) at index {index} (frame {frame}, channel {channel})"
@@ -735,6 +740,80 @@ def smooth_decisions(
     return out
 
 
+def vad_frame_energies(
+    samples: npt.NDArray[Any], frame_len: int, first_frame: int = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """``frame_energies`` of one frame-aligned piece of a stream, samples checked finite.
+
+    A stream's energies are the concatenation of its pieces' energies when
+    every piece but the last holds a whole number of frames, so
+    :func:`vad_segments_from_energies` over them equals :func:`vad_segments`
+    over the whole stream.
+
+    Args:
+        samples: 2-D audio ``(frames, channels)`` of float32/float64/int16/int32.
+        frame_len: Time steps per frame, >= 1.
+        first_frame: The stream frame (time step) of the piece's first frame;
+            a non-finite sample is named by its frame in the stream.
+
+    Raises:
+        AudioFormatError: A NaN/inf sample (named), bad shape, dtype or ``frame_len``.
+        MarshalingError: ``samples`` is not a numpy array.
+    """
+    _audio_format(samples)
+    if first_frame < 0:
+        raise AudioFormatError(f"first_frame must be >= 0, got {first_frame}")
+    check_finite(samples, first_frame=int(first_frame))
+    return frame_energies(samples, frame_len)
+
+
+def _vad_settings(
+    sample_rate: int,
+    threshold_db: float,
+    frame_length_ms: float,
+    hangover_ms: float,
+    min_speech_ms: float,
+    min_silence_ms: float,
+    context_ms: float,
+    noise_floor_percentile: float | None,
+    noise_floor_margin_db: float,
+) -> tuple[int, float, float, dict[str, int], float]:
+    """Checked VAD parameters: rate, threshold, frame ms, smoothing frame counts, margin."""
+    if (
+        isinstance(sample_rate, (bool, np.bool_))
+        or not isinstance(sample_rate, (int, np.integer))
+        or sample_rate <= 0
+    ):
+        raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    threshold = _finite_float(threshold_db, "threshold_db", AudioFormatError)
+    frame_ms = _finite_float(frame_length_ms, "frame_length_ms", AudioFormatError)
+    if frame_ms <= 0:
+        raise AudioFormatError(f"frame_length_ms must be > 0, got {frame_length_ms!r}")
+    smoothing: dict[str, int] = {}
+    for name, ms in (
+        ("hangover_ms", hangover_ms),
+        ("min_speech_ms", min_speech_ms),
+        ("min_silence_ms", min_silence_ms),
+        ("context_ms", context_ms),
+    ):
+        value = _finite_float(ms, name, AudioFormatError)
+        if value < 0:
+            raise AudioFormatError(f"{name} must be >= 0, got {ms!r}")
+        smoothing[name] = smoothing_frames(value, frame_ms)
+    if noise_floor_percentile is not None:
+        percentile = _finite_float(
+            noise_floor_percentile, "noise_floor_percentile", AudioFormatError
+        )
+        if not 0.0 <= percentile <= 100.0:
+            raise AudioFormatError(
+                f"noise_floor_percentile must be in [0, 100], got {noise_floor_percentile!r}"
+            )
+    margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", AudioFormatError)
+    if margin < 0:
+        raise AudioFormatError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
+    return int(sample_rate), threshold, frame_ms, smoothing, margin
+
+
 def vad_segments(
     samples: npt.NDArray[Any],
     sample_rate: int,
@@ -781,45 +860,78 @@ def vad_segments(
         MarshalingError: ``samples`` is not a numpy array.
     """
     _audio_format(samples)
-    if (
-        isinstance(sample_rate, (bool, np.bool_))
-        or not isinstance(sample_rate, (int, np.integer))
-        or sample_rate <= 0
-    ):
-        raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    rate = int(sample_rate)
-    threshold = _finite_float(threshold_db, "threshold_db", AudioFormatError)
-    frame_ms = _finite_float(frame_length_ms, "frame_length_ms", AudioFormatError)
-    if frame_ms <= 0:
-        raise AudioFormatError(f"frame_length_ms must be > 0, got {frame_length_ms!r}")
-    smoothing: dict[str, int] = {}
-    for name, ms in (
-        ("hangover_ms", hangover_ms),
-        ("min_speech_ms", min_speech_ms),
-        ("min_silence_ms", min_silence_ms),
-        ("context_ms", context_ms),
-    ):
-        value = _finite_float(ms, name, AudioFormatError)
-        if value < 0:
-            raise AudioFormatError(f"{name} must be >= 0, got {ms!r}")
-        smoothing[name] = smoothing_frames(value, frame_ms)
-    if noise_floor_percentile is not None:
-        percentile = _finite_float(
-            noise_floor_percentile, "noise_floor_percentile", AudioFormatError
-        )
-        if not 0.0 <= percentile <= 100.0:
-            raise AudioFormatError(
-                f"noise_floor_percentile must be in [0, 100], got {noise_floor_percentile!r}"
-            )
-    margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", AudioFormatError)
-    if margin < 0:
-        raise AudioFormatError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
+    settings = (
+        sample_rate,
+        threshold_db,
+        frame_length_ms,
+        hangover_ms,
+        min_speech_ms,
+        min_silence_ms,
+        context_ms,
+        noise_floor_percentile,
+        noise_floor_margin_db,
+    )
+    rate, _, frame_ms, _, _ = _vad_settings(*settings)
     if samples.size == 0:
         return []
-    check_finite(samples)
+    sums, counts = vad_frame_energies(samples, vad_frame_len(rate, frame_ms))
+    return vad_segments_from_energies(sums, counts, samples.shape[0], *settings)
 
+
+def vad_segments_from_energies(
+    sums: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    frames: int,
+    sample_rate: int,
+    threshold_db: float = -30.0,
+    frame_length_ms: float = 30.0,
+    hangover_ms: float = 0.0,
+    min_speech_ms: float = 0.0,
+    min_silence_ms: float = 0.0,
+    context_ms: float = 0.0,
+    noise_floor_percentile: float | None = None,
+    noise_floor_margin_db: float = 3.0,
+) -> list[dict[str, float]]:
+    """Speech segments of a whole input from its per-frame energies (steps 4 to 7).
+
+    ``vad_segments(x, ...)`` is ``vad_segments_from_energies(*vad_frame_energies(x,
+    frame_len), len(x), ...)``; a long input's energies can be gathered piece
+    by piece with :func:`vad_frame_energies` (pieces of whole frames).
+
+    Args:
+        sums: Per-frame sums of squares, ``ceil(frames / frame_len)`` of them.
+        counts: Per-frame sample counts (each >= 1), as many as ``sums``.
+        frames: Time steps of the whole input.
+        sample_rate: Other parameters: as :func:`vad_segments`.
+
+    Raises:
+        AudioFormatError: Energies that do not describe ``frames`` time steps,
+            or an invalid parameter (named).
+    """
+    rate, threshold, frame_ms, smoothing, margin = _vad_settings(
+        sample_rate,
+        threshold_db,
+        frame_length_ms,
+        hangover_ms,
+        min_speech_ms,
+        min_silence_ms,
+        context_ms,
+        noise_floor_percentile,
+        noise_floor_margin_db,
+    )
+    sums = np.asarray(sums, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
     frame_len = vad_frame_len(rate, frame_ms)
-    sums, counts = frame_energies(samples, frame_len)
+    n_time = int(frames)
+    if n_time < 0 or sums.shape != counts.shape or sums.size != -(-n_time // frame_len):
+        raise AudioFormatError(
+            f"{sums.size} sums and {counts.size} counts do not describe {n_time} frames "
+            f"in frames of {frame_len}"
+        )
+    if counts.size and int(counts.min()) < 1:
+        raise AudioFormatError(f"frame {int(np.argmin(counts))} has a sample count below 1")
+    if n_time == 0:
+        return []
     speech = smooth_decisions(
         frame_decisions(
             sums,
@@ -833,7 +945,6 @@ def vad_segments(
         min_speech_frames=smoothing["min_speech_ms"],
         min_silence_frames=smoothing["min_silence_ms"],
     )
-    n_time = samples.shape[0]
     segments: list[dict[str, float]] = []
     for first, last in _runs(speech):
         seg_sum = 0.0

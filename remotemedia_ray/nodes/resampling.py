@@ -98,7 +98,7 @@ import dataclasses
 import functools
 import math
 import operator
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +111,7 @@ __all__ = [
     "MAX_RATIO_TERM",
     "QUALITIES",
     "QUALITY_PRESETS",
+    "ChunkResampler",
     "FilterDesign",
     "QualityPreset",
     "StreamingResampler",
@@ -246,6 +247,17 @@ def resample(
     if len(head) == 0:
         return tail
     return np.concatenate([head, tail])
+
+
+class ChunkResampler(Protocol):
+    """A resampler fed a stream chunk by chunk: :class:`StreamingResampler`
+    here, ``remotemedia_ray._native.Resampler`` in Rust."""
+
+    def process(self, chunk: np.ndarray) -> npt.NDArray[np.float32]:
+        """Feed the next ``(frames, channels)`` chunk; return the outputs now complete."""
+
+    def flush(self) -> npt.NDArray[np.float32]:
+        """End the stream; return the last outputs."""
 
 
 class StreamingResampler:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from remotemedia_ray.audio import AudioBuffer, AudioChunks
 from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError
 from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder
-from remotemedia_ray.nodes.base import NodeExecutor
+from remotemedia_ray.nodes.base import ChunkStream, NodeExecutor
 from remotemedia_ray.runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
 
-__all__ = ["ItemFailure", "NodeRunner", "PipelineOutput", "wrap_error"]
+__all__ = ["ItemFailure", "NodeRunner", "PipelineOutput", "join_chunks", "wrap_error"]
 
 
 class PipelineOutput(dict[str, Any]):
@@ -72,6 +73,18 @@ def wrap_error(
     return wrapped
 
 
+def join_chunks(value: Any) -> Any:
+    """``value`` with every :class:`~remotemedia_ray.audio.AudioChunks` (itself,
+    or one of a fan-in dict's values) read whole into an AudioBuffer."""
+    if type(value) is AudioBuffer:  # the hot path
+        return value
+    if isinstance(value, AudioChunks):
+        return value.read_all()
+    if type(value) is dict and any(isinstance(v, AudioChunks) for v in value.values()):
+        return {k: v.read_all() if isinstance(v, AudioChunks) else v for k, v in value.items()}
+    return value
+
+
 class NodeRunner:
     """One node executor plus the policies and figures around its calls."""
 
@@ -89,6 +102,7 @@ class NodeRunner:
         self.recorder = NodeMetricsRecorder(
             executor.node_id or executor.node_type, executor.node_type, executor.runtime
         )
+        self.stream_ms = 0.0
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         """Initialize the node; failures raise NodeExecutionError naming it."""
@@ -117,7 +131,9 @@ class NodeRunner:
 
         def attempt() -> Any:
             try:
-                return self.executor.execute(value)
+                if self.executor.accepts_chunks:
+                    return self.executor.execute(value)
+                return self.executor.execute(join_chunks(value))
             except RemoteMediaError as exc:
                 exc.with_context(node_id=self.node_id, item_id=item_id)
                 raise
@@ -136,6 +152,46 @@ class NodeRunner:
         self.breaker.record_success()
         self.recorder.record_success((time.perf_counter() - start) * 1e3)
         return result
+
+    def open_stream(self, *, item_id: str | None = None) -> ChunkStream | None:
+        """The node's :class:`ChunkStream` for one long item, or None if it cannot stream."""
+        if not self.breaker.allow():
+            error = CircuitOpenError(
+                "circuit breaker open after repeated failures; call refused",
+                node_id=self.node_id,
+                item_id=item_id,
+            )
+            self.recorder.record_failure(error)
+            raise error
+        self.stream_ms = 0.0
+        try:
+            return self.executor.open_stream()
+        except Exception as exc:
+            raise wrap_error(exc, node_id=self.node_id, item_id=item_id) from exc
+
+    def stream_step(self, call: Callable[[], Any], *, item_id: str | None = None) -> Any:
+        """One ``push``/``finish`` of a stream, errors tagged and recorded.
+
+        There are no retries: the stream's state has moved on, so the item fails.
+        """
+        start = time.perf_counter()
+        try:
+            result = call()
+        except Exception as exc:
+            error = wrap_error(exc, node_id=self.node_id, item_id=item_id)
+            self.breaker.record_failure()
+            self.recorder.record_failure(error, (time.perf_counter() - start) * 1e3)
+            if error is exc:
+                raise
+            raise error from exc
+        self.stream_ms += (time.perf_counter() - start) * 1e3
+        return result
+
+    def stream_done(self) -> None:
+        """Count a finished stream as one successful call taking its total time."""
+        self.breaker.record_success()
+        self.recorder.record_success(self.stream_ms)
+        self.stream_ms = 0.0
 
     def cleanup(self) -> None:
         """Clean the node up (idempotent); errors propagate to the caller."""

@@ -3,17 +3,27 @@
 Nodes run one item at a time in execution order, in this process, through
 the same :class:`~remotemedia_ray.runtime.execution.NodeRunner` the Ray
 actors use, so retries, errors and metrics behave identically.
+
+An item whose audio arrives as :class:`~remotemedia_ray.audio.AudioChunks`
+(a long file) is streamed: every node that can stream gets the chunks in
+order, one at a time, and only sinks keep their output pieces, so memory is
+bounded by the chunk size plus the outputs. Nodes that cannot stream, and
+nodes after a non-audio stream (VAD segments), run once the stream has ended,
+on whole values. The outputs equal those of the whole audio.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from remotemedia_ray.errors import RemoteMediaError
+from remotemedia_ray.audio import AudioBuffer, AudioChunks, concat_audio
+from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
 from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.runtime.execution import ItemFailure, NodeRunner, PipelineOutput
+from remotemedia_ray.nodes.base import ChunkStream
+from remotemedia_ray.runtime.execution import ItemFailure, NodeRunner, PipelineOutput, wrap_error
 from remotemedia_ray.runtime.plan import PipelinePlan
 from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
 
@@ -63,9 +73,14 @@ class LocalExecutor:
     def run_item(self, item_id: str, item: Any) -> PipelineOutput:
         """Run one item through every node; raises the first node error (tagged)."""
         outputs: dict[str, Any] = {}
-        for node_id in self.plan.graph.execution_order:
+        order = self.plan.graph.execution_order
+        for index, node_id in enumerate(order):
             value = self.plan.node_input(node_id, item, outputs)
-            outputs[node_id] = self._runners[node_id].execute(value, item_id=item_id)
+            runner = self._runners[node_id]
+            if isinstance(value, AudioChunks) and not runner.executor.accepts_chunks:
+                _ItemStream(self, item_id, item, value, outputs).run(order[index:])
+                break
+            outputs[node_id] = runner.execute(value, item_id=item_id)
         return PipelineOutput(item_id, self.plan.result(outputs))
 
     def stream(
@@ -78,6 +93,10 @@ class LocalExecutor:
                 yield self.run_item(item_id, item)
             except RemoteMediaError as error:
                 yield ItemFailure(item_id, error.node_id, error)
+
+    def runner(self, node_id: str) -> NodeRunner:
+        """The started runner of ``node_id``."""
+        return self._runners[node_id]
 
     def node_metrics(self) -> list[NodeMetrics]:
         """Each node's figures, in manifest order (``skipped`` for nodes never built)."""
@@ -101,3 +120,143 @@ class LocalExecutor:
                 self._runners[node_id].cleanup()
             except Exception:
                 logger.exception("cleanup of node %r failed", node_id)
+
+
+class _ItemStream:
+    """One item's :class:`AudioChunks` pushed through the nodes that can stream.
+
+    Args:
+        executor: The started executor.
+        item_id: The item.
+        item: The pipeline input of the item.
+        source: The chunks (the first streamed node's input).
+        outputs: The outputs computed so far, completed in place.
+    """
+
+    def __init__(
+        self,
+        executor: LocalExecutor,
+        item_id: str,
+        item: Any,
+        source: AudioChunks,
+        outputs: dict[str, Any],
+    ) -> None:
+        self.executor = executor
+        self.plan = executor.plan
+        self.item_id = item_id
+        self.item = item
+        self.source = source
+        self.outputs = outputs
+        self.streams: dict[str, ChunkStream] = {}
+        self.feeds: dict[str, str | None] = {}  # streamed node -> streamed parent (None: source)
+        self.pieces: dict[str, list[AudioBuffer]] = {}
+
+    def run(self, nodes: tuple[str, ...]) -> None:
+        graph = self.plan.graph
+        later: list[str] = []
+        for node_id in nodes:
+            streamed, feed = self._stream_input(node_id)
+            if streamed:
+                runner = self.executor.runner(node_id)
+                stream = runner.open_stream(item_id=self.item_id)
+                if stream is not None:
+                    self.streams[node_id] = stream
+                    self.feeds[node_id] = feed
+                    continue
+                _warn_whole(node_id, runner, self.source)
+            later.append(node_id)
+        for node_id, stream in self.streams.items():
+            needed = any(child not in self.streams for child in graph.children(node_id))
+            if stream.emits_audio and (node_id in graph.sinks or needed):
+                self.pieces[node_id] = []
+        producer = self._producer()
+        chunks = iter(self.source.chunks())
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except Exception as exc:  # reading the audio failed
+                raise wrap_error(exc, node_id=producer, item_id=self.item_id) from exc
+            if chunk is None:
+                break
+            self._deliver(None, chunk)
+        for node_id, stream in self.streams.items():
+            runner = self.executor.runner(node_id)
+            out = runner.stream_step(stream.finish, item_id=self.item_id)
+            runner.stream_done()
+            if stream.emits_audio:
+                if out is not None:
+                    self._keep(node_id, out)
+                    self._deliver(node_id, out)
+                if node_id in self.pieces:
+                    self.outputs[node_id] = self._joined(node_id)
+            else:
+                self.outputs[node_id] = out
+        for node_id in later:
+            value = self.plan.node_input(node_id, self.item, self.outputs)
+            runner = self.executor.runner(node_id)
+            self.outputs[node_id] = runner.execute(value, item_id=self.item_id)
+
+    def _stream_input(self, node_id: str) -> tuple[bool, str | None]:
+        """Whether ``node_id``'s input is a stream, and where its chunks come
+        from: a streamed parent, or None for the source itself."""
+        parents = self.plan.graph.parents(node_id)
+        if len(parents) > 1:
+            return False, None
+        if parents and parents[0] in self.streams:
+            return self.streams[parents[0]].emits_audio, parents[0]
+        if parents and parents[0] not in self.outputs:
+            return False, None  # a parent that runs after the stream
+        value = self.outputs[parents[0]] if parents else self.item
+        accepts = self.executor.runner(node_id).executor.accepts_chunks
+        return value is self.source and not accepts, None
+
+    def _producer(self) -> str | None:
+        """The node whose output the source is (None: the pipeline input)."""
+        for node_id, value in self.outputs.items():
+            if value is self.source:
+                return node_id
+        return None
+
+    def _deliver(self, parent: str | None, piece: AudioBuffer) -> None:
+        for node_id, feed in self.feeds.items():
+            if feed != parent:
+                continue
+            stream = self.streams[node_id]
+            runner = self.executor.runner(node_id)
+            out = runner.stream_step(functools.partial(stream.push, piece), item_id=self.item_id)
+            if stream.emits_audio and out is not None:
+                self._keep(node_id, out)
+                self._deliver(node_id, out)
+
+    def _keep(self, node_id: str, piece: Any) -> None:
+        if not isinstance(piece, AudioBuffer):
+            raise NodeExecutionError(
+                f"node {node_id!r}: its stream gave {type(piece).__name__}, not audio",
+                node_id=node_id,
+                item_id=self.item_id,
+            )
+        if node_id in self.pieces:
+            self.pieces[node_id].append(piece)
+
+    def _joined(self, node_id: str) -> AudioBuffer:
+        pieces = self.pieces.pop(node_id)
+        if not pieces:
+            raise NodeExecutionError(
+                f"node {node_id!r}: its stream gave no audio", node_id=node_id, item_id=self.item_id
+            )
+        return concat_audio(pieces)
+
+
+_warned: set[str] = set()
+
+
+def _warn_whole(node_id: str, runner: NodeRunner, source: AudioChunks) -> None:
+    if node_id not in _warned:
+        _warned.add(node_id)
+        logger.warning(
+            "node %r (%s) cannot stream: it gets long audio (%s) whole, so memory "
+            "grows with its length",
+            node_id,
+            runner.executor.node_type,
+            source,
+        )

@@ -781,3 +781,82 @@ def test_fused_and_unfused_jobs_write_the_same_rows(tmp_path: Path) -> None:
             sink: sink_table(outdir, sink).sort_by("id").to_pylist() for sink in ("pcm16", "vad")
         }
     assert results[True] == results[False]
+
+
+# -- long files -------------------------------------------------------------------------
+
+
+def _bursts(rate: int, seconds: float, channels: int, seed: int) -> np.ndarray:
+    """Tone bursts of uneven length every ~1.7 s over faint noise: many VAD segments."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(rate * seconds)) / rate
+    on = np.sin(2 * np.pi * t / 1.7 + seed) > 0.2 * np.sin(t)
+    x = 0.3 * np.sin(2 * np.pi * 230.0 * t) * on
+    return np.stack([x / (c + 1) + 1e-3 * rng.standard_normal(t.size) for c in range(channels)], 1)
+
+
+LONG = (
+    AudioSpec("long.wav", 48000, 2, "PCM_16", 26.3),
+    AudioSpec("deep/long.flac", 44100, 1, "PCM_24", 19.1),
+    AudioSpec("short.wav", 16000, 1, "FLOAT", 2.5),
+)
+
+
+def _write_long(root: Path) -> list[str]:
+    for seed, spec in enumerate(LONG):
+        path = root / spec.rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        samples = _bursts(spec.rate, spec.seconds, spec.channels, seed)
+        sf.write(path, samples, spec.rate, subtype=spec.subtype)
+    return sorted(spec.rel for spec in LONG)
+
+
+def _rows(outdir: Path) -> dict[str, list[dict[str, Any]]]:
+    return {sink: sink_table(outdir, sink).to_pylist() for sink in SINKS}
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_long_files_in_windows_give_the_whole_file_rows(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    ids = _write_long(root)
+    whole, _ = job(root, tmp_path / "whole", window_s=None)
+    assert whole.exit_code == 0
+    expected = _rows(tmp_path / "whole")
+    assert [r["id"] for r in expected["vad"]] == ids
+    assert all(len(r["segments"]) >= 5 for r in expected["vad"] if r["id"] != "short.wav")
+
+    runs = {
+        "local": {"runtime": "local", "window_s": 4.0},
+        "ray-fused": {"runtime": "ray", "window_s": 3.3},
+        "ray-unfused": {"runtime": "ray", "window_s": 3.3, "fuse": False},
+        "local-numpy": {"runtime": "local", "window_s": 5.0, "node_runtime": "cpython"},
+    }
+    for name, options in runs.items():
+        result, _ = job(root, tmp_path / name, **options)
+        assert result.exit_code == 0, name
+        assert result.audio_seconds == pytest.approx(whole.audio_seconds, rel=1e-12), name
+        rows = _rows(tmp_path / name)
+        if name == "local-numpy":  # the numpy resampler is another (equally valid) filter
+            job(root, tmp_path / "numpy-whole", window_s=None, node_runtime="cpython")
+            assert rows == _rows(tmp_path / "numpy-whole")
+            continue
+        assert rows == expected, name
+    metrics = json.loads((tmp_path / "ray-fused" / "metrics.json").read_text())
+    assert metrics["audio_seconds"] == pytest.approx(sum(s.seconds for s in LONG), abs=1e-3)
+
+
+def test_window_seconds_flag(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    _write_long(root)
+    code, stdout, _ = cli(
+        "run", str(MANIFEST), "-i", str(root), "-o", str(tmp_path / "out"),
+        "--runtime", "local", "--window-seconds", "5", "--quiet",
+    )  # fmt: skip
+    assert code == 0, stdout
+    job(root, tmp_path / "whole", window_s=None)
+    assert _rows(tmp_path / "out") == _rows(tmp_path / "whole")
+    code, _, stderr = cli(
+        "run", str(MANIFEST), "-i", str(root), "-o", str(tmp_path / "bad"),
+        "--runtime", "local", "--window-seconds", "-1",
+    )  # fmt: skip
+    assert code == 1 and "--window-seconds must be > 0" in stderr

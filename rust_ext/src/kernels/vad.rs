@@ -286,6 +286,35 @@ fn check_params(p: &VadParams) -> Result<(), KernelError> {
     Ok(())
 }
 
+/// Per-frame sums of squares and sample counts of one frame-aligned piece of
+/// a stream, after checking every sample is finite. A non-finite sample is
+/// named by its frame within the stream: `first_frame` is the stream frame
+/// of the piece's first frame (0 for a whole input).
+pub fn checked_frame_energies<T: Sample>(
+    x: &[T],
+    channels: usize,
+    frame_len: usize,
+    first_frame: usize,
+) -> Result<(Vec<f64>, Vec<u64>), KernelError> {
+    if channels == 0 || x.len() % channels != 0 {
+        return Err(KernelError::Shape(format!(
+            "{} samples do not divide into {channels} channels",
+            x.len()
+        )));
+    }
+    if let Err(err) = check_finite(x, channels) {
+        return Err(match err {
+            KernelError::NonFiniteSample { index, .. } => KernelError::non_finite(
+                index + first_frame.saturating_mul(channels),
+                channels,
+                x[index].to_f64(),
+            ),
+            other => other,
+        });
+    }
+    frame_energies(x, channels, frame_len)
+}
+
 /// Speech segments of interleaved `channels`-channel audio.
 pub fn vad_segments<T: Sample>(
     x: &[T],
@@ -296,23 +325,45 @@ pub fn vad_segments<T: Sample>(
     if x.is_empty() {
         return Ok(Vec::new());
     }
-    if channels == 0 || x.len() % channels != 0 {
+    let flen = frame_len(p.sample_rate, p.frame_length_ms);
+    let (sums, counts) = checked_frame_energies(x, channels, flen, 0)?;
+    segments_from_energies(&sums, &counts, x.len() / channels, p)
+}
+
+/// Speech segments from the per-frame energies of a whole input of `n_time`
+/// time steps (steps 4 to 7 of the reference): what [`vad_segments`] computes
+/// once it has the energies, so a stream's energies, gathered piece by piece
+/// with [`checked_frame_energies`], give the same segments as one call.
+pub fn segments_from_energies(
+    sums: &[f64],
+    counts: &[u64],
+    n_time: usize,
+    p: &VadParams,
+) -> Result<Vec<Segment>, KernelError> {
+    check_params(p)?;
+    let flen = frame_len(p.sample_rate, p.frame_length_ms);
+    if sums.len() != counts.len() || sums.len() != n_time.div_ceil(flen) {
         return Err(KernelError::Shape(format!(
-            "{} samples do not divide into {channels} channels",
-            x.len()
+            "{} sums and {} counts do not describe {n_time} frames in frames of {flen}",
+            sums.len(),
+            counts.len()
         )));
     }
-    check_finite(x, channels)?;
-    let flen = frame_len(p.sample_rate, p.frame_length_ms);
-    let (sums, counts) = frame_energies(x, channels, flen)?;
-    let mut speech = frame_decisions(&sums, &counts, p);
+    if let Some(f) = counts.iter().position(|&c| c == 0) {
+        return Err(KernelError::Shape(format!(
+            "frame {f} has a sample count of 0"
+        )));
+    }
+    if n_time == 0 {
+        return Ok(Vec::new());
+    }
+    let mut speech = frame_decisions(sums, counts, p);
     smooth_decisions(
         &mut speech,
         smoothing_frames(p.hangover_ms, p.frame_length_ms),
         smoothing_frames(p.min_speech_ms, p.frame_length_ms),
         smoothing_frames(p.min_silence_ms, p.frame_length_ms),
     );
-    let n_time = x.len() / channels;
     let rate = p.sample_rate as f64;
     let segments = runs(&speech)
         .into_iter()
@@ -511,5 +562,48 @@ mod tests {
         ] {
             assert!(vad_segments(&[0.0f32], 1, &p).is_err());
         }
+    }
+
+    #[test]
+    fn energies_of_frame_aligned_pieces_give_the_whole_inputs_segments() {
+        let mut x = tone(8000, 0.5, 16000.0);
+        x.extend(vec![0.001; 5000]);
+        x.extend(tone(4111, 0.3, 16000.0));
+        let p = VadParams {
+            context_ms: 30.0,
+            noise_floor_percentile: Some(20.0),
+            hangover_ms: 60.0,
+            ..VadParams::default()
+        };
+        let whole = vad_segments(&x, 1, &p).unwrap();
+        let flen = frame_len(p.sample_rate, p.frame_length_ms);
+        let (mut sums, mut counts) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        for piece in [3 * flen, 0, 7 * flen, flen, x.len()] {
+            let end = (start + piece).min(x.len());
+            let (s, c) = checked_frame_energies(&x[start..end], 1, flen, start / flen).unwrap();
+            sums.extend(s);
+            counts.extend(c);
+            start = end;
+        }
+        let streamed = segments_from_energies(&sums, &counts, x.len(), &p).unwrap();
+        assert_eq!(whole, streamed);
+        assert!(segments_from_energies(&sums[1..], &counts[1..], x.len(), &p).is_err());
+    }
+
+    #[test]
+    fn checked_energies_name_the_stream_frame() {
+        let mut x = vec![0.5f32; 20];
+        x[7] = f32::NAN;
+        let err = checked_frame_energies(&x, 2, 4, 100).unwrap_err();
+        assert_eq!(
+            err,
+            KernelError::NonFiniteSample {
+                index: 207,
+                frame: 103,
+                channel: 1,
+                kind: crate::kernels::NonFinite::Nan
+            }
+        );
     }
 }

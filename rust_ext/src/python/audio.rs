@@ -1,7 +1,7 @@
 //! Bindings of the bit-exact audio kernels: format conversion, arithmetic,
 //! channel mixing, voice activity detection.
 
-use numpy::PyReadonlyArray2;
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -9,7 +9,9 @@ use super::{AudioIn, kernel_error_to_py, run_kernel, samples, to_pyarray};
 use crate::kernels::arith::{Op, combine_vec};
 use crate::kernels::convert::convert_vec;
 use crate::kernels::mix::{downmix_mean, select_channel};
-use crate::kernels::vad::{VadParams, vad_segments as vad_kernel};
+use crate::kernels::vad::{
+    Segment, VadParams, checked_frame_energies, segments_from_energies, vad_segments as vad_kernel,
+};
 use crate::kernels::{KernelError, Sample};
 use crate::with_audio;
 
@@ -125,6 +127,54 @@ fn channel_mix<'py>(
     })
 }
 
+/// The VAD parameters, with the sample rate checked.
+#[allow(clippy::too_many_arguments)]
+fn vad_params(
+    sample_rate: i64,
+    threshold_db: f64,
+    frame_length_ms: f64,
+    hangover_ms: f64,
+    min_speech_ms: f64,
+    min_silence_ms: f64,
+    context_ms: f64,
+    noise_floor_percentile: Option<f64>,
+    noise_floor_margin_db: f64,
+) -> PyResult<VadParams> {
+    let rate = u32::try_from(sample_rate)
+        .ok()
+        .filter(|r| *r > 0)
+        .ok_or_else(|| {
+            invalid(
+                "sample_rate",
+                format!("must be a positive integer, got {sample_rate}"),
+            )
+        })?;
+    Ok(VadParams {
+        sample_rate: rate,
+        threshold_db,
+        frame_length_ms,
+        hangover_ms,
+        min_speech_ms,
+        min_silence_ms,
+        context_ms,
+        noise_floor_percentile,
+        noise_floor_margin_db,
+    })
+}
+
+fn segment_list<'py>(py: Python<'py>, segments: Vec<Segment>) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for seg in segments {
+        let d = PyDict::new(py);
+        d.set_item("start_ms", seg.start_ms)?;
+        d.set_item("end_ms", seg.end_ms)?;
+        d.set_item("energy_db", seg.energy_db)?;
+        d.set_item("confidence", seg.confidence)?;
+        list.append(d)?;
+    }
+    Ok(list)
+}
+
 /// Speech segments as a list of `{start_ms, end_ms, energy_db, confidence}` dicts.
 #[pyfunction]
 #[pyo3(signature = (
@@ -146,17 +196,8 @@ fn vad_segments<'py>(
     noise_floor_percentile: Option<f64>,
     noise_floor_margin_db: f64,
 ) -> PyResult<Bound<'py, PyList>> {
-    let rate = u32::try_from(sample_rate)
-        .ok()
-        .filter(|r| *r > 0)
-        .ok_or_else(|| {
-            invalid(
-                "sample_rate",
-                format!("must be a positive integer, got {sample_rate}"),
-            )
-        })?;
-    let params = VadParams {
-        sample_rate: rate,
+    let params = vad_params(
+        sample_rate,
         threshold_db,
         frame_length_ms,
         hangover_ms,
@@ -165,21 +206,88 @@ fn vad_segments<'py>(
         context_ms,
         noise_floor_percentile,
         noise_floor_margin_db,
-    };
+    )?;
     let segments = with_audio!(samples_in, |view: S| {
         let (x, _frames, channels) = samples(&view)?;
         run_kernel(py, || vad_kernel(x, channels, &params))?
     });
-    let list = PyList::empty(py);
-    for seg in segments {
-        let d = PyDict::new(py);
-        d.set_item("start_ms", seg.start_ms)?;
-        d.set_item("end_ms", seg.end_ms)?;
-        d.set_item("energy_db", seg.energy_db)?;
-        d.set_item("confidence", seg.confidence)?;
-        list.append(d)?;
+    segment_list(py, segments)
+}
+
+/// Per-frame sums of squares (float64) and sample counts (int64) of a
+/// frame-aligned piece of a stream, after checking the samples are finite
+/// (a bad one is named by its frame in the stream: `first_frame` + its frame).
+#[pyfunction]
+#[pyo3(signature = (samples_in, frame_len, first_frame = 0))]
+#[allow(clippy::type_complexity)]
+fn vad_frame_energies<'py>(
+    py: Python<'py>,
+    samples_in: AudioIn<'py>,
+    frame_len: i64,
+    first_frame: i64,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<i64>>)> {
+    let flen = usize::try_from(frame_len)
+        .ok()
+        .filter(|f| *f > 0)
+        .ok_or_else(|| invalid("frame_len", format!("must be >= 1, got {frame_len}")))?;
+    let first = usize::try_from(first_frame)
+        .map_err(|_| invalid("first_frame", format!("must be >= 0, got {first_frame}")))?;
+    let (sums, counts) = with_audio!(samples_in, |view: S| {
+        let (x, _frames, channels) = samples(&view)?;
+        run_kernel(py, || checked_frame_energies(x, channels, flen, first))?
+    });
+    let counts: Vec<i64> = counts.into_iter().map(|c| c as i64).collect();
+    Ok((sums.into_pyarray(py), counts.into_pyarray(py)))
+}
+
+/// Speech segments of a whole input of `frames` time steps from its per-frame
+/// energies (as `vad_frame_energies` gives them, piece by piece).
+#[pyfunction]
+#[pyo3(signature = (
+    sums, counts, frames, sample_rate, threshold_db = -30.0, frame_length_ms = 30.0,
+    hangover_ms = 0.0, min_speech_ms = 0.0, min_silence_ms = 0.0,
+    context_ms = 0.0, noise_floor_percentile = None, noise_floor_margin_db = 3.0
+))]
+#[allow(clippy::too_many_arguments)]
+fn vad_segments_from_energies<'py>(
+    py: Python<'py>,
+    sums: PyReadonlyArray1<'py, f64>,
+    counts: PyReadonlyArray1<'py, i64>,
+    frames: i64,
+    sample_rate: i64,
+    threshold_db: f64,
+    frame_length_ms: f64,
+    hangover_ms: f64,
+    min_speech_ms: f64,
+    min_silence_ms: f64,
+    context_ms: f64,
+    noise_floor_percentile: Option<f64>,
+    noise_floor_margin_db: f64,
+) -> PyResult<Bound<'py, PyList>> {
+    let params = vad_params(
+        sample_rate,
+        threshold_db,
+        frame_length_ms,
+        hangover_ms,
+        min_speech_ms,
+        min_silence_ms,
+        context_ms,
+        noise_floor_percentile,
+        noise_floor_margin_db,
+    )?;
+    let n_time = usize::try_from(frames)
+        .map_err(|_| invalid("frames", format!("must be >= 0, got {frames}")))?;
+    let sums = sums.as_array().to_vec();
+    let mut unsigned = Vec::with_capacity(counts.len()?);
+    for (f, &c) in counts.as_array().iter().enumerate() {
+        let c = u64::try_from(c)
+            .map_err(|_| invalid("counts", format!("frame {f} has a negative count {c}")))?;
+        unsigned.push(c);
     }
-    Ok(list)
+    let segments = run_kernel(py, || {
+        segments_from_energies(&sums, &unsigned, n_time, &params)
+    })?;
+    segment_list(py, segments)
 }
 
 /// The address of the memory the kernels would read for this array (test hook:
@@ -207,6 +315,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(combine, m)?)?;
     m.add_function(wrap_pyfunction!(channel_mix, m)?)?;
     m.add_function(wrap_pyfunction!(vad_segments, m)?)?;
+    m.add_function(wrap_pyfunction!(vad_frame_energies, m)?)?;
+    m.add_function(wrap_pyfunction!(vad_segments_from_energies, m)?)?;
     m.add_function(wrap_pyfunction!(input_address, m)?)?;
     m.add_function(wrap_pyfunction!(panic_in_kernel, m)?)?;
     Ok(())
