@@ -193,7 +193,13 @@ def main(argv: list[str]) -> int:
     import ray
 
     start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+    )
     print(f"Ray {ray.__version__} started in {time.perf_counter() - start:.1f} s (2 CPUs)")
     print(f"native extension: {rm.native_available()}; machine CPUs: {os.cpu_count()}")
     try:

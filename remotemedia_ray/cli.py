@@ -158,7 +158,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="also write each audio output as a file mirroring the input paths",
     )
-    run.add_argument("--batch-size", type=int, default=None, help="items per batch")
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="items per batch (default: about four batches per actor, 1 to 32)",
+    )
     run.add_argument("--max-in-flight", type=int, default=None, help="batches in flight")
     run.add_argument("--shard-rows", type=int, default=256, help="items per Parquet shard")
     run.add_argument(

@@ -206,12 +206,36 @@ def _check_unique(items: list[InputItem], spec: str) -> None:
 
 
 def content_key(path: str) -> str:
-    """A digest of a file's bytes: the resume key of an audio file."""
-    digest = hashlib.blake2b(digest_size=16)
+    """A digest of a file's bytes (SHA-256, hex): the resume key of an audio file.
+
+    A file this process has just read whole (:class:`AudioFileReader` does)
+    is not read again: its digest is remembered with its size and
+    modification time, and used while both are unchanged.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        stat = None
+    if stat is not None:
+        known = _RECENT_KEYS.get(path)
+        if known is not None and known[0] == (stat.st_size, stat.st_mtime_ns):
+            return known[1]
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_RECENT_KEYS: dict[str, tuple[tuple[int, int], str]] = {}
+_RECENT_LIMIT = 1024
+
+
+def _remember_key(path: str, stat: os.stat_result, data: bytes) -> None:
+    """Remember the digest of a file just read whole (see :func:`content_key`)."""
+    if len(_RECENT_KEYS) >= _RECENT_LIMIT:
+        _RECENT_KEYS.pop(next(iter(_RECENT_KEYS)))
+    _RECENT_KEYS[path] = ((stat.st_size, stat.st_mtime_ns), hashlib.sha256(data).hexdigest())
 
 
 def row_key(audio: AudioBuffer) -> str:
@@ -240,7 +264,7 @@ class _ParquetCache:
         return AudioBuffer.from_table_row(self._table, row)
 
 
-def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True) -> AudioBuffer:
+def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True, info: Any = None) -> AudioBuffer:
     """Decode the bytes of an audio file with libsndfile.
 
     Args:
@@ -248,6 +272,7 @@ def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True) -> AudioBuffe
         name: How errors name the file (its path).
         keep_pcm: Keep 16- and 32-bit integer PCM as int16/int32; otherwise
             (and for every other encoding) decode to float32.
+        info: The file's header (soundfile's ``info``) when already read.
 
     Raises:
         AudioFormatError: an empty or undecodable file, naming it.
@@ -259,7 +284,7 @@ def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True) -> AudioBuffe
     try:
         dtype = "float32"
         if keep_pcm:
-            dtype = _decode_dtype(sf.info(_io.BytesIO(data)).subtype)
+            dtype = _decode_dtype((info or sf.info(_io.BytesIO(data))).subtype)
         samples, rate = sf.read(_io.BytesIO(data), dtype=dtype, always_2d=True)
     except Exception as exc:  # libsndfile's errors
         raise AudioFormatError(f"cannot decode audio file {name!r}: {exc}") from None
@@ -368,27 +393,40 @@ class AudioFileReader(NodeExecutor):
         path = input["path"]
         if input.get("row") is not None:
             return self._parquet.row(path, int(input["row"]))
-        chunks = self._long_file(path)
-        if chunks is not None:
-            return chunks
         try:
             with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if stat.st_size > _READ_WHOLE_BYTES:  # maybe long: look at the header first
+                    chunks = self._long_file(path, None)
+                    if chunks is not None:
+                        return chunks
                 data = handle.read()
         except OSError as exc:
             raise AudioFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return decode_audio(data, path)
+        if len(data) == stat.st_size:  # unchanged while read: the resume key needs no re-read
+            _remember_key(path, stat, data)
+        info = _sound_info(data)
+        if info is not None:
+            chunks = self._long_file(path, info)
+            if chunks is not None:  # a long file, compressed into few bytes
+                return chunks
+        return decode_audio(data, path, info=info)
 
-    def _long_file(self, path: str) -> FileChunks | None:
-        """The file as chunks when it is longer than the window, else None."""
+    def _long_file(self, path: str, info: Any) -> FileChunks | None:
+        """The file as chunks when it is longer than the window, else None.
+
+        ``info`` is its header (soundfile's ``info``), or None to read it.
+        """
         import soundfile as sf
 
         window_s = self.params.window_s
         if window_s is None:
             return None
-        try:
-            info = sf.info(path)
-        except Exception:
-            return None  # reading it whole gives the error
+        if info is None:
+            try:
+                info = sf.info(path)
+            except Exception:
+                return None  # reading it whole gives the error
         window = max(1, math.floor(window_s * info.samplerate))
         if info.frames <= window:
             return None
@@ -400,6 +438,20 @@ class AudioFileReader(NodeExecutor):
             num_frames=info.frames,
             dtype=_decode_dtype(info.subtype),
         )
+
+
+_READ_WHOLE_BYTES = 4 << 20
+"""Files up to this size are read into memory at once; larger ones may be long."""
+
+
+def _sound_info(data: bytes) -> Any:
+    """soundfile's header info of an encoded file, or None when it has none."""
+    import soundfile as sf
+
+    try:
+        return sf.info(_io.BytesIO(data)) if data else None
+    except Exception:
+        return None
 
 
 class ContentKey(NodeExecutor):

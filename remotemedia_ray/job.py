@@ -26,6 +26,7 @@ outputs equal an uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -33,6 +34,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -226,7 +228,11 @@ def _resume_keys(
             "connections": [],
         }
     )
-    options = {"fuse": config.fuse, **config.ray_options} if config.runtime == "ray" else {}
+    options = (
+        {"fuse": config.fuse, "expected_items": len(candidates), **config.ray_options}
+        if config.runtime == "ray"
+        else {}
+    )
     with Pipeline(
         keys_manifest,
         runtime=config.runtime,
@@ -294,6 +300,7 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
     options.setdefault("fuse", config.fuse)
     if config.batch_size is not None:
         options["batch_size"] = config.batch_size
+    options.setdefault("expected_items", max(1, len(todo)))
     start = time.monotonic()
     errors_file = root / "errors.jsonl"
     pipeline = Pipeline(
@@ -305,9 +312,20 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
         **(options if config.runtime == "ray" else {}),
     )
 
+    # Shards are written by one background thread (Parquet encoding and fsync
+    # release the GIL) while results keep arriving; one shard at a time, in order.
+    write_pool = ThreadPoolExecutor(1, thread_name_prefix="remotemedia-shards")
+    writing: list[Future[str]] = []
+
+    def wait_for_writes() -> None:
+        while writing:
+            writing.pop(0).result()
+
     def flush() -> None:
         if keys:
-            writer.write(rows, keys)
+            wait_for_writes()
+            shard = {sink: list(sink_rows) for sink, sink_rows in rows.items()}
+            writing.append(write_pool.submit(writer.write, shard, dict(keys)))
             for sink_rows in rows.values():
                 sink_rows.clear()
             keys.clear()
@@ -355,13 +373,18 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
             if len(pipeline.failures) > seen_failures:
                 record_failures(pipeline.failures[seen_failures:])
             flush()
+            wait_for_writes()
             metrics = pipeline.metrics
     except KeyboardInterrupt:
+        with contextlib.suppress(KeyboardInterrupt):  # the shard being written completes
+            wait_for_writes()
         progress.update(result.items_done, result.items_failed, result.audio_seconds, final=True)
         out_stream.write("interrupted: finished shards are kept; run again with --resume\n")
         out_stream.flush()
         result.exit_code = 130
         return result
+    finally:
+        write_pool.shutdown(wait=True)
     progress.update(result.items_done, result.items_failed, result.audio_seconds, final=True)
 
     elapsed = time.monotonic() - start

@@ -422,6 +422,8 @@ class ChannelMixNode(_AudioNode):
 
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
+        if audio.channels == 1 and (self.params.mode == "mean" or self.params.channel == 0):
+            return audio  # already mono: the mean of one channel is that channel, exactly
         out = self.kernels.channel_mix(audio.to_numpy(), self.params.mode, self.params.channel)
         return AudioBuffer.from_numpy(out, audio.sample_rate)
 

@@ -1,9 +1,10 @@
 """Where a pipeline runs on Ray, and with which actor options.
 
 :class:`RayConnection` starts an embedded local Ray (sized to this machine)
-when no address is given and ``RAY_ADDRESS`` is unset, joins a cluster
-otherwise, reuses a Ray the caller already initialized, and shuts down only a
-Ray it started itself.
+when no address is given and ``RAY_ADDRESS`` is unset -- a new one, even if
+another Ray runs on the machine (``ray start``), which it never joins
+unasked -- joins a cluster otherwise, reuses a Ray the caller already
+initialized, and shuts down only a Ray it started itself.
 
 :func:`actor_options` is the one place where a node's capabilities and
 ``execution`` options become Ray actor options.
@@ -62,6 +63,7 @@ class RayConnection:
         kwargs: dict[str, Any] = {"log_to_driver": True, "configure_logging": False}
         if address is None:
             kwargs.update(
+                address="local",  # a bare ray.init() would join a `ray start` cluster
                 num_cpus=self.num_cpus or _machine_cpus(),
                 include_dashboard=False,
             )

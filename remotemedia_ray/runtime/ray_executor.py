@@ -45,13 +45,18 @@ __all__ = ["RayExecutor", "RayOptions"]
 logger = logging.getLogger(__name__)
 
 
+_DEFAULT_BATCH = 8
+_MAX_AUTO_BATCH = 32
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """How a pipeline runs on Ray (``Pipeline(..., runtime="ray", **options)``).
 
     Attributes:
         batch_size: Items per batch (default: the smallest ``execution.batch_size``
-            of the manifest's nodes, else 8).
+            of the manifest's nodes; else, with ``expected_items`` known, enough
+            items that every actor gets about four batches, 1 to 32; else 8).
         max_in_flight: Batches in the pipeline at once (default: 2 per actor of
             the largest pool, at least 4).
         ready_timeout_s: How long building may wait for every actor to initialize.
@@ -62,6 +67,8 @@ class RayOptions:
             no hop between nodes; ``fused_replicas`` actors work on different
             batches in parallel. Outputs are the same either way.
         fused_replicas: Actors of the fused pool (default: the cluster's CPUs).
+        expected_items: How many items the pipeline will get, when known (the
+            dataset job knows); only sizes the default batches.
     """
 
     batch_size: int | None = None
@@ -72,6 +79,7 @@ class RayOptions:
     object_store_memory: int | None = None
     fuse: bool = False
     fused_replicas: int | None = None
+    expected_items: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -80,6 +88,7 @@ class RayOptions:
             "num_cpus",
             "object_store_memory",
             "fused_replicas",
+            "expected_items",
         ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -132,8 +141,11 @@ class RayExecutor:
         self._in_flight: deque[_Batch] = deque()
         self._closed = False
         sizes = [n.spec.execution.batch_size for n in plan.nodes.values()]
+        self._batch_size_chosen = self.options.batch_size is not None or any(
+            s is not None for s in sizes
+        )
         self.batch_size = self.options.batch_size or min(
-            (s for s in sizes if s is not None), default=8
+            (s for s in sizes if s is not None), default=_DEFAULT_BATCH
         )
         widest = max((n.spec.execution.replicas for n in plan.nodes.values()), default=1)
         self.max_in_flight = self.options.max_in_flight or max(4, 2 * widest)
@@ -151,6 +163,10 @@ class RayExecutor:
         except BaseException:
             self.close()
             raise
+        expected = self.options.expected_items
+        if expected is not None and not self._batch_size_chosen:
+            widest = max(len(pool.actors) for pool in self._pools.values())
+            self.batch_size = max(1, min(_MAX_AUTO_BATCH, expected // (4 * widest)))
 
     def _create_fused(self, ray: Any) -> None:
         total = ray.cluster_resources()

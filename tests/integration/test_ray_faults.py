@@ -179,13 +179,13 @@ def own_ray(
         if started is not None:
             stop(started)
         if shared:  # the session's Ray, as conftest.ray_session starts it
-            ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
 
 
 def _init_local_ray(num_cpus: int = 2) -> None:
     import ray
 
-    ray.init(num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,7 @@ def small_object_store() -> Iterator[None]:
     if shared:
         ray.shutdown()
     ray.init(
+        address="local",
         num_cpus=2,
         object_store_memory=OBJECT_STORE_BYTES,
         include_dashboard=False,
@@ -85,7 +86,7 @@ def small_object_store() -> Iterator[None]:
     finally:
         ray.shutdown()
         if shared:  # the session's Ray, as conftest.ray_session starts it
-            ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
 
 
 @pytest.mark.usefixtures("small_object_store")

@@ -326,6 +326,22 @@ def test_channel_mix_node_mean_and_select() -> None:
     np.testing.assert_array_equal(right.to_numpy()[:, 0], [0.75, 0.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int32])
+def test_channel_mix_passes_mono_through_as_the_kernel_would_compute_it(dtype: Any) -> None:
+    if np.dtype(dtype).kind == "f":
+        x = np.array([[0.0], [-0.0], [0.5], [np.nan], [-1.0]], dtype=dtype)
+    else:
+        x = np.array([[0], [1], [-7], [np.iinfo(dtype).min], [np.iinfo(dtype).max]], dtype=dtype)
+    buf = rm.AudioBuffer.from_numpy(x, 16000)
+    for params in ({"mode": "mean"}, {"mode": "select", "channel": 0}):
+        out = initialized("ChannelMixNode", **params).execute(buf)
+        assert out is buf  # no copy, no work
+        kernel = rm.nodes.reference.channel_mix(x, params["mode"])
+        assert kernel.tobytes() == out.to_numpy().tobytes()
+    with pytest.raises(rm.AudioFormatError, match="channel"):
+        initialized("ChannelMixNode", mode="select", channel=1).execute(buf)
+
+
 def test_resample_node_output_rate_and_length() -> None:
     buf = rm.AudioBuffer.from_numpy(np.zeros((4800, 2), np.int16), 48000)
     out = initialized("ResampleNode", target_rate=16000).execute(buf)
