@@ -25,7 +25,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 # The extension is built in place (remotemedia_ray/_native.*.so) in release mode.
 MATURIN_DEVELOP := $(MATURIN) develop --release --skip-install
 
-.PHONY: venv build lint test demo clean distclean
+.PHONY: venv build lint test demo clean distclean bench bench-history bench-smoke bench-check
 
 ## venv: create .venv, install the package editable with dev extras, build the extension
 venv: $(NATIVE_STAMP)
@@ -59,17 +59,67 @@ lint: venv
 	$(VENV)/bin/mypy remotemedia_ray
 	$(PY) -m mypy.stubtest remotemedia_ray._native
 
-## test: Rust kernel tests, lint, then every pytest suite (unit, native, integration)
+## test: Rust kernel tests, lint, every pytest suite (unit, native, integration), then the asv smoke pass
 test: build
 	cargo test --manifest-path $(CARGO_MANIFEST)
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest tests
+	$(MAKE) --no-print-directory bench-smoke
 
 ## demo: the dataset job on an embedded local Ray: examples/speech_prep.json over examples/audio
 demo: venv
 	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-disabled} $(VENV)/bin/remotemedia-ray run examples/speech_prep.json \
 		-i examples/audio -o build/demo --overwrite
 	@echo "outputs: build/demo (Parquet shards per sink, metrics.json)"
+
+# -- benchmarks (asv; configuration benchmarks/asv.conf.json, suites in benchmarks/suites) --
+# asv runs in benchmarks/ (the configuration's paths are relative to it), every benchmark
+# in a freshly spawned process (Ray does not survive fork). `asv machine --yes` records
+# this machine (~/.asv-machine.json) so that `asv run` asks no questions.
+ASV := $(abspath $(VENV))/bin/asv
+ASV_RUN := $(ASV) run --launch-method=spawn --show-stderr
+# Extra `asv run` flags of bench and bench-history: quick (each benchmark once) by default;
+# `make bench BENCH_FLAGS=` measures properly (repeats and two rounds: much longer).
+BENCH_FLAGS ?= --quick
+# bench-history: how many commits, back from HEAD.
+N ?= 5
+# bench-smoke: every benchmark at its smallest parameters (asv matches `name(param, ...)`):
+# each node in both runtimes on 1 s of stereo, every speedup, every manifest on the local
+# runtime, one manifest and one batch size on Ray (each Ray benchmark process starts a Ray).
+BENCH_SMOKE := --bench "^nodes\.NativeSpeedup\." \
+	--bench "^nodes\.\w+Node\.\w+\('\w+', 1\.0, 2\)" \
+	--bench "^pipelines\.\w+\.\w+\(('\w+', 'local'|'speech_prep', 'ray')\)" \
+	--bench "^transfer\.\w+\.\w+\(1000\)"
+DASHBOARD := $(abspath $(PY)) benchmarks/check_dashboard.py
+
+## bench: a quick asv pass over the current checkout (as installed in .venv), then the HTML dashboard
+bench: venv
+	cd benchmarks && $(ASV) machine --yes >/dev/null
+	cd benchmarks && $(ASV_RUN) --python=same --set-commit-hash=$$(git rev-parse HEAD) $(BENCH_FLAGS)
+	cd benchmarks && $(ASV) publish
+	$(DASHBOARD) offline benchmarks/html
+	@echo "dashboard: benchmarks/html (make bench-check; or python -m http.server -d benchmarks/html)"
+
+## bench-history: build the last N commits (N=5) as PEP 517 wheels in asv virtualenvs, benchmark, publish
+# Benchmarks already measured (or failed) for a commit in its virtualenv on this machine
+# are skipped, and a commit with nothing left to run is not built again. A benchmark that
+# fails on an old commit (asv exits 2) is recorded as failed; the dashboard is still published.
+bench-history: venv
+	cd benchmarks && $(ASV) machine --yes >/dev/null
+	git rev-list --max-count=$(N) HEAD | { cd benchmarks && \
+		$(ASV_RUN) --skip-existing $(BENCH_FLAGS) HASHFILE:-; } \
+		|| { test $$? -eq 2 && echo "bench-history: some benchmarks failed (see above)"; }
+	cd benchmarks && $(ASV) publish
+	$(DASHBOARD) offline benchmarks/html
+
+## bench-smoke: every benchmark once at its smallest parameters, in .venv, nothing saved; fails if one fails
+bench-smoke: venv
+	cd benchmarks && $(ASV) machine --yes >/dev/null
+	cd benchmarks && $(ASV_RUN) --quick --dry-run --python=same $(BENCH_SMOKE)
+
+## bench-check: open the published dashboard in headless Chromium (installed if missing), check it draws
+bench-check: venv
+	$(DASHBOARD) check benchmarks/html --screenshot benchmarks/html-screenshot.png
 
 ## clean: remove build outputs and caches (keeps .venv; the next build redoes the extension)
 clean:
