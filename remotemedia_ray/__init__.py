@@ -18,8 +18,10 @@ from remotemedia_ray.audio import (
 )
 from remotemedia_ray.errors import (
     AudioFormatError,
+    ConfigError,
     CycleError,
     GraphError,
+    InputError,
     ManifestError,
     MarshalingError,
     NodeExecutionError,
@@ -59,9 +61,11 @@ __all__ = [
     "Capability",
     "ChunkStream",
     "CircuitBreaker",
+    "ConfigError",
     "CycleError",
     "ExecutionOptions",
     "GraphError",
+    "InputError",
     "ItemFailure",
     "Manifest",
     "ManifestError",

@@ -17,8 +17,10 @@ from typing import Any
 
 __all__ = [
     "AudioFormatError",
+    "ConfigError",
     "CycleError",
     "GraphError",
+    "InputError",
     "ManifestError",
     "MarshalingError",
     "NodeExecutionError",
@@ -113,7 +115,19 @@ def _rebuild(
 
 
 class ManifestError(RemoteMediaError, ValueError):
-    """A manifest is malformed or breaks a semantic rule (names the field or node)."""
+    """A manifest is malformed or breaks a semantic rule (names the field or node).
+
+    Raised for manifests only; bad inputs are :class:`InputError`, bad options
+    and output locations :class:`ConfigError`.
+    """
+
+
+class InputError(RemoteMediaError, ValueError):
+    """Inputs that cannot be listed or read (names the input, file or entry)."""
+
+
+class ConfigError(RemoteMediaError, ValueError):
+    """A bad option, flag, parameter or output location (names the option)."""
 
 
 class GraphError(RemoteMediaError, ValueError):
