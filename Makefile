@@ -25,7 +25,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 # The extension is built in place (remotemedia_ray/_native.*.so) in release mode.
 MATURIN_DEVELOP := $(MATURIN) develop --release --skip-install
 
-.PHONY: venv build lint test demo clean distclean bench bench-history bench-smoke bench-check
+.PHONY: venv build lint test test-deps demo clean distclean bench bench-history bench-smoke bench-check
 
 ## venv: create .venv, install the package editable with dev extras, build the extension
 venv: $(NATIVE_STAMP)
@@ -60,11 +60,39 @@ lint: venv
 	$(PY) -m mypy.stubtest remotemedia_ray._native
 
 ## test: Rust kernel tests, lint, every pytest suite (unit, native, integration), then the asv smoke pass
-test: build
+# With CI set (CI=true), a skipped test fails (tests/conftest.py): CI runs every test.
+test: build test-deps
 	cargo test --manifest-path $(CARGO_MANIFEST)
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory bench-smoke
+
+## test-deps: the system programs tests need (espeak-ng), installed with apt-get when missing
+# espeak-ng synthesizes the speech of the VAD accuracy tests. Installing runs apt-get as
+# root, or through sudo when this user is not root and sudo exists (as bench-check does).
+TEST_PROGRAMS := espeak-ng
+test-deps:
+	@missing=""; \
+	for program in $(TEST_PROGRAMS); do \
+		command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "test-deps: missing$$missing, and no apt-get to install it; install it, then rerun" >&2; \
+			exit 1; \
+		fi; \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+		elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+		else echo "test-deps: installing$$missing needs root (or sudo); install it, then rerun" >&2; exit 1; \
+		fi; \
+		echo "test-deps: installing$$missing (apt-get)"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -qq update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends $$missing \
+			>/dev/null || exit 1; \
+		for program in $(TEST_PROGRAMS); do \
+			command -v $$program >/dev/null 2>&1 || { echo "test-deps: $$program is still missing" >&2; exit 1; }; \
+		done; \
+	fi
 
 ## demo: the dataset job on an embedded local Ray: examples/speech_prep.json over examples/audio
 demo: venv

@@ -45,6 +45,7 @@ from remotemedia_ray.nodes.native import native_available
 from remotemedia_ray.nodes.registry import available_node_types, create_node, register_node
 from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray.runtime.pipeline import Pipeline, PipelineState
+from remotemedia_ray.runtime.ray_cluster import RayOptions
 from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
 
 try:
@@ -84,6 +85,7 @@ __all__ = [
     "PipelineOutput",
     "PipelineState",
     "PythonError",
+    "RayOptions",
     "RemoteMediaError",
     "RetryPolicy",
     "RetryableError",

@@ -99,9 +99,10 @@ class Resampler:
     inside each Ray worker).
 
     Raises:
-        AudioFormatError: A rate that is not an int in ``[1, 1536000]``, a
-            reduced ratio with a term above 8192, a channel count outside
-            ``[1, 65536]``, or an unknown quality (named in the message).
+        ConfigError: ``target_rate`` not an int in ``[1, 1536000]``, a
+            reduced ratio with a term above 8192, or an unknown quality.
+        AudioFormatError: ``source_rate`` not an int in ``[1, 1536000]``, or
+            a channel count outside ``[1, 65536]`` (each named in the message).
         TypeError: ``quality`` is not a str.
     """
 
@@ -171,8 +172,9 @@ def resample(
     ``remotemedia_ray.nodes.resampling.resample`` (and agrees with it to ~5e-7).
 
     Raises:
-        AudioFormatError: Bad rates or quality (named), a malformed array, a
-            NaN or infinite sample (its frame and channel named), or a float64
+        ConfigError: A bad ``target_rate``, ratio or quality (named).
+        AudioFormatError: A bad ``source_rate``, a malformed array, a NaN or
+            infinite sample (its frame and channel named), or a float64
             beyond the float32 range.
         TypeError: ``quality`` is not a str.
     """

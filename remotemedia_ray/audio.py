@@ -276,7 +276,20 @@ class AudioBuffer:
     # -- conversion -------------------------------------------------------------------
 
     def to_numpy(self) -> np.ndarray:
-        """A read-only ``(frames, channels)`` view of the samples (no copy)."""
+        """A read-only view of the samples (no copy), shaped as the data model's
+        ``to_numpy``: ``(frames,)`` for mono, ``(frames, channels)`` otherwise.
+
+        A mono buffer made from a ``(frames,)`` array gives back that shape and
+        that memory; ``(frames, 1)`` input is mono too, and comes back 1-D.
+        """
+        view = self.to_numpy_2d()
+        return view.reshape(-1) if self._channels == 1 else view
+
+    def to_numpy_2d(self) -> np.ndarray:
+        """A read-only ``(frames, channels)`` view of the samples, mono included (no copy).
+
+        The layout kernels and frame-wise code want: one row per frame.
+        """
         view = self._view
         if view is None:
             values = self._arrow
@@ -299,7 +312,7 @@ class AudioBuffer:
         values = self._arrow
         if values is None:
             assert self._view is not None
-            flat = self._view.reshape(-1)
+            flat = self._view.reshape(-1)  # the (frames, channels) view is C-contiguous
             values = pa.Array.from_buffers(
                 self._format.arrow_type, flat.size, [None, pa.py_buffer(flat)]
             )
@@ -324,7 +337,7 @@ class AudioBuffer:
             other._format,
         ):
             return False
-        a, b = self.to_numpy(), other.to_numpy()
+        a, b = self.to_numpy_2d(), other.to_numpy_2d()
         return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=self._format.is_float))
 
     def __eq__(self, other: object) -> bool:
@@ -423,7 +436,7 @@ def concat_audio(pieces: Sequence[AudioBuffer]) -> AudioBuffer:
     if len(pieces) == 1:
         return first
     return AudioBuffer.from_numpy(
-        np.concatenate([piece.to_numpy() for piece in pieces]), first.sample_rate
+        np.concatenate([piece.to_numpy_2d() for piece in pieces]), first.sample_rate
     )
 
 
@@ -496,7 +509,7 @@ class BufferChunks(AudioChunks):
         self.sizes = sizes
 
     def chunks(self) -> Iterator[AudioBuffer]:
-        samples = self.audio.to_numpy()
+        samples = self.audio.to_numpy_2d()
         start = 0
         for size in self.sizes:
             yield AudioBuffer.from_numpy(samples[start : start + size], self.sample_rate)

@@ -1,17 +1,24 @@
 """The ``remotemedia-ray`` command line.
 
-remotemedia-ray validate MANIFEST [MANIFEST ...]   exit 0 when all are valid, 1 otherwise
+remotemedia-ray run MANIFEST -i INPUT -o OUTDIR     the dataset job (see remotemedia_ray.job)
+remotemedia-ray validate MANIFEST [MANIFEST ...]   checks every file; exit 0 when all are valid
 remotemedia-ray nodes [--json]                      node types, parameters, runtimes
 remotemedia-ray schema                              the manifest JSON schema
+
+``run`` prints only its one-line summary on stdout, so scripts can parse it;
+progress, Ray's log lines and the output of nodes go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+import textwrap
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
 from remotemedia_ray.errors import RemoteMediaError
 
@@ -44,10 +51,68 @@ def _run(args: argparse.Namespace) -> int:
         progress="off" if args.quiet else "auto",
         ray_options=ray_options,
     )
-    result = run_job(config)
+    summary_stream = sys.stdout
+    ray_was_up = _ray_initialized()
+    with _stdout_to_stderr():
+        try:
+            result = run_job(config)
+        finally:
+            if not ray_was_up and _ray_initialized():
+                _shutdown_ray()  # Ray prints its last worker lines now, not at exit
     if result.summary:
-        print(result.summary)
+        print(result.summary, file=summary_stream, flush=True)
     return result.exit_code
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout meanwhile to stderr instead.
+
+    Ray prints what its workers write to stdout (with coloured prefixes) on
+    the driver's ``sys.stdout``, and native code may write to file
+    descriptor 1; both are redirected, so ``run``'s stdout holds its
+    summary alone.
+    """
+    err: TextIO = sys.stderr
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.ExitStack() as stack:
+        saved_fd = _redirect_fd(1, err)
+        if saved_fd is not None:
+            stack.callback(_restore_fd, 1, saved_fd)
+        stack.enter_context(contextlib.redirect_stdout(err))
+        yield
+
+
+def _redirect_fd(fd: int, to: TextIO) -> int | None:
+    """Point ``fd`` at ``to``'s file descriptor; returns a copy of the old one (or None)."""
+    try:
+        target = to.fileno()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):  # no real descriptors (captured streams)
+        return None
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.__stdout__.flush()  # type: ignore[union-attr]
+    os.dup2(target, fd)
+    return saved
+
+
+def _restore_fd(fd: int, saved: int) -> None:
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.__stdout__.flush()  # type: ignore[union-attr]
+    os.dup2(saved, fd)
+    os.close(saved)
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    ray.shutdown()
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -55,16 +120,22 @@ def _validate(args: argparse.Namespace) -> int:
     from remotemedia_ray.runtime.plan import PipelinePlan
 
     failures = 0
-    for path in args.manifests:
+    for path in args.manifests:  # every file is checked, whatever the others gave
         try:
             manifest = Manifest.from_file(path)
             plan = PipelinePlan.build(manifest, args.runtime)
         except RemoteMediaError as exc:
-            failures += 1
-            print(f"invalid: {path}\n  {exc}", file=sys.stderr)
+            problem = str(exc)
+        except Exception as exc:  # never a traceback: name the file and go on
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            runtimes = ", ".join(f"{n.node_id}={n.runtime}" for n in plan.nodes.values())
+            print(f"ok: {path} ({len(plan.nodes)} nodes: {runtimes})", flush=True)
             continue
-        runtimes = ", ".join(f"{n.node_id}={n.runtime}" for n in plan.nodes.values())
-        print(f"ok: {path} ({len(plan.nodes)} nodes: {runtimes})")
+        failures += 1
+        print(f"invalid: {path}\n{textwrap.indent(problem, '  ')}", file=sys.stderr, flush=True)
+    if len(args.manifests) > 1:
+        print(f"{len(args.manifests) - failures} of {len(args.manifests)} manifest(s) valid")
     return 1 if failures else 0
 
 
@@ -82,7 +153,7 @@ def _node_catalog() -> list[dict[str, Any]]:
             if cls is None or (runtime == "rust_native" and not native_available()):
                 continue
             runtimes.append(runtime)
-            doc = doc or (cls.__doc__ or "").strip().splitlines()[0]
+            doc = doc or next(iter((cls.__doc__ or "").strip().splitlines()), "")
             if cls.Params is not None and not params:
                 schema = cls.Params.model_json_schema()
                 for name, prop in schema.get("properties", {}).items():

@@ -38,6 +38,8 @@ import pyarrow as pa
 from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_table
 from remotemedia_ray.errors import (
     AudioFormatError,
+    ConfigError,
+    InputError,
     ManifestError,
     MarshalingError,
     RemoteMediaError,
@@ -100,14 +102,16 @@ def read_audio(
         row = ds.take(1)[0]
         print(row["path"], row["sample_rate"], row["channels"], row["frames"])
     """
-    import ray.data
-
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if "include_paths" in read_args:
         raise TypeError("pass include_paths as read_audio's own argument")
+    path_list = _path_list(paths)
+
+    import ray.data
+
     read_args.setdefault("file_extensions", list(AUDIO_EXTENSIONS))
-    files = ray.data.read_binary_files(_path_list(paths), include_paths=True, **read_args)
+    files = ray.data.read_binary_files(path_list, include_paths=True, **read_args)
     return files.map_batches(
         _AudioDecoder(include_paths=include_paths, skip_errors=on_error == "skip"),
         batch_format="pyarrow",
@@ -119,7 +123,7 @@ def _path_list(paths: PathLike | Sequence[PathLike]) -> list[str]:
     """Every path as a string; local ones absolute (workers may run elsewhere)."""
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
-        raise ValueError("read_audio needs at least one path")
+        raise InputError("read_audio needs at least one path")
     out = []
     for item in items:
         text = os.fspath(item)
@@ -226,9 +230,11 @@ def map_pipeline(
             print(row["id"], row["error"] or len(row["vad"]), row["pcm16_sample_rate"])
     """
     if runtime not in (None, "auto", "cpython", "rust_native"):
-        raise ManifestError(f"runtime must be 'auto', 'cpython' or 'rust_native', got {runtime!r}")
+        raise ConfigError(f"runtime must be 'auto', 'cpython' or 'rust_native', got {runtime!r}")
+    if on_error not in ("raise", "record"):
+        raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1 or None, got {batch_size}")
     checked = Pipeline(manifest, runtime="local", on_error=on_error, node_runtime=runtime)
     _check_column_names(checked.plan.graph.sinks, tuple(keep_columns))
     known_columns = ds.columns(fetch_if_missing=False)
@@ -260,7 +266,7 @@ def _actor_pool(concurrency: int | tuple[int, int] | None) -> Any:
     if isinstance(concurrency, tuple) and len(concurrency) == 2:
         low, high = concurrency
         return ray.data.ActorPoolStrategy(min_size=low, max_size=high)
-    raise ValueError(f"concurrency must be an int or a (min, max) tuple, got {concurrency!r}")
+    raise ConfigError(f"concurrency must be an int or a (min, max) tuple, got {concurrency!r}")
 
 
 def _output_names(sink: str) -> tuple[str, ...]:
@@ -271,7 +277,7 @@ def _check_column_names(sinks: Sequence[str], keep_columns: Sequence[str]) -> No
     """Refuse sink ids whose output columns would collide (errors name the node)."""
     for name in keep_columns:
         if name in _RESERVED_COLUMNS:
-            raise ValueError(f"keep_columns cannot name {name!r}: map_pipeline makes that column")
+            raise ConfigError(f"keep_columns cannot name {name!r}: map_pipeline makes that column")
     taken = {name: f"the {name!r} column" for name in (*_RESERVED_COLUMNS, *keep_columns)}
     for sink in sinks:
         for name in _output_names(sink):

@@ -114,6 +114,14 @@ def _rebuild(
     return err
 
 
+def message_of(error: BaseException) -> str:
+    """What went wrong, without the ``[node ..., item ...]`` prefix: for quoting
+    an error inside another that names the node itself."""
+    if isinstance(error, RemoteMediaError):
+        return error.message
+    return str(error)
+
+
 class ManifestError(RemoteMediaError, ValueError):
     """A manifest is malformed or breaks a semantic rule (names the field or node).
 
@@ -134,8 +142,9 @@ class GraphError(RemoteMediaError, ValueError):
     """The node graph of a manifest cannot be executed."""
 
 
-class CycleError(GraphError):
-    """The node graph has a cycle.
+class CycleError(GraphError, ManifestError):
+    """The node graph has a cycle (a :class:`GraphError`, and a
+    :class:`ManifestError` when the graph is a manifest's connections).
 
     Attributes:
         nodes: Exactly the node ids that Kahn's algorithm could not sort (the

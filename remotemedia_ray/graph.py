@@ -4,14 +4,32 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from remotemedia_ray.errors import CycleError, GraphError, NodeNotFound
 
-if TYPE_CHECKING:
-    from remotemedia_ray.manifest import Manifest
-
 __all__ = ["PipelineGraph"]
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _HasEnds(Protocol):
+    @property
+    def from_(self) -> str: ...
+    @property
+    def to(self) -> str: ...
+
+
+class _GraphSource(Protocol):
+    """What :meth:`PipelineGraph.from_manifest` reads of a manifest."""
+
+    @property
+    def nodes(self) -> Sequence[_HasId]: ...
+    @property
+    def connections(self) -> Sequence[_HasEnds]: ...
 
 
 class PipelineGraph:
@@ -45,10 +63,9 @@ class PipelineGraph:
         self._order = self._kahn()
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, *, validate: bool = True) -> PipelineGraph:
-        """The graph of a manifest (running :meth:`Manifest.validate` first by default)."""
-        if validate:
-            manifest.validate()
+    def from_manifest(cls, manifest: _GraphSource) -> PipelineGraph:
+        """The graph of a :class:`~remotemedia_ray.manifest.Manifest`: its node ids
+        and connections (a manifest is valid by construction)."""
         return cls(
             [node.id for node in manifest.nodes],
             [(conn.from_, conn.to) for conn in manifest.connections],

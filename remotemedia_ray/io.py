@@ -37,7 +37,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, AudioFormat, audio_list_column
-from remotemedia_ray.errors import AudioFormatError, ManifestError, RemoteMediaError
+from remotemedia_ray.errors import AudioFormatError, ConfigError, InputError
 from remotemedia_ray.nodes.base import Capability, NodeExecutor, parse_params
 
 __all__ = [
@@ -101,9 +101,19 @@ def list_inputs(
         exclude: A directory whose files are never inputs (the job's OUTDIR).
 
     Raises:
-        ManifestError: nothing matches, or the spec names nothing readable.
+        InputError: nothing matches, the spec names nothing readable, a list
+            file names a missing file, a Parquet input lacks its columns, or
+            two inputs have the same id.
     """
     text = os.fspath(spec)
+    try:
+        return _list_inputs(text, exclude)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and exc.filename != text else ""
+        raise InputError(f"cannot list input {text!r}: {exc.strerror or exc}{where}") from None
+
+
+def _list_inputs(text: str, exclude: str | os.PathLike[str] | None) -> list[InputItem]:
     path = Path(text)
     skip = Path(exclude).resolve() if exclude is not None else None
 
@@ -135,11 +145,11 @@ def list_inputs(
     elif path.is_file() and path.suffix.lower() in audio_extensions():
         items = [InputItem(path.name, str(path.resolve()))]
     else:
-        raise ManifestError(
+        raise InputError(
             f"input {text!r} is not a directory, glob, list file, Parquet dataset or audio file"
         )
     if not items:
-        raise ManifestError(f"input {text!r} matches no audio files")
+        raise InputError(f"input {text!r} matches no audio files")
     # Parquet rows stay in file order (readers cache one file's table); files sort by id.
     if not any(item.row is not None for item in items):
         items.sort(key=lambda item: item.item_id)
@@ -167,13 +177,19 @@ def _rel_id(path: Path, root: Path) -> str:
 def _list_file_items(list_file: Path) -> list[InputItem]:
     items: list[InputItem] = []
     base = list_file.parent
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"list file {list_file} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+    for number, line in enumerate(lines, 1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
         file = Path(entry) if Path(entry).is_absolute() else base / entry
         if not file.is_file():
-            raise ManifestError(f"{list_file}:{number}: no such file {entry!r}")
+            raise InputError(f"{list_file}:{number}: no such file {entry!r}")
         rel = entry if not Path(entry).is_absolute() else file.name
         items.append(InputItem(PurePosixPath(Path(rel).as_posix()).as_posix(), str(file.resolve())))
     return items
@@ -184,15 +200,18 @@ def _parquet_items(files: list[Path]) -> list[InputItem]:
 
     items: list[InputItem] = []
     for file in files:
-        meta = pq.ParquetFile(file)
-        names = meta.schema_arrow.names
-        if "audio" not in names or "sample_rate" not in names:
-            raise ManifestError(f"{file}: a Parquet input needs audio and sample_rate columns")
-        ids = (
-            meta.read(columns=["id"]).column("id").to_pylist()
-            if "id" in names
-            else [f"{file.resolve()}#{i}" for i in range(meta.metadata.num_rows)]
-        )
+        try:
+            meta = pq.ParquetFile(file)
+            names = meta.schema_arrow.names
+            if "audio" not in names or "sample_rate" not in names:
+                raise InputError(f"{file}: a Parquet input needs audio and sample_rate columns")
+            ids = (
+                meta.read(columns=["id"]).column("id").to_pylist()
+                if "id" in names
+                else [f"{file.resolve()}#{i}" for i in range(meta.metadata.num_rows)]
+            )
+        except pa.ArrowException as exc:
+            raise InputError(f"cannot read Parquet input {file}: {exc}") from None
         items.extend(InputItem(str(i), str(file.resolve()), row) for row, i in enumerate(ids))
     return items
 
@@ -201,7 +220,7 @@ def _check_unique(items: list[InputItem], spec: str) -> None:
     seen: set[str] = set()
     for item in items:
         if item.item_id in seen:
-            raise ManifestError(f"input {spec!r} lists {item.item_id!r} twice")
+            raise InputError(f"input {spec!r} lists {item.item_id!r} twice")
         seen.add(item.item_id)
 
 
@@ -287,8 +306,26 @@ def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True, info: Any = N
             dtype = _decode_dtype((info or sf.info(_io.BytesIO(data))).subtype)
         samples, rate = sf.read(_io.BytesIO(data), dtype=dtype, always_2d=True)
     except Exception as exc:  # libsndfile's errors
-        raise AudioFormatError(f"cannot decode audio file {name!r}: {exc}") from None
+        raise AudioFormatError(
+            f"cannot decode audio file {name!r}: {_decode_problem(exc)}"
+        ) from None
     return AudioBuffer.from_numpy(samples, int(rate))
+
+
+_BUFFER_REPR = re.compile(r"(?:Error opening )?<_io\.BytesIO object at 0x[0-9a-fA-F]+>:?\s*")
+
+
+def _decode_problem(exc: BaseException) -> str:
+    """What libsndfile said, without the in-memory buffer it was given.
+
+    soundfile's messages name what it opened (``Error opening <_io.BytesIO
+    object at 0x...>: ...``); for bytes in memory that names nothing useful,
+    so only libsndfile's own words are kept (the caller names the file).
+    """
+    text = getattr(exc, "error_string", None)
+    if not isinstance(text, str) or not text:
+        text = _BUFFER_REPR.sub("", str(exc)).strip() or type(exc).__name__
+    return text
 
 
 def _decode_dtype(subtype: str, keep_pcm: bool = True) -> str:
@@ -337,7 +374,9 @@ class FileChunks(AudioChunks):
         try:
             handle = sf.SoundFile(self.path)
         except Exception as exc:
-            raise AudioFormatError(f"cannot decode audio file {self.path!r}: {exc}") from None
+            raise AudioFormatError(
+                f"cannot decode audio file {self.path!r}: {_decode_problem(exc)}"
+            ) from None
         with handle:
             yielded = False
             while True:
@@ -345,7 +384,8 @@ class FileChunks(AudioChunks):
                     block = handle.read(self.window_frames, dtype=self.dtype, always_2d=True)
                 except Exception as exc:
                     raise AudioFormatError(
-                        f"cannot decode audio file {self.path!r} after frame {handle.tell()}: {exc}"
+                        f"cannot decode audio file {self.path!r} after frame {handle.tell()}: "
+                        f"{_decode_problem(exc)}"
                     ) from None
                 if block.shape[0] == 0 and yielded:
                     return
@@ -520,7 +560,7 @@ def safe_relative_path(item_id: str) -> PurePosixPath:
 def _inside(root: Path, target: Path) -> Path:
     resolved = target.resolve()
     if resolved != root.resolve() and root.resolve() not in resolved.parents:
-        raise RemoteMediaError(f"refusing to write {target} outside {root}")
+        raise ConfigError(f"refusing to write {target} outside the output directory {root}")
     return resolved
 
 

@@ -3,9 +3,10 @@
 ``remotemedia-ray run MANIFEST -i INPUT -o OUTDIR`` (see :func:`run_job`):
 
 1. the inputs are listed on the driver (names only, see :func:`~remotemedia_ray.io.list_inputs`);
-2. the manifest is extended with internal nodes: ``_read`` decodes each file
-   (in a Ray worker) and feeds the manifest's sources, ``_duration`` reports
-   its length, ``_key`` digests its bytes (the resume key);
+2. the manifest is extended with internal nodes: ``job:read`` decodes each
+   file (in a Ray worker) and feeds the manifest's sources, ``job:duration``
+   reports its length, ``job:key`` digests its bytes (the resume key); a
+   manifest's node ids cannot contain ``:``, so they never clash with these;
 3. results stream back as batches complete; every sink's outputs go to
    Parquet shards ``OUTDIR/<sink>/part-*.parquet`` (and, with ``--write-audio``,
    audio files mirroring the inputs' relative paths), each written atomically;
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from remotemedia_ray.audio import AudioBuffer
-from remotemedia_ray.errors import ManifestError
+from remotemedia_ray.errors import ConfigError
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.io import (
     InputItem,
@@ -49,14 +50,18 @@ from remotemedia_ray.io import (
     plan_audio_paths,
     write_audio_file,
 )
-from remotemedia_ray.manifest import Manifest
-from remotemedia_ray.metrics import PipelineMetrics
+from remotemedia_ray.manifest import Connection, Manifest, NodeSpec
+from remotemedia_ray.metrics import PipelineMetrics, micros, millis
+from remotemedia_ray.nodes.registry import internal_node_id
 from remotemedia_ray.runtime.execution import ItemFailure
 
 __all__ = ["JobConfig", "JobResult", "run_job"]
 
-READ, DURATION, KEY = "_read", "_duration", "_key"
-_INTERNAL = (READ, DURATION, KEY)
+READ, DURATION, KEY = (
+    internal_node_id("read"),
+    internal_node_id("duration"),
+    internal_node_id("key"),
+)
 
 
 @dataclass
@@ -144,29 +149,58 @@ def _factor(value: float) -> str:
     return f"{value:,.1f}x" if value < 10 else f"{value:,.0f}x"
 
 
+def _internal_node(node_id: str, node_type: str, params: dict[str, Any] | None = None) -> NodeSpec:
+    """One of the job's own nodes.
+
+    Its id (``job:...``) is outside the manifest id pattern on purpose, so it
+    is built without validation; user manifests are validated as always.
+    """
+    return NodeSpec.model_construct(id=node_id, node_type=node_type, params=params or {})
+
+
+def _with_internal_nodes(
+    manifest: Manifest | None,
+    before: list[NodeSpec],
+    after: list[NodeSpec],
+    connections: list[tuple[str, str]],
+) -> Manifest:
+    """``manifest`` (already valid) plus the job's internal nodes and connections.
+
+    The user's nodes and connections are kept as validated; the result is
+    checked against the manifest's rules again (unique ids, known ends, DAG).
+    """
+    user_nodes = list(manifest.nodes) if manifest is not None else []
+    user_connections = list(manifest.connections) if manifest is not None else []
+    base = manifest or Manifest.from_dict(
+        {"version": "v1", "metadata": {"name": "dataset-job"}, "nodes": [], "connections": []}
+    )
+    combined = base.model_copy(
+        update={
+            "nodes": [*before, *user_nodes, *after],
+            "connections": [
+                *(Connection.model_construct(from_=src, to=dst) for src, dst in connections),
+                *user_connections,
+            ],
+        }
+    )
+    return combined.validate()
+
+
 def _job_manifest(manifest: Manifest, window_s: float | None = 600.0) -> Manifest:
     """The manifest with the internal reader, duration and key nodes added.
 
     Files longer than ``window_s`` seconds are read and processed in windows.
     """
-    ids = {node.id for node in manifest.nodes}
-    clash = ids & set(_INTERNAL)
-    if clash:
-        raise ManifestError(f"node ids {sorted(clash)} are reserved by the dataset job")
     graph = PipelineGraph.from_manifest(manifest)
-    data = manifest.to_dict()
-    data["nodes"] = [
-        {"id": READ, "node_type": "AudioFileReader", "params": {"window_s": window_s}},
-        {"id": KEY, "node_type": "ContentKey"},
-        *data["nodes"],
-        {"id": DURATION, "node_type": "AudioDuration"},
-    ]
-    data["connections"] = [
-        *({"from": READ, "to": source} for source in graph.sources),
-        {"from": READ, "to": DURATION},
-        *data["connections"],
-    ]
-    return Manifest.from_dict(data)
+    return _with_internal_nodes(
+        manifest,
+        before=[
+            _internal_node(READ, "AudioFileReader", {"window_s": window_s}),
+            _internal_node(KEY, "ContentKey"),
+        ],
+        after=[_internal_node(DURATION, "AudioDuration")],
+        connections=[*((READ, source) for source in graph.sources), (READ, DURATION)],
+    )
 
 
 _JOB_FILE = "_job.json"
@@ -182,12 +216,24 @@ def _job_fingerprint(manifest: Manifest, config: JobConfig) -> dict[str, Any]:
 
 
 def _prepare_outdir(config: JobConfig, sinks: list[str], fingerprint: dict[str, Any]) -> None:
+    try:
+        _prepare_outdir_checked(config, sinks, fingerprint)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use output directory {config.outdir}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        ) from None
+
+
+def _prepare_outdir_checked(
+    config: JobConfig, sinks: list[str], fingerprint: dict[str, Any]
+) -> None:
     out = config.outdir
     if out.exists() and not out.is_dir():
-        raise ManifestError(f"output {out} exists and is not a directory")
+        raise ConfigError(f"output {out} exists and is not a directory")
     existing = out.exists() and any(out.iterdir())
     if existing and not (config.resume or config.overwrite):
-        raise ManifestError(
+        raise ConfigError(
             f"output directory {out} is not empty: use --resume to finish an earlier run or "
             "--overwrite to replace its results"
         )
@@ -198,7 +244,7 @@ def _prepare_outdir(config: JobConfig, sinks: list[str], fingerprint: dict[str, 
         except (OSError, json.JSONDecodeError):
             earlier = None
         if earlier != fingerprint:
-            raise ManifestError(
+            raise ConfigError(
                 f"{out} holds results of another manifest or other output options "
                 f"({job_file.name} differs): --resume would mix them; use --overwrite"
             )
@@ -220,13 +266,8 @@ def _resume_keys(
     candidates = [item for item in items if item.item_id in done]
     if not candidates:
         return {}
-    keys_manifest = Manifest.from_dict(
-        {
-            "version": "v1",
-            "metadata": {"name": "resume-keys"},
-            "nodes": [{"id": KEY, "node_type": "ContentKey"}],
-            "connections": [],
-        }
+    keys_manifest = _with_internal_nodes(
+        None, before=[_internal_node(KEY, "ContentKey")], after=[], connections=[]
     )
     options = (
         {"fuse": config.fuse, "expected_items": len(candidates), **config.ray_options}
@@ -388,11 +429,16 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
     progress.update(result.items_done, result.items_failed, result.audio_seconds, final=True)
 
     elapsed = time.monotonic() - start
-    metrics = metrics.model_copy(
-        update={
+    # Validated again (model_copy would not check), so metrics.json keeps the seed's
+    # types: whole milliseconds (rounded to the nearest), the microseconds beside them.
+    wall_us = micros(elapsed)
+    metrics = PipelineMetrics.model_validate(
+        {
+            **metrics.model_dump(),
             "nodes": [n for n in metrics.nodes if n.node_id not in (KEY, DURATION)],
             "node_count": metrics.node_count - 2,
-            "total_time_ms": elapsed * 1e3,
+            "total_time_us": wall_us,
+            "total_time_ms": millis(wall_us),
             "items": result.items_done,
             "items_failed": result.items_failed,
             "audio_seconds": result.audio_seconds,
@@ -413,11 +459,26 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
 
 
 def _check_config(config: JobConfig) -> None:
+    if config.runtime not in ("ray", "local"):
+        raise ConfigError(f"--runtime must be 'ray' or 'local', got {config.runtime!r}")
+    if config.node_runtime not in (None, "auto", "cpython", "rust_native"):
+        raise ConfigError(
+            "--node-runtime must be 'auto', 'cpython' or 'rust_native', "
+            f"got {config.node_runtime!r}"
+        )
+    if config.write_audio not in (None, "flac", "wav"):
+        raise ConfigError(f"--write-audio must be 'flac' or 'wav', got {config.write_audio!r}")
+    if config.progress not in ("auto", "live", "plain", "off"):
+        raise ConfigError(
+            f"progress must be 'auto', 'live', 'plain' or 'off', got {config.progress!r}"
+        )
+    if config.batch_size is not None and config.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {config.batch_size}")
     if config.shard_rows < 1:
-        raise ManifestError(f"--shard-rows must be >= 1, got {config.shard_rows}")
+        raise ConfigError(f"--shard-rows must be >= 1, got {config.shard_rows}")
     if config.window_s is not None and not config.window_s > 0:
-        raise ManifestError(f"--window-seconds must be > 0, got {config.window_s}")
+        raise ConfigError(f"--window-seconds must be > 0, got {config.window_s}")
     if config.max_errors is not None and config.max_errors < 0:
-        raise ManifestError(f"--max-errors must be >= 0, got {config.max_errors}")
+        raise ConfigError(f"--max-errors must be >= 0, got {config.max_errors}")
     if config.resume and config.overwrite:
-        raise ManifestError("--resume and --overwrite exclude each other")
+        raise ConfigError("--resume and --overwrite exclude each other")

@@ -12,27 +12,39 @@ A manifest is a JSON (or YAML) document describing a DAG of media nodes::
       "connections": [{"from": "resample", "to": "vad"}]
     }
 
-The fields are exactly those of the RemoteMedia v1 JSON schema, plus two
-extensions of this project: an optional top-level ``$schema`` key, and an
-optional per-node ``execution`` object (:class:`ExecutionOptions`) telling
-the Ray runtime how to run the node. Unknown keys are rejected, naming the key.
+The fields are exactly those of the RemoteMedia v1 JSON schema: only
+``version``, ``nodes`` and ``connections`` are required, ``metadata`` and each
+of its fields are optional, and ``nodes`` may be empty. This project adds
+optional extensions: a top-level ``$schema`` key, and per node
+``capabilities``, ``host`` and ``execution`` (:class:`ExecutionOptions`,
+telling the Ray runtime how to run the node). Unknown keys are rejected,
+naming the key, and values follow the schema's JSON types strictly (``"16000"``
+is not a number, ``true`` is not an integer).
 
-Loading (:meth:`Manifest.from_file`, :meth:`Manifest.from_json`,
-:meth:`Manifest.from_dict`) checks the structure; :meth:`Manifest.validate`
-adds the semantic rules (unique ids, known connection endpoints, a DAG).
-Every rejection is a :class:`~remotemedia_ray.errors.ManifestError` (a
-``ValueError``) whose message names the field or node.
+A :class:`Manifest` is valid by construction: besides its structure, a
+pydantic after-validator applies the semantic rules (version ``"v1"``,
+unique node ids, connections between existing nodes, no repeated
+connection, no cycle). Loading (:meth:`Manifest.from_file`,
+:meth:`Manifest.from_json`, :meth:`Manifest.from_dict`) reports every
+problem at once in one :class:`~remotemedia_ray.errors.ManifestError` (a
+``ValueError``) whose lines name the field and node; when the connections
+form a cycle it is a :class:`~remotemedia_ray.errors.CycleError` (also a
+``ManifestError``) whose ``nodes`` name the nodes left unsorted.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
-from remotemedia_ray.errors import ManifestError
+from remotemedia_ray.errors import CycleError, ManifestError, NodeNotFound
+from remotemedia_ray.graph import PipelineGraph
 
 __all__ = [
     "Connection",
@@ -50,16 +62,19 @@ RuntimeHint = Literal["rust_native", "cpython", "auto"]
 """Which implementation of a node to run: native Rust, numpy/Python, or the best available."""
 
 _ID_PATTERN = r"^[a-zA-Z0-9_-]+$"
+_MAX_FILE_BYTES = 16 * 1024 * 1024
+_RULES_ERROR = "manifest_rules"
+_MAX_MEMORY_GB = 1024.0 * 1024.0  # one PiB: bounds what Ray is asked for
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ManifestMetadata(_Strict):
-    """Descriptive metadata of a pipeline."""
+    """Descriptive metadata of a pipeline; every field is optional."""
 
-    name: str = Field(min_length=1, max_length=255, description="Pipeline name.")
+    name: str | None = Field(default=None, max_length=255, description="Pipeline name.")
     description: str | None = Field(default=None, description="Human-readable description.")
     created_at: str | None = Field(default=None, description="ISO 8601 creation time.")
 
@@ -68,7 +83,9 @@ class GpuRequirement(_Strict):
     """A node's GPU needs."""
 
     type: Literal["cuda", "rocm", "metal", "vulkan", "any"] = Field(description="GPU runtime type.")
-    min_memory_gb: float | None = Field(default=None, ge=0, description="Minimum GPU memory.")
+    min_memory_gb: float | None = Field(
+        default=None, ge=0, le=_MAX_MEMORY_GB, description="Minimum GPU memory."
+    )
     required: bool = Field(default=True, description="Whether the GPU is required.")
 
 
@@ -86,7 +103,9 @@ class NodeCapabilities(_Strict):
 
     gpu: GpuRequirement | None = None
     cpu: CpuRequirement | None = None
-    memory_gb: float | None = Field(default=None, ge=0, description="Required memory in GB.")
+    memory_gb: float | None = Field(
+        default=None, ge=0, le=_MAX_MEMORY_GB, description="Required memory in GB."
+    )
 
 
 class ExecutionOptions(_Strict):
@@ -138,57 +157,95 @@ class Connection(_Strict):
 
 
 class Manifest(_Strict):
-    """A RemoteMedia pipeline manifest (schema v1).
+    """A RemoteMedia pipeline manifest (schema v1), valid by construction.
 
-    Build one with :meth:`from_file`, :meth:`from_json` or :meth:`from_dict`
-    and check it with :meth:`validate`.
+    Build one with :meth:`from_file`, :meth:`from_json` or :meth:`from_dict`;
+    each raises one :class:`~remotemedia_ray.errors.ManifestError` listing
+    every problem.
     """
 
     schema_uri: str | None = Field(
         default=None, alias="$schema", description="Optional URI of the JSON schema."
     )
-    version: str = Field(description='Manifest schema version; must be "v1".')
-    metadata: ManifestMetadata
-    nodes: list[NodeSpec] = Field(min_length=1, description="Processing nodes.")
+    version: Literal["v1"] = Field(description='Manifest schema version; must be "v1".')
+    metadata: ManifestMetadata = Field(
+        default_factory=ManifestMetadata, description="Optional descriptive metadata."
+    )
+    nodes: list[NodeSpec] = Field(description="Processing nodes (may be empty).")
     connections: list[Connection] = Field(description="Data flow between nodes.")
+
+    @model_validator(mode="after")
+    def _apply_rules(self) -> Manifest:
+        problems, _ = _rule_problems(
+            [(i, node.id) for i, node in enumerate(self.nodes)],
+            [(i, conn.from_, conn.to) for i, conn in enumerate(self.connections)],
+        )
+        if problems:
+            raise PydanticCustomError(_RULES_ERROR, "{problems}", {"problems": "; ".join(problems)})
+        return self
 
     # -- loading ----------------------------------------------------------------------
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
-        """Parse a manifest from a mapping; raises ManifestError naming the bad field."""
+        """Parse a manifest from a mapping.
+
+        Raises:
+            ManifestError: one error listing every problem, each naming its
+                field (and node): structure, unknown keys, types, and the rules.
+            CycleError: the same, when the connections form a cycle.
+        """
         if not isinstance(data, dict):
             raise ManifestError(f"a manifest must be a JSON object, got {type(data).__name__}")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ManifestError(_describe(exc, data)) from None
+            structural = _describe(exc, data)
+        except RecursionError:
+            raise ManifestError("manifest is nested too deeply") from None
+        rules, cycle = _rule_problems(*_raw_graph(data))
+        raise _manifest_error(structural + rules, cycle)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
-        """Parse a manifest from JSON text."""
+        """Parse a manifest from JSON text (strict JSON: no NaN or Infinity)."""
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise ManifestError(
                 f"manifest is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"manifest is not UTF-8 text: {_unicode_problem(exc)}") from None
+        except RecursionError:
+            raise ManifestError("manifest is nested too deeply") from None
+        except ValueError as exc:  # parse_constant
+            raise ManifestError(f"manifest is not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
     @classmethod
     def from_yaml(cls, text: str | bytes) -> Manifest:
-        """Parse a manifest from YAML text."""
-        import yaml
+        """Parse a manifest from YAML text.
 
+        Anchors and aliases (``&a`` / ``*a``) are refused: they let a few bytes
+        expand into gigabytes. Timestamps stay strings, as in JSON.
+        """
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_ManifestYamlLoader)
         except yaml.YAMLError as exc:
             raise ManifestError(f"manifest is not valid YAML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"manifest is not UTF-8 text: {_unicode_problem(exc)}") from None
+        except RecursionError:
+            raise ManifestError("manifest is nested too deeply") from None
         return cls.from_dict(data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Manifest:
-        """Load a manifest from a ``.json``, ``.yaml`` or ``.yml`` file."""
+        """Load a manifest from a ``.json``, ``.yaml`` or ``.yml`` file (UTF-8, at most 16 MB).
+
+        Every error names the file.
+        """
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in (".json", ".yaml", ".yml"):
@@ -196,11 +253,22 @@ class Manifest(_Strict):
                 f"{path}: unsupported manifest file type {suffix!r} (use .json, .yaml or .yml)"
             )
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                raw = handle.read(_MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise ManifestError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+        if len(raw) > _MAX_FILE_BYTES:
+            raise ManifestError(f"{path}: manifest is larger than {_MAX_FILE_BYTES >> 20} MB")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(
+                f"{path}: manifest is not UTF-8 text: {_unicode_problem(exc)}"
+            ) from None
         try:
             return cls.from_json(text) if suffix == ".json" else cls.from_yaml(text)
+        except CycleError as exc:
+            raise CycleError(f"{path}: {exc.message}", nodes=exc.nodes) from None
         except ManifestError as exc:
             raise ManifestError(f"{path}: {exc.message}") from None
 
@@ -214,47 +282,38 @@ class Manifest(_Strict):
     # -- semantic rules ---------------------------------------------------------------
 
     def validate(self) -> Manifest:  # type: ignore[override]
-        """Apply the semantic rules; returns ``self`` so calls can chain.
+        """Check the semantic rules again; returns ``self`` so calls can chain.
+
+        A manifest built by the loaders already satisfies them; this is the
+        data model's ``validate()``, and catches models made with
+        ``model_construct``.
 
         Raises:
             ManifestError: version is not "v1", a node id repeats, a connection
-                names an unknown node, or a connection is repeated.
-            CycleError: the connections form a cycle (a ``ManifestError``'s
-                sibling: both are ``ValueError``); ``.nodes`` names the nodes.
+                names an unknown node, or a connection is repeated (all listed).
+            CycleError: the connections form a cycle (also a ``ManifestError``);
+                ``.nodes`` names the nodes left unsorted.
         """
-        from remotemedia_ray.graph import PipelineGraph
-
+        problems: list[str] = []
         if self.version != "v1":
-            raise ManifestError(f'unsupported manifest version {self.version!r}; expected "v1"')
-        seen: set[str] = set()
-        for index, node in enumerate(self.nodes):
-            if node.id in seen:
-                raise ManifestError(f"nodes[{index}]: duplicate node id {node.id!r}")
-            seen.add(node.id)
-        edges: set[tuple[str, str]] = set()
-        for index, conn in enumerate(self.connections):
-            for end, node_id in (("from", conn.from_), ("to", conn.to)):
-                if node_id not in seen:
-                    raise ManifestError(f"connections[{index}].{end}: unknown node {node_id!r}")
-            if (conn.from_, conn.to) in edges:
-                raise ManifestError(
-                    f"connections[{index}]: duplicate connection {conn.from_!r} -> {conn.to!r}"
-                )
-            edges.add((conn.from_, conn.to))
-        PipelineGraph.from_manifest(self, validate=False)
+            problems.append(_version_problem(self.version))
+        rules, cycle = _rule_problems(
+            [(i, node.id) for i, node in enumerate(self.nodes)],
+            [(i, conn.from_, conn.to) for i, conn in enumerate(self.connections)],
+        )
+        if problems or rules:
+            raise _manifest_error(problems + rules, cycle)
         return self
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with this id; raises NodeNotFound."""
-        from remotemedia_ray.errors import NodeNotFound
-
         for node in self.nodes:
             if node.id == node_id:
                 return node
         raise NodeNotFound(f"no node {node_id!r} in manifest", node_id=node_id)
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest as a JSON-ready dict (aliases, defaults left out)."""
+        """The manifest as a JSON-ready dict (aliases, unset optional fields left out)."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def to_json(self) -> str:
@@ -262,21 +321,92 @@ class Manifest(_Strict):
         return json.dumps(self.to_dict(), indent=2)
 
 
-def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
-    """One line per problem, each naming the field path (and node id)."""
+# -- the semantic rules, on parsed or raw data ---------------------------------------
+
+
+def _rule_problems(
+    nodes: Iterable[tuple[int, str]], connections: Iterable[tuple[int, str, str]]
+) -> tuple[list[str], list[str] | None]:
+    """Every broken rule (one line each) and, if there is a cycle, its unsorted nodes."""
+    problems: list[str] = []
+    ids: list[str] = []
+    for index, node_id in nodes:
+        if node_id in ids:
+            problems.append(f"nodes[{index}]: duplicate node id {node_id!r}")
+        else:
+            ids.append(node_id)
+    known = set(ids)
+    edges: list[tuple[str, str]] = []
+    for index, src, dst in connections:
+        bad = False
+        for end, node_id in (("from", src), ("to", dst)):
+            if node_id not in known:
+                problems.append(f"connections[{index}].{end}: unknown node {node_id!r}")
+                bad = True
+        if bad:
+            continue
+        if (src, dst) in edges:
+            problems.append(f"connections[{index}]: duplicate connection {src!r} -> {dst!r}")
+            continue
+        edges.append((src, dst))
+    try:
+        PipelineGraph(ids, edges)
+    except CycleError as exc:
+        problems.append(exc.message)
+        return problems, exc.nodes
+    return problems, None
+
+
+def _raw_graph(
+    data: dict[str, Any],
+) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """The ids and connections of unparsed data, as far as they are well formed."""
+    nodes = data.get("nodes")
+    connections = data.get("connections")
+    ids = [
+        (i, node["id"])
+        for i, node in enumerate(nodes if isinstance(nodes, list) else [])
+        if isinstance(node, dict) and isinstance(node.get("id"), str)
+    ]
+    edges = [
+        (i, conn["from"], conn["to"])
+        for i, conn in enumerate(connections if isinstance(connections, list) else [])
+        if isinstance(conn, dict)
+        and isinstance(conn.get("from"), str)
+        and isinstance(conn.get("to"), str)
+    ]
+    return ids, edges
+
+
+def _manifest_error(problems: list[str], cycle: list[str] | None) -> ManifestError:
+    head = "invalid manifest: " if len(problems) == 1 else "invalid manifest:\n  "
+    message = head + "\n  ".join(problems)
+    if cycle is not None:
+        return CycleError(message, nodes=cycle)
+    return ManifestError(message)
+
+
+def _version_problem(version: object) -> str:
+    return f'version: unsupported manifest version {version!r}; expected "v1"'
+
+
+def _describe(exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    """One line per structural problem, each naming the field path (and node id)."""
     lines = []
     for error in exc.errors():
         loc = error["loc"]
-        if error["type"] == "extra_forbidden":
+        kind = error["type"]
+        if kind == _RULES_ERROR:
+            continue  # the rules are reported from the raw data, one line each
+        if kind == "extra_forbidden":
             lines.append(f"{_path(loc[:-1], data)}: unknown key {loc[-1]!r}")
-            continue
-        path = _path(loc, data)
-        if error["type"] == "missing":
-            lines.append(f"{path}: required field missing")
+        elif loc == ("version",) and kind == "literal_error":
+            lines.append(_version_problem(error["input"]))
+        elif kind == "missing":
+            lines.append(f"{_path(loc, data)}: required field missing")
         else:
-            lines.append(f"{path}: {error['msg']}")
-    head = "invalid manifest: " if len(lines) == 1 else "invalid manifest:\n  "
-    return head + "\n  ".join(lines)
+            lines.append(f"{_path(loc, data)}: {error['msg']}")
+    return lines
 
 
 def _path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
@@ -295,3 +425,32 @@ def _path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     if isinstance(node, str):
         path += f" (node {node!r})"
     return path
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unicode_problem(exc: UnicodeDecodeError) -> str:
+    return f"byte {exc.start} cannot be decoded ({exc.reason})"
+
+
+class _ManifestYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and without implicit timestamps."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases are not allowed in manifests (found *{event.anchor})",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+_ManifestYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}

@@ -1,4 +1,17 @@
-"""Pipeline and node metrics (the seed schema, plus item and audio counts).
+"""Pipeline and node metrics: the seed's schema and types, plus finer figures.
+
+The seed's fields keep the seed's types (data model section 5):
+``total_time_ms`` and ``execution_time_ms`` are integers (its ``u64``),
+``retry_count`` an integer, ``memory_mb`` and ``total_memory_mb`` floats,
+``runtime`` (``rust_native`` | ``cpython``) and ``status`` (``success`` |
+``failed`` | ``skipped``) its snake_case strings, ``error`` a string or null.
+
+Times are measured in microseconds and kept whole in the extra ``*_us``
+fields (``total_time_us``, ``execution_time_us``, ``p50_us``, ``p95_us``);
+each ``*_ms`` field is its ``*_us`` figure rounded to the nearest
+millisecond, halves up (:func:`millis`), so a node that ran 0.6 ms shows
+1 ms and one that never ran 0. Give either figure when building a model: the
+other is derived from it, and both must agree when both are given.
 
 Over many items a node's figures are aggregated: execution time is summed,
 memory is the peak, retries are totalled, the status is ``failed`` if any item
@@ -10,44 +23,129 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["NodeMetrics", "NodeMetricsRecorder", "PipelineMetrics", "peak_rss_mb"]
+__all__ = [
+    "NodeMetrics",
+    "NodeMetricsRecorder",
+    "PipelineMetrics",
+    "micros",
+    "millis",
+    "peak_rss_mb",
+]
 
 NodeStatus = Literal["success", "failed", "skipped"]
 NodeRuntime = Literal["rust_native", "cpython"]
 
 
+def millis(us: int) -> int:
+    """Whole microseconds as whole milliseconds, rounded to the nearest (halves up)."""
+    return (us + 500) // 1000
+
+
+def micros(seconds: float) -> int:
+    """Seconds as whole microseconds, rounded to the nearest (never negative)."""
+    return max(0, round(seconds * 1e6))
+
+
+def _pair_times(data: Any, ms_key: str, us_key: str) -> Any:
+    """Fill in the missing one of a ``*_ms`` / ``*_us`` pair from the other."""
+    if not isinstance(data, dict):
+        return data
+    ms, us = _whole(data.get(ms_key)), _whole(data.get(us_key))
+    if us_key not in data and ms is not None:
+        return {**data, us_key: ms * 1000}
+    if ms_key not in data and us is not None:
+        return {**data, ms_key: millis(us)}
+    return data
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (an int or an integral float)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _check_pair(ms: int, us: int, ms_key: str, us_key: str) -> None:
+    if ms != millis(us):
+        raise ValueError(f"{ms_key} ({ms}) must be {us_key} ({us}) rounded to milliseconds")
+
+
 class NodeMetrics(BaseModel):
-    """Figures of one node, aggregated over every item it saw."""
+    """Figures of one node, aggregated over every item it saw.
+
+    The first eight fields are the seed's ``NodeMetrics``, with its types;
+    the rest are this project's additions.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     node_id: str
     node_type: str
     runtime: NodeRuntime
-    execution_time_ms: float = Field(default=0.0, ge=0, description="Summed execute() time.")
+    execution_time_ms: int = Field(
+        default=0, ge=0, description="Summed execute() time, rounded to whole milliseconds."
+    )
     memory_mb: float = Field(default=0.0, ge=0, description="Peak resident memory of the process.")
     status: NodeStatus = "skipped"
-    retry_count: int = Field(default=0, ge=0, description="Retries over all items.")
+    retry_count: int = Field(default=0, ge=0, le=2**32 - 1, description="Retries over all items.")
     error: str | None = Field(default=None, description="The first error, if any item failed.")
+    execution_time_us: int = Field(
+        default=0, ge=0, description="Summed execute() time in whole microseconds."
+    )
     items: int = Field(default=0, ge=0, description="Items executed successfully.")
     items_failed: int = Field(default=0, ge=0, description="Items that failed at this node.")
-    p50_ms: float | None = Field(default=None, description="Median execute() time per call.")
-    p95_ms: float | None = Field(default=None, description="95th percentile execute() time.")
+    p50_us: int | None = Field(
+        default=None,
+        ge=0,
+        description="Median time of one execute() call in microseconds (over several actors: "
+        "the largest actor's median).",
+    )
+    p95_us: int | None = Field(
+        default=None,
+        ge=0,
+        description="95th percentile time of one execute() call in microseconds (over several "
+        "actors: the largest actor's).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_time(cls, data: Any) -> Any:
+        return _pair_times(data, "execution_time_ms", "execution_time_us")
+
+    @model_validator(mode="after")
+    def _times_agree(self) -> NodeMetrics:
+        _check_pair(
+            self.execution_time_ms, self.execution_time_us, "execution_time_ms", "execution_time_us"
+        )
+        return self
 
 
 class PipelineMetrics(BaseModel):
-    """Figures of a whole pipeline run (or of every run of one pipeline so far)."""
+    """Figures of a whole pipeline run (or of every run of one pipeline so far).
+
+    The first four fields are the seed's ``PipelineMetrics``, with its types;
+    the rest are this project's additions.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    total_time_ms: float = Field(default=0.0, ge=0, description="Wall time of all runs.")
+    total_time_ms: int = Field(
+        default=0, ge=0, description="Wall time of all runs, rounded to whole milliseconds."
+    )
     total_memory_mb: float = Field(default=0.0, ge=0, description="Peak memory over nodes.")
     node_count: int = Field(default=0, ge=0)
     nodes: list[NodeMetrics] = Field(default_factory=list)
+    total_time_us: int = Field(
+        default=0, ge=0, description="Wall time of all runs in whole microseconds."
+    )
     items: int = Field(default=0, ge=0, description="Items that completed.")
     items_failed: int = Field(default=0, ge=0, description="Items that failed.")
     audio_seconds: float = Field(default=0.0, ge=0, description="Audio fed to the pipeline.")
@@ -55,14 +153,24 @@ class PipelineMetrics(BaseModel):
         default=None, description="Audio seconds processed per wall-clock second."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_time(cls, data: Any) -> Any:
+        return _pair_times(data, "total_time_ms", "total_time_us")
+
+    @model_validator(mode="after")
+    def _times_agree(self) -> PipelineMetrics:
+        _check_pair(self.total_time_ms, self.total_time_us, "total_time_ms", "total_time_us")
+        return self
+
     def to_json(self) -> str:
-        """The metrics as pretty-printed JSON."""
+        """The metrics as pretty-printed JSON (the seed's fields first)."""
         return self.model_dump_json(indent=2)
 
     def summary(self) -> str:
         """One line: ``Pipeline completed in {t}ms ({n} nodes, {m:.2f}MB peak memory)``."""
         return (
-            f"Pipeline completed in {self.total_time_ms:.2f}ms "
+            f"Pipeline completed in {self.total_time_ms}ms "
             f"({self.node_count} nodes, {self.total_memory_mb:.2f}MB peak memory)"
         )
 
@@ -89,7 +197,11 @@ def peak_rss_mb() -> float:
 
 
 class NodeMetricsRecorder:
-    """Accumulates one node's figures as items run through it (any executor)."""
+    """Accumulates one node's figures as items run through it (any executor).
+
+    Times come in as float milliseconds and are kept unrounded until
+    :meth:`snapshot`, which reports whole microseconds (and milliseconds).
+    """
 
     _MAX_SAMPLES = 4096
 
@@ -141,20 +253,21 @@ class NodeMetricsRecorder:
             node_id=self.node_id,
             node_type=self.node_type,
             runtime=self.runtime,
-            execution_time_ms=self.execution_time_ms,
+            execution_time_us=micros(self.execution_time_ms / 1e3),
             memory_mb=self.memory_mb,
             status=status,
             retry_count=self.retry_count,
             error=self.error,
             items=self.items,
             items_failed=self.items_failed,
-            p50_ms=_percentile(durations, 0.50),
-            p95_ms=_percentile(durations, 0.95),
+            p50_us=_percentile_us(durations, 0.50),
+            p95_us=_percentile_us(durations, 0.95),
         )
 
 
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
+def _percentile_us(sorted_ms: list[float], q: float) -> int | None:
+    """The ``q`` quantile (nearest rank) of millisecond durations, in whole microseconds."""
+    if not sorted_ms:
         return None
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[index]
+    index = min(len(sorted_ms) - 1, max(0, math.ceil(q * len(sorted_ms)) - 1))
+    return micros(sorted_ms[index] / 1e3)

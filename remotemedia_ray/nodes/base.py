@@ -154,8 +154,8 @@ class NodeExecutor(abc.ABC):
         )
 
     def _label(self) -> str:
-        kind = self.node_type or type(self).__name__
-        return f"{kind} {self.node_id!r}" if self.node_id else kind
+        """The node type, for messages (errors carry the node id themselves)."""
+        return self.node_type or type(self).__name__
 
 
 class ChunkStream(abc.ABC):
@@ -216,7 +216,11 @@ class MapChunks(ChunkStream):
 
 
 def parse_params(model: type[P], params: Mapping[str, Any], *, node: str | None = None) -> P:
-    """Validate ``params`` with a pydantic model, raising ManifestError naming each field."""
+    """Validate ``params`` with a pydantic model.
+
+    Raises:
+        ManifestError: naming the node (``node_id``) and every bad field.
+    """
     try:
         return model.model_validate(dict(params))
     except ValidationError as exc:
@@ -227,8 +231,7 @@ def parse_params(model: type[P], params: Mapping[str, Any], *, node: str | None 
                 problems.append(f"unknown param {key!r}")
             else:
                 problems.append(f"param {key!r}: {error['msg']}")
-        where = f"node {node!r}: " if node else ""
-        raise ManifestError(where + "; ".join(problems), node_id=node) from None
+        raise ManifestError("; ".join(problems), node_id=node) from None
 
 
 def _guard_initialize(method: Callable[..., Any]) -> Callable[..., Any]:

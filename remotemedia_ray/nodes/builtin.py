@@ -1,6 +1,6 @@
 """The built-in nodes, numpy (cpython) implementations.
 
-These are the reference semantics of DESIGN.md section 3; the native twins in
+These are the reference semantics (the README lists the nodes); the native twins in
 :mod:`remotemedia_ray.nodes.native` must give the same answers. The numeric
 work lives in :mod:`~remotemedia_ray.nodes.reference` and
 :mod:`~remotemedia_ray.nodes.resampling`; the classes here validate
@@ -130,7 +130,8 @@ class ReferenceKernels:
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: params follow their JSON types ("16000" is not a number, true not an int)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class VADParams(_Params):
@@ -182,7 +183,9 @@ class ResampleParams(_Params):
 class FormatConverterParams(_Params):
     """Parameters of :class:`FormatConverterNode`."""
 
-    target_format: AudioFormat = Field(default=AudioFormat.F32, description="Output format.")
+    target_format: AudioFormat = Field(
+        default=AudioFormat.F32, strict=False, description="Output format: f32, i16, i32 or f64."
+    )
 
 
 class MultiplyParams(_Params):
@@ -246,7 +249,7 @@ class VADNode(_AudioNode):
     def execute(self, input: Any) -> list[dict[str, float]]:
         audio = self._audio(input)
         self._check_rate(audio)
-        return self.kernels.vad_segments(audio.to_numpy(), audio.sample_rate, **self._settings())
+        return self.kernels.vad_segments(audio.to_numpy_2d(), audio.sample_rate, **self._settings())
 
     def _settings(self) -> dict[str, Any]:
         p = self.params
@@ -322,7 +325,7 @@ class _VADChunks(ChunkStream):
             self.frame_len = reference.vad_frame_len(
                 audio.sample_rate, self.node.params.frame_length_ms
             )
-        x = audio.to_numpy()
+        x = audio.to_numpy_2d()
         if self.carry is not None and self.carry.shape[0]:
             start -= self.carry.shape[0]
             x = np.concatenate([self.carry, x])
@@ -363,7 +366,7 @@ class ResampleNode(_AudioNode):
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
         out = self.kernels.resample(
-            audio.to_numpy(), audio.sample_rate, self.params.target_rate, self.params.quality
+            audio.to_numpy_2d(), audio.sample_rate, self.params.target_rate, self.params.quality
         )
         return AudioBuffer.from_numpy(out, self.params.target_rate)
 
@@ -386,7 +389,7 @@ class _ResampleChunks(ChunkStream):
             self.resampler = self.node.kernels.stream_resampler(
                 audio.sample_rate, p.target_rate, audio.channels, p.quality
             )
-        return AudioBuffer.from_numpy(self.resampler.process(audio.to_numpy()), p.target_rate)
+        return AudioBuffer.from_numpy(self.resampler.process(audio.to_numpy_2d()), p.target_rate)
 
     def finish(self) -> AudioBuffer:
         if self.resampler is None:
@@ -395,7 +398,8 @@ class _ResampleChunks(ChunkStream):
 
 
 class FormatConverterNode(_AudioNode):
-    """Converts samples between f32, f64, i16 and i32 (see DESIGN.md section 3)."""
+    """Converts samples between f32, f64, i16 and i32 (exact rules:
+    :func:`remotemedia_ray.nodes.reference.convert_format`)."""
 
     Params = FormatConverterParams
 
@@ -404,7 +408,7 @@ class FormatConverterNode(_AudioNode):
 
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
-        out = self.kernels.convert_format(audio.to_numpy(), self.params.target_format)
+        out = self.kernels.convert_format(audio.to_numpy_2d(), self.params.target_format)
         return AudioBuffer.from_numpy(out, audio.sample_rate)
 
     def open_stream(self) -> ChunkStream:
@@ -424,7 +428,7 @@ class ChannelMixNode(_AudioNode):
         audio = self._audio(input)
         if audio.channels == 1 and (self.params.mode == "mean" or self.params.channel == 0):
             return audio  # already mono: the mean of one channel is that channel, exactly
-        out = self.kernels.channel_mix(audio.to_numpy(), self.params.mode, self.params.channel)
+        out = self.kernels.channel_mix(audio.to_numpy_2d(), self.params.mode, self.params.channel)
         return AudioBuffer.from_numpy(out, audio.sample_rate)
 
     def open_stream(self) -> ChunkStream:
@@ -440,7 +444,7 @@ class _ArithmeticNode(_BuiltinNode):
 
     def execute(self, input: Any) -> Any:
         if type(input) is AudioBuffer:  # the hot path: one audio input
-            out = self.kernels.combine([input.to_numpy()], self.op, self.param)
+            out = self.kernels.combine([input.to_numpy_2d()], self.op, self.param)
             return AudioBuffer.from_numpy(out, input.sample_rate)
         values = list(input.values()) if isinstance(input, dict) else [input]
         if not values:
@@ -466,7 +470,7 @@ class _ArithmeticNode(_BuiltinNode):
                     f"{self._label()}: cannot combine {first} with {other} "
                     "(sample rates and channel counts must match)"
                 )
-        out = self.kernels.combine([b.to_numpy() for b in buffers], self.op, self.param)
+        out = self.kernels.combine([b.to_numpy_2d() for b in buffers], self.op, self.param)
         return AudioBuffer.from_numpy(out, first.sample_rate)
 
     def open_stream(self) -> ChunkStream:

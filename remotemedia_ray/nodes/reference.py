@@ -106,7 +106,7 @@ import numpy as np
 import numpy.typing as npt
 
 from remotemedia_ray.audio import AudioFormat
-from remotemedia_ray.errors import AudioFormatError, MarshalingError
+from remotemedia_ray.errors import AudioFormatError, ConfigError, MarshalingError
 
 __all__ = [
     "add",
@@ -368,7 +368,7 @@ def combine(arrays: Sequence[npt.NDArray[Any]], op: CombineOp, param: float) -> 
         ValueError: Unknown ``op``.
     """
     _check_op(op)
-    value = _finite_float(param, "param", MarshalingError)
+    value = _finite_float(param, "param", ConfigError)
     if len(arrays) == 0:
         raise MarshalingError(f"{op} needs at least one input array")
     for a in arrays:
@@ -416,7 +416,7 @@ def combine_scalars(values: Sequence[float], op: CombineOp, param: float) -> flo
         ValueError: Unknown ``op``.
     """
     _check_op(op)
-    value = _finite_float(param, "param", MarshalingError)
+    value = _finite_float(param, "param", ConfigError)
     if len(values) == 0:
         raise MarshalingError(f"{op} needs at least one value")
     floats: list[float] = []
@@ -463,9 +463,9 @@ def channel_mix(
         A new C-contiguous ``(frames, 1)`` array of the input's dtype.
 
     Raises:
-        AudioFormatError: Bad shape or dtype, no channels, or ``channel`` out of range.
+        AudioFormatError: Bad shape or dtype, or no channels.
         MarshalingError: ``samples`` is not a numpy array.
-        ValueError: Unknown ``mode``.
+        ConfigError: Unknown ``mode``, or ``channel`` out of range.
     """
     _audio_format(samples)
     channels = samples.shape[1]
@@ -473,14 +473,14 @@ def channel_mix(
         try:
             index = operator.index(channel)
         except TypeError:
-            raise AudioFormatError(f"channel must be an integer, got {channel!r}") from None
+            raise ConfigError(f"channel must be an integer, got {channel!r}") from None
         if isinstance(channel, (bool, np.bool_)) or not 0 <= index < channels:
-            raise AudioFormatError(
+            raise ConfigError(
                 f"channel {channel!r} out of range for audio with {channels} channel(s)"
             )
         return samples[:, index : index + 1].copy(order="C")
     if mode != "mean":
-        raise ValueError(f"unknown mode {mode!r}; expected 'mean' or 'select'")
+        raise ConfigError(f"unknown mode {mode!r}; expected 'mean' or 'select'")
     if channels == 0:
         raise AudioFormatError("cannot mix audio with 0 channels")
     acc = samples[:, 0:1].astype(np.float64, order="C")
@@ -625,9 +625,9 @@ def noise_floor(energies: npt.NDArray[np.float64], percentile: float) -> float:
     Raises:
         AudioFormatError: ``energies`` is empty or ``percentile`` is out of range.
     """
-    p = _finite_float(percentile, "noise_floor_percentile", AudioFormatError)
+    p = _finite_float(percentile, "noise_floor_percentile", ConfigError)
     if not 0.0 <= p <= 100.0:
-        raise AudioFormatError(f"noise_floor_percentile must be in [0, 100], got {percentile!r}")
+        raise ConfigError(f"noise_floor_percentile must be in [0, 100], got {percentile!r}")
     n = len(energies)
     if n == 0:
         raise AudioFormatError("noise_floor needs at least one frame")
@@ -666,14 +666,14 @@ def frame_decisions(
     Raises:
         AudioFormatError: A parameter is not finite or out of range.
     """
-    threshold = _pow10(_finite_float(threshold_db, "threshold_db", AudioFormatError) / 10.0)
+    threshold = _pow10(_finite_float(threshold_db, "threshold_db", ConfigError) / 10.0)
     energies = decision_energies(sums, counts, context_frames)
     with np.errstate(all="ignore"):
         speech = energies > threshold
         if noise_floor_percentile is not None and energies.size:
-            margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", AudioFormatError)
+            margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", ConfigError)
             if margin < 0:
-                raise AudioFormatError(
+                raise ConfigError(
                     f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}"
                 )
             adaptive = noise_floor(energies, noise_floor_percentile) * _pow10(margin / 10.0)
@@ -785,10 +785,10 @@ def _vad_settings(
         or sample_rate <= 0
     ):
         raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    threshold = _finite_float(threshold_db, "threshold_db", AudioFormatError)
-    frame_ms = _finite_float(frame_length_ms, "frame_length_ms", AudioFormatError)
+    threshold = _finite_float(threshold_db, "threshold_db", ConfigError)
+    frame_ms = _finite_float(frame_length_ms, "frame_length_ms", ConfigError)
     if frame_ms <= 0:
-        raise AudioFormatError(f"frame_length_ms must be > 0, got {frame_length_ms!r}")
+        raise ConfigError(f"frame_length_ms must be > 0, got {frame_length_ms!r}")
     smoothing: dict[str, int] = {}
     for name, ms in (
         ("hangover_ms", hangover_ms),
@@ -796,21 +796,19 @@ def _vad_settings(
         ("min_silence_ms", min_silence_ms),
         ("context_ms", context_ms),
     ):
-        value = _finite_float(ms, name, AudioFormatError)
+        value = _finite_float(ms, name, ConfigError)
         if value < 0:
-            raise AudioFormatError(f"{name} must be >= 0, got {ms!r}")
+            raise ConfigError(f"{name} must be >= 0, got {ms!r}")
         smoothing[name] = smoothing_frames(value, frame_ms)
     if noise_floor_percentile is not None:
-        percentile = _finite_float(
-            noise_floor_percentile, "noise_floor_percentile", AudioFormatError
-        )
+        percentile = _finite_float(noise_floor_percentile, "noise_floor_percentile", ConfigError)
         if not 0.0 <= percentile <= 100.0:
-            raise AudioFormatError(
+            raise ConfigError(
                 f"noise_floor_percentile must be in [0, 100], got {noise_floor_percentile!r}"
             )
-    margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", AudioFormatError)
+    margin = _finite_float(noise_floor_margin_db, "noise_floor_margin_db", ConfigError)
     if margin < 0:
-        raise AudioFormatError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
+        raise ConfigError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
     return int(sample_rate), threshold, frame_ms, smoothing, margin
 
 

@@ -12,6 +12,13 @@ Each node type may have two implementations: ``cpython`` (numpy/Python) and
   none or the extension is not available;
 * ``auto`` -- native when available, else cpython with one logged warning;
 * ``cpython`` -- the Python class.
+
+The dataset job's own nodes (reading files, content keys, durations; see
+:mod:`remotemedia_ray.io`) are internal: they are not listed by
+:func:`available_node_types` nor by ``remotemedia-ray nodes``, and a manifest
+cannot name them. They resolve only for internal node ids
+(:func:`internal_node_id`), which contain a ``:`` that a manifest node id
+cannot, so a user's node never resolves to one and never clashes with one.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "available_node_types",
     "create_node",
+    "internal_node_id",
+    "is_internal_node_id",
     "node_class",
     "register_node",
     "resolve_node_class",
@@ -45,6 +54,7 @@ logger = logging.getLogger(__name__)
 _lock = threading.RLock()
 _classes: dict[str, dict[NodeRuntime, type[NodeExecutor]]] = {}
 _builtin_types: set[str] = set()
+_internal: dict[str, type[NodeExecutor]] = {}  # the dataset job's own node types
 _native_expected: set[str] = set()  # built-ins that have a Rust twin when the extension is built
 _loaded = False
 _warned_fallback: set[str] = set()
@@ -100,8 +110,11 @@ def _ensure_loaded() -> None:
         from remotemedia_ray import io
         from remotemedia_ray.nodes import builtin, native
 
-        for node_type, cls in {**builtin.BUILTIN_NODES, **io.IO_NODES}.items():
+        for node_type, cls in builtin.BUILTIN_NODES.items():
             _register(node_type, cls, builtin=True)
+        for node_type, cls in io.IO_NODES.items():
+            cls.node_type = node_type
+            _internal[node_type] = cls
         _native_expected.update(builtin.BUILTIN_NODES)
         for node_type, cls in native.NATIVE_NODES.items():
             _register(node_type, cls, builtin=True)
@@ -117,8 +130,25 @@ def _load_entry_points() -> None:
             logger.warning("skipping node entry point %r (%s): %s", ep.name, ep.value, exc)
 
 
+_INTERNAL_ID_PREFIX = "job:"
+
+
+def internal_node_id(name: str) -> str:
+    """The node id of one of the library's own nodes, e.g. ``job:read``.
+
+    A manifest node id matches ``^[a-zA-Z0-9_-]+$``, so it can never equal
+    one of these, and only these resolve internal node types.
+    """
+    return f"{_INTERNAL_ID_PREFIX}{name}"
+
+
+def is_internal_node_id(node_id: str | None) -> bool:
+    """Whether ``node_id`` is an internal node's id (see :func:`internal_node_id`)."""
+    return node_id is not None and node_id.startswith(_INTERNAL_ID_PREFIX)
+
+
 def available_node_types() -> list[str]:
-    """Every registered node type, sorted."""
+    """Every node type a manifest can name (built-in, registered, entry points), sorted."""
     _ensure_loaded()
     with _lock:
         return sorted(_classes)
@@ -136,6 +166,10 @@ def resolve_node_class(
 ) -> type[NodeExecutor]:
     """Pick the implementation of a node type for a runtime hint (see module docs).
 
+    An internal node id (:func:`internal_node_id`) resolves the library's
+    internal node types first, whatever the runtime; any other id resolves
+    only the types :func:`available_node_types` lists.
+
     Raises:
         NodeNotFound: the node type is not registered.
         ManifestError: the requested runtime has no usable implementation.
@@ -143,6 +177,10 @@ def resolve_node_class(
     from remotemedia_ray.nodes.native import native_available
 
     _ensure_loaded()
+    if is_internal_node_id(node_id):
+        internal = _internal.get(node_type)
+        if internal is not None:
+            return internal
     where = f"node {node_id!r}: " if node_id else ""
     with _lock:
         impls = dict(_classes.get(node_type, {}))

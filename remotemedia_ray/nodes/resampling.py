@@ -104,7 +104,7 @@ import numpy as np
 import numpy.typing as npt
 
 from remotemedia_ray.audio import AudioFormat
-from remotemedia_ray.errors import AudioFormatError
+from remotemedia_ray.errors import AudioFormatError, ConfigError
 
 __all__ = [
     "MAX_RATE",
@@ -567,11 +567,13 @@ def _kaiser_beta(attenuation_db: float) -> float:
 
 
 def _check_rate(rate: object, name: str) -> int:
+    # The target rate is the node's parameter; the source rate is the audio's.
+    error = ConfigError if name == "target_rate" else AudioFormatError
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)):
-        raise AudioFormatError(f"{name} must be an int number of Hz, got {rate!r}")
+        raise error(f"{name} must be an int number of Hz, got {rate!r}")
     value = operator.index(rate)
     if not 1 <= value <= MAX_RATE:
-        raise AudioFormatError(f"{name} must be between 1 and {MAX_RATE} Hz, got {value}")
+        raise error(f"{name} must be between 1 and {MAX_RATE} Hz, got {value}")
     return value
 
 
@@ -582,7 +584,7 @@ def _reduced_ratio(source_rate: object, target_rate: object) -> tuple[int, int]:
     common = math.gcd(source, target)
     up, down = target // common, source // common
     if max(up, down) > MAX_RATIO_TERM:
-        raise AudioFormatError(
+        raise ConfigError(
             f"source_rate {source} -> target_rate {target} reduces to the ratio {up}/{down}; "
             f"its terms must be at most {MAX_RATIO_TERM} (pick rates with a larger common divisor)"
         )
@@ -592,7 +594,7 @@ def _reduced_ratio(source_rate: object, target_rate: object) -> tuple[int, int]:
 def _check_quality(quality: object) -> str:
     if not isinstance(quality, str) or quality not in QUALITY_PRESETS:
         allowed = ", ".join(repr(q) for q in QUALITIES)
-        raise AudioFormatError(f"quality must be one of {allowed}, got {quality!r}")
+        raise ConfigError(f"quality must be one of {allowed}, got {quality!r}")
     return quality
 
 

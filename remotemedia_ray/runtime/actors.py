@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
+from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics
 from remotemedia_ray.nodes.base import NodeExecutor
 from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch
@@ -75,7 +75,7 @@ class NodeActor:
             raise
         except Exception as exc:  # a bug in batch handling, not in the node
             raise NodeExecutionError(
-                f"node {self.node_id!r} could not process a batch: {wrap_error(exc, node_id=None)}",
+                f"could not process a batch: {message_of(wrap_error(exc, node_id=None))}",
                 node_id=self.node_id,
             ) from exc
 

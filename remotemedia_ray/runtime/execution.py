@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remotemedia_ray.audio import AudioBuffer, AudioChunks
-from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError
+from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder
 from remotemedia_ray.nodes.base import ChunkStream, NodeExecutor
 from remotemedia_ray.runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
@@ -111,7 +111,7 @@ class NodeRunner:
         except Exception as exc:
             cause = wrap_error(exc, node_id=self.node_id)
             raise NodeExecutionError(
-                f"node {self.node_id!r} ({self.executor.node_type}) failed to initialize: {cause}",
+                f"{self.executor.node_type} failed to initialize: {message_of(cause)}",
                 node_id=self.node_id,
             ) from cause
         finally:

@@ -231,7 +231,7 @@ class _ItemStream:
     def _keep(self, node_id: str, piece: Any) -> None:
         if not isinstance(piece, AudioBuffer):
             raise NodeExecutionError(
-                f"node {node_id!r}: its stream gave {type(piece).__name__}, not audio",
+                f"its stream gave {type(piece).__name__}, not audio",
                 node_id=node_id,
                 item_id=self.item_id,
             )
@@ -242,7 +242,7 @@ class _ItemStream:
         pieces = self.pieces.pop(node_id)
         if not pieces:
             raise NodeExecutionError(
-                f"node {node_id!r}: its stream gave no audio", node_id=node_id, item_id=self.item_id
+                "its stream gave no audio", node_id=node_id, item_id=self.item_id
             )
         return concat_audio(pieces)
 

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from remotemedia_ray.audio import AudioBuffer
-from remotemedia_ray.errors import ManifestError, RemoteMediaError
+from remotemedia_ray.errors import ConfigError, RemoteMediaError
 from remotemedia_ray.manifest import Manifest
-from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics
+from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics, micros
 from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray.runtime.plan import PipelinePlan, RuntimeOverride
+from remotemedia_ray.runtime.ray_cluster import RayOptions
 from remotemedia_ray.runtime.retry import RetryPolicy
 
 __all__ = ["OnError", "Pipeline", "PipelineState"]
@@ -60,6 +61,7 @@ class _Executor(Protocol):
 
 
 def _load_manifest(manifest: Manifest | str | Path | Mapping[str, Any]) -> Manifest:
+    """The manifest given; a bad argument type is a TypeError, a bad manifest a ManifestError."""
     if isinstance(manifest, Manifest):
         return manifest
     if isinstance(manifest, Mapping):
@@ -69,9 +71,14 @@ def _load_manifest(manifest: Manifest | str | Path | Mapping[str, Any]) -> Manif
         if text.lstrip().startswith("{"):
             return Manifest.from_json(text)
         return Manifest.from_file(manifest)
-    raise ManifestError(
+    raise TypeError(
         f"manifest must be a Manifest, a path, JSON text or a dict, got {type(manifest).__name__}"
     )
+
+
+def _check_on_error(on_error: object) -> None:
+    if on_error not in ("raise", "record"):
+        raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
 
 
 class Pipeline:
@@ -89,10 +96,17 @@ class Pipeline:
         retry_policy: Backoff for retryable errors (default: 3 retries from 100 ms).
         node_runtime: Overrides every node's ``runtime_hint`` (``"cpython"``,
             ``"rust_native"`` or ``"auto"``).
-        **options: Executor options (see the Ray runtime's documentation).
+        options: Ray options as one :class:`~remotemedia_ray.RayOptions`
+            (only for ``runtime="ray"``).
+        **ray_options: Ray options by name (``batch_size=4``, ``fuse=True``, ...:
+            the fields of :class:`~remotemedia_ray.RayOptions`); they override
+            those of ``options``. Only for ``runtime="ray"``.
 
-    The manifest is validated and every node's implementation resolved here,
-    before anything runs; errors name the node.
+    Everything is checked here, before anything runs: options (an unknown,
+    mistyped or out-of-range one raises :class:`~remotemedia_ray.errors.ConfigError`
+    naming it), the manifest (:class:`~remotemedia_ray.errors.ManifestError`
+    naming the field and node), and every node's implementation. A
+    ``manifest`` of another type than those above raises ``TypeError``.
     """
 
     def __init__(
@@ -104,20 +118,32 @@ class Pipeline:
         on_error: OnError = "raise",
         retry_policy: RetryPolicy | None = None,
         node_runtime: RuntimeOverride | None = None,
-        **options: Any,
+        options: RayOptions | None = None,
+        **ray_options: Any,
     ) -> None:
         if runtime not in ("ray", "local"):
-            raise ManifestError(f"runtime must be 'ray' or 'local', got {runtime!r}")
-        if on_error not in ("raise", "record"):
-            raise ManifestError(f"on_error must be 'raise' or 'record', got {on_error!r}")
-        if runtime == "local" and (address is not None or options):
-            unknown = (["address"] if address is not None else []) + sorted(options)
-            raise ManifestError(f"runtime='local' takes no option(s) {', '.join(unknown)}")
+            raise ConfigError(f"runtime must be 'ray' or 'local', got {runtime!r}")
+        _check_on_error(on_error)
+        if runtime == "local":
+            given = (["address"] if address is not None else []) + (
+                ["options"] if options is not None else []
+            )
+            if given or ray_options:
+                names = ", ".join(given + sorted(ray_options))
+                raise ConfigError(
+                    f"runtime='local' takes no Ray option(s): {names} (use runtime='ray')"
+                )
+            self.options: RayOptions | None = None
+            """The checked Ray options (None for ``runtime="local"``)."""
+        elif options is not None and not isinstance(options, RayOptions):
+            raise ConfigError(f"options must be a RayOptions, got {type(options).__name__}")
+        else:
+            base = options or RayOptions()
+            self.options = base.merged(**ray_options) if ray_options else base
         self.runtime = runtime
         self.address = address
         self.on_error: OnError = on_error
         self.retry_policy = retry_policy or RetryPolicy()
-        self._options = options
         self._state = PipelineState.IDLE
         self._lock = threading.RLock()
         self._executor: _Executor | None = None
@@ -125,7 +151,7 @@ class Pipeline:
         self._ids = itertools.count()
         self.failures: list[ItemFailure] = []
         """Items that failed under ``on_error="record"``, in the order they failed."""
-        self._elapsed_ms = 0.0
+        self._elapsed_s = 0.0
         self._items_ok = 0
         self._items_failed = 0
         self._audio_seconds = 0.0
@@ -169,17 +195,10 @@ class Pipeline:
             from remotemedia_ray.runtime.local import LocalExecutor
 
             return LocalExecutor(self.plan, retry_policy=self.retry_policy)
-        from remotemedia_ray.runtime.ray_executor import RayExecutor, RayOptions
+        from remotemedia_ray.runtime.ray_executor import RayExecutor
 
-        try:
-            options = RayOptions(**self._options)
-        except TypeError as exc:
-            known = ", ".join(RayOptions.__dataclass_fields__)
-            raise ManifestError(f"unknown Ray option: {exc}; known options: {known}") from None
-        except ValueError as exc:
-            raise ManifestError(str(exc)) from None
         return RayExecutor(
-            self.plan, address=self.address, retry_policy=self.retry_policy, options=options
+            self.plan, address=self.address, retry_policy=self.retry_policy, options=self.options
         )
 
     def close(self) -> None:
@@ -226,6 +245,7 @@ class Pipeline:
                 ``"record"`` a failing item is skipped and added to :attr:`failures`.
         """
         policy = on_error or self.on_error
+        _check_on_error(policy)
         id_iter = iter(ids) if ids is not None else None
         pairs = (
             (self._next_id(None if id_iter is None else str(next(id_iter))), item) for item in items
@@ -263,7 +283,7 @@ class Pipeline:
             self._state = PipelineState.FAILED
             raise
         finally:
-            self._elapsed_ms += (time.perf_counter() - start) * 1e3
+            self._elapsed_s += time.perf_counter() - start
 
     def _count_audio(self, pairs: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
         for item_id, item in pairs:
@@ -275,7 +295,12 @@ class Pipeline:
 
     @property
     def metrics(self) -> PipelineMetrics:
-        """Figures of every run so far, nodes aggregated over items."""
+        """Figures of every run so far, nodes aggregated over items.
+
+        ``total_time_ms`` is the wall time spent in :meth:`run` and
+        :meth:`map` (rounded to whole milliseconds; ``total_time_us`` keeps
+        the microseconds), ``total_memory_mb`` the peak over the nodes.
+        """
         nodes = (
             self._executor.node_metrics()
             if self._executor is not None
@@ -284,9 +309,9 @@ class Pipeline:
                 for n in self.plan.nodes.values()
             ]
         )
-        seconds = self._elapsed_ms / 1e3
+        seconds = self._elapsed_s
         return PipelineMetrics(
-            total_time_ms=self._elapsed_ms,
+            total_time_us=micros(seconds),
             total_memory_mb=max((n.memory_mb for n in nodes), default=0.0),
             node_count=len(nodes),
             nodes=nodes,

@@ -1,4 +1,9 @@
-"""Where a pipeline runs on Ray, and with which actor options.
+"""Where a pipeline runs on Ray, and with which options.
+
+:class:`RayOptions` is the one typed, frozen object of a pipeline's Ray
+options (``Pipeline(m, runtime="ray", batch_size=4)`` builds one); it is
+checked when it is made, so a typo or an out-of-range value raises
+:class:`~remotemedia_ray.errors.ConfigError` at once, naming the option.
 
 :class:`RayConnection` starts an embedded local Ray (sized to this machine)
 when no address is given and ``RAY_ADDRESS`` is unset -- a new one, even if
@@ -6,28 +11,143 @@ another Ray runs on the machine (``ray start``), which it never joins
 unasked -- joins a cluster otherwise, reuses a Ray the caller already
 initialized, and shuts down only a Ray it started itself.
 
-:func:`actor_options` is the one place where a node's capabilities and
-``execution`` options become Ray actor options.
+:func:`actor_options` and :func:`fused_actor_options` are where a node's
+capabilities and ``execution`` options become Ray actor options; both go
+through one helper that applies every actor default.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
+import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from remotemedia_ray.errors import ManifestError, RemoteMediaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from remotemedia_ray.errors import ConfigError, ManifestError, RemoteMediaError
 from remotemedia_ray.nodes.base import Capability
 
 if TYPE_CHECKING:
     from remotemedia_ray.runtime.plan import NodePlan
 
-__all__ = ["RayConnection", "actor_options"]
+__all__ = [
+    "RayConnection",
+    "RayOptions",
+    "actor_options",
+    "cpu_share",
+    "fused_actor_options",
+    "node_gpus",
+]
 
 logger = logging.getLogger(__name__)
 
 _AUTH_HINTS = ("auth", "token", "unauthenticated", "permission denied")
+
+_MIN_OBJECT_STORE = 75 * 1024 * 1024  # Ray refuses a smaller object store
+
+
+class RayOptions(BaseModel):
+    """How a pipeline runs on Ray: ``Pipeline(m, runtime="ray", **options)``,
+    or ``Pipeline(m, runtime="ray", options=rm.RayOptions(...))``.
+
+    Frozen and strict (``batch_size="4"`` or ``fuse=1`` is an error, not a
+    conversion). Making one with an unknown option, a value of the wrong type
+    or out of range raises :class:`~remotemedia_ray.errors.ConfigError`
+    naming every bad option (and, for a typo, the known ones).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Items per batch (default: the smallest execution.batch_size of the "
+        "manifest's nodes; else, with expected_items known, enough items that every actor "
+        "gets about four batches, 1 to 32; else 8).",
+    )
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Batches in the pipeline at once, the backpressure bound (default: 2 per "
+        "actor of the largest pool, at least 4).",
+    )
+    ready_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds building may wait for every actor to initialize.",
+    )
+    cleanup_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds closing may wait for the actors' cleanup.",
+    )
+    num_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="CPUs of an embedded Ray (default: this machine's).",
+    )
+    object_store_memory: int | None = Field(
+        default=None,
+        ge=_MIN_OBJECT_STORE,
+        description="Object store bytes of an embedded Ray (at least 75 MiB; default: Ray's).",
+    )
+    fuse: bool = Field(
+        default=False,
+        description="Run the whole pipeline inside each actor of one pool (fusion): no hop "
+        "between nodes; fused_replicas actors work on different batches in parallel. Outputs "
+        "are the same either way.",
+    )
+    fused_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Actors of the fused pool (default: the cluster's CPUs).",
+    )
+    expected_items: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many items the pipeline will get, when known (the dataset job "
+        "knows); only sizes the default batches.",
+    )
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+
+    def merged(self, **overrides: Any) -> RayOptions:
+        """A copy with ``overrides`` applied, checked like a new one."""
+        return RayOptions(**{**self.model_dump(exclude_unset=True), **overrides})
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    """One ConfigError naming every bad Ray option."""
+    known = list(RayOptions.model_fields)
+    problems = []
+    unknown = False
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        if error["type"] == "extra_forbidden":
+            unknown = True
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown Ray option {name!r}{hint}")
+        else:
+            problems.append(f"Ray option {name!r}: {error['msg']}, got {error['input']!r}")
+    message = "; ".join(problems)
+    if unknown:
+        message += f"; known options: {', '.join(known)}"
+    return ConfigError(message)
 
 
 def _machine_cpus() -> int:
@@ -109,6 +229,30 @@ def _error_chain(exc: BaseException) -> str:
     return " <- ".join(parts)
 
 
+def cpu_share(cpus: float, actors: int) -> float:
+    """The CPUs each of ``actors`` actors reserves so that all fit ``cpus`` at once:
+    rounded down to 0.01, at least 0.01 and at most 1."""
+    return max(0.01, min(1.0, math.floor(100 * cpus / max(1, actors)) / 100))
+
+
+def node_gpus(node: NodePlan) -> float:
+    """GPUs one actor of ``node`` reserves: ``execution.num_gpus``, else 1 when the
+    node needs a GPU (GPU capability, or a required ``capabilities.gpu``), else 0."""
+    execution = node.spec.execution
+    if execution.num_gpus is not None:
+        return execution.num_gpus
+    caps = node.spec.capabilities
+    needs_gpu = Capability.GPU in node.cls.capabilities or (
+        caps is not None and caps.gpu is not None and caps.gpu.required
+    )
+    return 1.0 if needs_gpu else 0.0
+
+
+def _memory_bytes(node: NodePlan) -> int:
+    caps = node.spec.capabilities
+    return int(caps.memory_gb * 1024**3) if caps is not None and caps.memory_gb else 0
+
+
 def actor_options(
     node: NodePlan, *, pipeline_id: str, replica: int, cpus_per_actor: float
 ) -> dict[str, Any]:
@@ -117,8 +261,7 @@ def actor_options(
     * ``num_cpus``: ``execution.num_cpus``, else ``capabilities.cpu.cores``,
       else ``cpus_per_actor`` (a share that lets every actor of the pipeline
       fit the cluster at once, at most 1);
-    * ``num_gpus``: ``execution.num_gpus``, else 1 when the node needs a GPU
-      (GPU capability, or a required ``capabilities.gpu``);
+    * ``num_gpus``: :func:`node_gpus`;
     * ``memory``: ``capabilities.memory_gb``;
     * ``max_restarts`` / ``max_task_retries``: from ``execution`` (a dead
       actor is restarted and its calls re-run);
@@ -133,20 +276,63 @@ def actor_options(
         num_cpus = float(caps.cpu.cores)
     else:
         num_cpus = cpus_per_actor
-    needs_gpu = Capability.GPU in node.cls.capabilities or (
-        caps is not None and caps.gpu is not None and caps.gpu.required
+    return _ray_actor_options(
+        num_cpus=num_cpus,
+        num_gpus=node_gpus(node),
+        memory=_memory_bytes(node),
+        max_restarts=execution.max_restarts,
+        max_task_retries=execution.max_task_retries,
+        name=f"rm:{pipeline_id}:{spec.id}:{replica}",
     )
-    num_gpus = execution.num_gpus if execution.num_gpus is not None else (1.0 if needs_gpu else 0.0)
+
+
+def fused_actor_options(
+    nodes: Iterable[NodePlan], *, pipeline_id: str, replica: int, cpus_per_actor: float
+) -> dict[str, Any]:
+    """Ray actor options for one replica of the fused pool (every node in one actor).
+
+    * ``num_cpus``: ``cpus_per_actor``;
+    * ``num_gpus``: the most any node needs (the nodes run one after another);
+    * ``memory``: the nodes' ``capabilities.memory_gb`` summed (all stay loaded);
+    * ``max_restarts`` / ``max_task_retries``: the strictest node's (-1, forever,
+      counts as the most);
+    * a name ``rm:{pipeline}:fused:{replica}``.
+    """
+    plans = list(nodes)
+
+    def strictest(values: Iterable[int]) -> int:
+        return min(values, key=lambda v: math.inf if v < 0 else v, default=0)
+
+    return _ray_actor_options(
+        num_cpus=cpus_per_actor,
+        num_gpus=max((node_gpus(n) for n in plans), default=0.0),
+        memory=sum(_memory_bytes(n) for n in plans),
+        max_restarts=strictest(n.spec.execution.max_restarts for n in plans),
+        max_task_retries=strictest(n.spec.execution.max_task_retries for n in plans),
+        name=f"rm:{pipeline_id}:fused:{replica}",
+    )
+
+
+def _ray_actor_options(
+    *,
+    num_cpus: float,
+    num_gpus: float,
+    memory: int,
+    max_restarts: int,
+    max_task_retries: int,
+    name: str,
+) -> dict[str, Any]:
+    """The options handed to ``ray.remote(cls).options(...)``, with every actor default."""
     options: dict[str, Any] = {
         "num_cpus": num_cpus,
         "num_gpus": num_gpus,
-        "max_restarts": execution.max_restarts,
-        "max_task_retries": execution.max_task_retries,
-        "name": f"rm:{pipeline_id}:{spec.id}:{replica}",
-        "max_concurrency": 1,
+        "max_restarts": max_restarts,
+        "max_task_retries": max_task_retries,
+        "name": name,
+        "max_concurrency": 1,  # one call at a time: nodes are not thread-safe
     }
-    if caps is not None and caps.memory_gb:
-        options["memory"] = int(caps.memory_gb * 1024**3)
+    if memory:
+        options["memory"] = memory
     return options
 
 

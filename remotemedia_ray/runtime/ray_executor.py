@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import sys
 import time
 import uuid
@@ -31,13 +30,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
+from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics, NodeStatus
 from remotemedia_ray.runtime.actors import FusedActor, NodeActor
 from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch
 from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray.runtime.plan import PipelinePlan
-from remotemedia_ray.runtime.ray_cluster import RayConnection, actor_options, check_resources
+from remotemedia_ray.runtime.ray_cluster import (
+    RayConnection,
+    RayOptions,
+    actor_options,
+    check_resources,
+    cpu_share,
+    fused_actor_options,
+    node_gpus,
+)
 from remotemedia_ray.runtime.retry import RetryPolicy
 
 __all__ = ["RayExecutor", "RayOptions"]
@@ -47,52 +54,6 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_BATCH = 8
 _MAX_AUTO_BATCH = 32
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """How a pipeline runs on Ray (``Pipeline(..., runtime="ray", **options)``).
-
-    Attributes:
-        batch_size: Items per batch (default: the smallest ``execution.batch_size``
-            of the manifest's nodes; else, with ``expected_items`` known, enough
-            items that every actor gets about four batches, 1 to 32; else 8).
-        max_in_flight: Batches in the pipeline at once (default: 2 per actor of
-            the largest pool, at least 4).
-        ready_timeout_s: How long building may wait for every actor to initialize.
-        cleanup_timeout_s: How long closing may wait for the actors' cleanup.
-        num_cpus: CPUs of an embedded Ray (default: this machine's).
-        object_store_memory: Object store bytes of an embedded Ray.
-        fuse: Run the whole pipeline inside each actor of one pool (fusion):
-            no hop between nodes; ``fused_replicas`` actors work on different
-            batches in parallel. Outputs are the same either way.
-        fused_replicas: Actors of the fused pool (default: the cluster's CPUs).
-        expected_items: How many items the pipeline will get, when known (the
-            dataset job knows); only sizes the default batches.
-    """
-
-    batch_size: int | None = None
-    max_in_flight: int | None = None
-    ready_timeout_s: float = 120.0
-    cleanup_timeout_s: float = 30.0
-    num_cpus: int | None = None
-    object_store_memory: int | None = None
-    fuse: bool = False
-    fused_replicas: int | None = None
-    expected_items: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in (
-            "batch_size",
-            "max_in_flight",
-            "num_cpus",
-            "object_store_memory",
-            "fused_replicas",
-            "expected_items",
-        ):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass
@@ -172,21 +133,18 @@ class RayExecutor:
         total = ray.cluster_resources()
         cpus = float(total.get("CPU", 1.0))
         replicas = self.options.fused_replicas or max(1, int(cpus))
-        for node in self.plan.nodes.values():
+        nodes = list(self.plan.nodes.values())
+        for node in nodes:
             _pickle_user_class(node.cls)
-            check_resources(total, node.spec.execution.num_gpus or 0.0, node.node_id)
+            check_resources(total, node_gpus(node), node.node_id)
         remote_cls = ray.remote(FusedActor)
-        share = max(0.01, min(1.0, math.floor(100 * cpus / replicas) / 100))
+        share = cpu_share(cpus, replicas)
         actors = []
         for replica in range(replicas):
-            actor = remote_cls.options(
-                num_cpus=share,
-                max_restarts=min(n.spec.execution.max_restarts for n in self.plan.nodes.values()),
-                max_task_retries=min(
-                    n.spec.execution.max_task_retries for n in self.plan.nodes.values()
-                ),
-                name=f"rm:{self.pipeline_id}:fused:{replica}",
-            ).remote(self.plan, self.retry_policy)
+            opts = fused_actor_options(
+                nodes, pipeline_id=self.pipeline_id, replica=replica, cpus_per_actor=share
+            )
+            actor = remote_cls.options(**opts).remote(self.plan, self.retry_policy)
             actors.append(actor)
             self._actor_nodes[actor._actor_id.hex()] = "fused"
         self._pools[_FUSED] = _Pool(_FUSED, actors)
@@ -199,9 +157,7 @@ class RayExecutor:
             return
         total = ray.cluster_resources()
         n_actors = sum(n.spec.execution.replicas for n in self.plan.nodes.values())
-        cpus = float(total.get("CPU", 1.0))
-        # Rounded down, so that every actor of the pipeline fits the cluster at once.
-        share = max(0.01, min(1.0, math.floor(100 * cpus / max(1, n_actors)) / 100))
+        share = cpu_share(float(total.get("CPU", 1.0)), n_actors)
         remote_cls = ray.remote(NodeActor)
         for node_id in self.plan.graph.execution_order:
             node = self.plan.nodes[node_id]
@@ -247,7 +203,7 @@ class RayExecutor:
                 except Exception as exc:
                     node_id = probes[ref]
                     raise NodeExecutionError(
-                        f"node {node_id!r} failed to initialize: {_ray_cause(exc)}",
+                        f"failed to initialize: {message_of(_ray_cause(exc))}",
                         node_id=node_id,
                     ) from None
 
@@ -304,7 +260,7 @@ class RayExecutor:
         actor_id = getattr(exc, "actor_id", None)
         node_id = self._actor_nodes.get(actor_id, sink) if isinstance(actor_id, str) else sink
         return NodeExecutionError(
-            f"node {node_id!r}: the batch was lost after Ray's retries: {cause}", node_id=node_id
+            f"the batch was lost after Ray's retries: {message_of(cause)}", node_id=node_id
         )
 
     def stream(
@@ -403,6 +359,12 @@ class RayExecutor:
 
 
 def _merge(node_id: str, node_type: str, runtime: Any, parts: list[NodeMetrics]) -> NodeMetrics:
+    """One node's figures from those of its actors.
+
+    Times are summed in microseconds and rounded to milliseconds once, at the
+    end; memory is the peak of the actors' processes; p50/p95 are the largest
+    actor's (the actors' samples stay in the actors).
+    """
     if not parts:
         return NodeMetrics(node_id=node_id, node_type=node_type, runtime=runtime)
     items = sum(p.items for p in parts)
@@ -412,15 +374,15 @@ def _merge(node_id: str, node_type: str, runtime: Any, parts: list[NodeMetrics])
         node_id=node_id,
         node_type=node_type,
         runtime=runtime,
-        execution_time_ms=sum(p.execution_time_ms for p in parts),
+        execution_time_us=sum(p.execution_time_us for p in parts),
         memory_mb=max(p.memory_mb for p in parts),
         status=status,
         retry_count=sum(p.retry_count for p in parts),
         error=next((p.error for p in parts if p.error), None),
         items=items,
         items_failed=failed,
-        p50_ms=max((p.p50_ms for p in parts if p.p50_ms is not None), default=None),
-        p95_ms=max((p.p95_ms for p in parts if p.p95_ms is not None), default=None),
+        p50_us=max((p.p50_us for p in parts if p.p50_us is not None), default=None),
+        p95_us=max((p.p95_us for p in parts if p.p95_us is not None), default=None),
     )
 
 

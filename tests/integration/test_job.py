@@ -242,7 +242,8 @@ def test_speech_prep_over_a_folder_on_ray_equals_the_local_pipeline(
         source = buffers[row["id"]]
         assert len(row["audio"]) == round(source.num_frames * 16000 / source.sample_rate)
         want = expected[row["id"]]["pcm16"]
-        np.testing.assert_array_equal(np.asarray(row["audio"], np.int16), want.to_numpy()[:, 0])
+        got = np.asarray(row["audio"], np.int16)
+        np.testing.assert_array_equal(got, want.to_numpy().reshape(-1))  # mono
     for row in vad.to_pylist():
         assert row["segments"] == expected[row["id"]]["vad"], row["id"]
     assert any(row["segments"] for row in vad.to_pylist())  # the bursts are found
@@ -253,7 +254,7 @@ def test_speech_prep_over_a_folder_on_ray_equals_the_local_pipeline(
     durations = sum(b.duration_seconds for b in buffers.values())
     assert metrics["audio_seconds"] == pytest.approx(durations, rel=1e-9)
     assert metrics["realtime_factor"] > 0
-    assert {n["node_id"] for n in metrics["nodes"]} >= {"_read", "mono", "resample", "vad"}
+    assert {n["node_id"] for n in metrics["nodes"]} >= {"job:read", "mono", "resample", "vad"}
     done = {k for r in done_records(outdir) for k in r["items"]}
     assert done == set(ids)
     assert not (outdir / "errors.jsonl").exists()
@@ -331,7 +332,8 @@ def test_corrupt_and_empty_files_are_recorded_and_the_rest_complete(tmp_path: Pa
     assert sorted(e["item_id"] for e in errors) == ["x.wav", "y.flac"]
     for entry in errors:
         assert Path(entry["path"]) == (tmp_path / "in" / entry["item_id"]).resolve()
-        assert entry["node"] == "_read"
+        assert entry["node"] == "job:read"
+        assert "BytesIO" not in entry["error"]
         assert entry["item_id"] in entry["error"]  # the message names the file
     for sink in SINKS:
         assert ids_exactly_once(sink_table(tmp_path / "out", sink)) == good
@@ -455,7 +457,7 @@ def test_resume_with_a_changed_manifest_keeps_no_stale_outputs(tmp_path: Path) -
 
     try:
         result = run_job(config, stream=io.StringIO())
-    except rm.ManifestError:
+    except rm.ConfigError:
         return  # refusing to resume another manifest's run is a right answer too
     assert result.exit_code == 0
     pcm16 = sink_table(outdir, "pcm16")
@@ -742,6 +744,84 @@ def test_usage_errors_exit_1_with_a_message(tmp_path: Path) -> None:
             pytest.fail(f"{name}: {type(exc).__name__} escaped the CLI: {exc}")
         assert code == 1, name
         assert stderr.startswith("error: "), (name, stderr)
+
+
+def test_a_manifest_may_use_any_valid_id_and_never_clashes_with_the_jobs_nodes(
+    tmp_path: Path,
+) -> None:
+    ids = write_tree(tmp_path / "in", TREE[:2])
+    manifest = {
+        "version": "v1",
+        "nodes": [
+            {"id": "_read", "node_type": "ChannelMixNode"},
+            {"id": "_key", "node_type": "ResampleNode", "params": {"target_rate": 16000}},
+            {"id": "_duration", "node_type": "VADNode"},
+        ],
+        "connections": [{"from": "_read", "to": "_key"}, {"from": "_key", "to": "_duration"}],
+    }
+    path = tmp_path / "reserved_once.json"
+    path.write_text(json.dumps(manifest))
+    config = JobConfig(manifest=path, input=str(tmp_path / "in"), outdir=tmp_path / "out",
+                       runtime="local")  # fmt: skip
+
+    result = run_job(config, stream=io.StringIO())
+
+    assert (result.exit_code, result.items_done) == (0, len(ids))
+    assert ids_exactly_once(sink_table(tmp_path / "out", "_duration")) == ids
+
+
+def test_a_manifest_cannot_name_the_jobs_internal_node_types(tmp_path: Path) -> None:
+    write_tree(tmp_path / "in", TREE[:1])
+    internal = ("AudioFileReader", "ContentKey", "AudioDuration")
+    for node_type in internal:
+        path = tmp_path / f"{node_type}.json"
+        path.write_text(
+            json.dumps(
+                {"version": "v1", "nodes": [{"id": "x", "node_type": node_type}], "connections": []}
+            )
+        )
+        code, stdout, stderr = cli(
+            "run", str(path), "-i", str(tmp_path / "in"), "-o", str(tmp_path / f"out-{node_type}"),
+            "--runtime", "local",
+        )  # fmt: skip
+        assert code == 1, node_type
+        assert stdout == ""
+        assert f"unknown node type {node_type!r}" in stderr
+        assert "registered types: " in stderr and "ResampleNode" in stderr
+        assert not any(name in stderr.split("registered types: ")[1] for name in internal)
+
+
+def test_usage_errors_are_config_or_input_errors(tmp_path: Path) -> None:
+    write_tree(tmp_path / "in", TREE[:1])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.txt").write_text("an earlier run")
+    cases: list[tuple[type[Exception], dict[str, Any], str]] = [
+        (rm.ConfigError, {"shard_rows": 0}, "--shard-rows"),
+        (rm.ConfigError, {"window_s": -1.0}, "--window-seconds"),
+        (rm.ConfigError, {"max_errors": -1}, "--max-errors"),
+        (rm.ConfigError, {"resume": True, "overwrite": True}, "--resume and --overwrite"),
+        (rm.ConfigError, {"batch_size": 0}, "--batch-size"),
+        (rm.ConfigError, {"outdir": tmp_path / "a-file"}, "not a directory"),
+        (rm.ConfigError, {"outdir": tmp_path / "a-file" / "sub"}, "output directory"),
+        (rm.ConfigError, {"outdir": tmp_path / "full"}, "is not empty"),
+        (rm.InputError, {"input": str(tmp_path / "missing")}, "missing"),
+        (rm.InputError, {"input": str(tmp_path / "empty")}, "matches no audio files"),
+    ]
+    for error, options, needle in cases:
+        settings: dict[str, Any] = {
+            "manifest": MANIFEST,
+            "input": str(tmp_path / "in"),
+            "outdir": tmp_path / "out",
+            "runtime": "local",
+            **options,
+        }
+        with pytest.raises(error, match=needle) as raised:
+            run_job(JobConfig(**settings), stream=io.StringIO())
+        assert isinstance(raised.value, ValueError), options
+        assert not isinstance(raised.value, rm.ManifestError), options
+    assert not (tmp_path / "out").exists()
 
 
 def test_parquet_input_with_a_repeated_id_is_refused(tmp_path: Path) -> None:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 import soundfile as sf
 
 import remotemedia_ray as rm
+from remotemedia_ray.metrics import millis
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Written by hand from the seed's Rust types (data model section 5).
+SEED_SCHEMA = json.loads((EXAMPLES.parent / "tests" / "seed_metrics.schema.json").read_text())
 
 
 def manifest(nodes: list[tuple[str, str, dict[str, Any]]], edges: list[tuple[str, str]]) -> dict:
@@ -144,7 +150,7 @@ class WhereIsMyInput(rm.NodeExecutor):
     def execute(self, input: Any) -> Any:
         from remotemedia_ray.nodes import native
 
-        view = input.to_numpy()
+        view = input.to_numpy_2d()
         path, offset = placement(view)
         kernel_view = native._kernel_input(view)
         return {
@@ -190,10 +196,19 @@ def test_metrics_are_gathered_from_the_actors() -> None:
     for node in metrics.nodes:
         assert node.status == "success" and node.items == len(audio)
         assert node.memory_mb > 10  # peak RSS of an actor process
-        assert node.execution_time_ms > 0
+        assert node.execution_time_us > 0
+        assert node.execution_time_ms == millis(node.execution_time_us)
     expected = "rust_native" if rm.native_available() else "cpython"
     assert {n.runtime for n in metrics.nodes} == {expected}
-    assert metrics.summary().startswith("Pipeline completed in")
+    assert metrics.summary() == (
+        f"Pipeline completed in {metrics.total_time_ms}ms "
+        f"(4 nodes, {metrics.total_memory_mb:.2f}MB peak memory)"
+    )
+    # The seed's types, checked on the JSON text (floats parse as Decimal, so that
+    # 5.0 would not pass as an integer).
+    data = json.loads(metrics.to_json(), parse_float=Decimal)
+    jsonschema.validate(data, SEED_SCHEMA)
+    assert all(type(n["execution_time_ms"]) is int for n in data["nodes"])
 
 
 def alive(names: list[str]) -> list[str]:
@@ -229,10 +244,9 @@ def test_replicas_share_the_work() -> None:
     assert len(pids) == 2
 
 
-def test_unknown_ray_option_is_rejected() -> None:
-    p = rm.Pipeline(GRAPHS["diamond"], runtime="ray", batch_sise=3)
-    with pytest.raises(rm.ManifestError, match="unknown Ray option"):
-        p.open()
+def test_unknown_ray_option_is_rejected_before_anything_starts() -> None:
+    with pytest.raises(rm.ConfigError, match="unknown Ray option 'batch_sise'"):
+        rm.Pipeline(GRAPHS["diamond"], runtime="ray", batch_sise=3)
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))

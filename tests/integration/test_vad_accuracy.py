@@ -27,7 +27,7 @@ from remotemedia_ray.nodes.builtin import VADParams
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None,
-    reason="espeak-ng is not installed (apt-get install espeak-ng); it synthesizes the corpus",
+    reason="espeak-ng is not installed (`make test-deps` installs it); it synthesizes the corpus",
 )
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "vad_accuracy.py"

@@ -112,9 +112,30 @@ def test_mono_1d_array_is_one_channel() -> None:
     assert buf.channels == 1
     assert buf.num_frames == 441
     view = buf.to_numpy()
-    assert view.shape == (441, 1)
-    np.testing.assert_array_equal(view[:, 0], a)
-    assert np.shares_memory(view, a)
+    assert view.shape == (441,)  # the data model's to_numpy: mono is 1-D
+    np.testing.assert_array_equal(view, a)
+    assert view.__array_interface__["data"][0] == a.__array_interface__["data"][0]
+    assert not view.flags.writeable
+    frames = buf.to_numpy_2d()
+    assert frames.shape == (441, 1)
+    assert np.shares_memory(frames, a)
+
+
+def test_frames_by_one_array_is_mono_and_comes_back_1d() -> None:
+    a = _ramp(300, 1)
+    buf = AudioBuffer.from_numpy(a, 8000)
+    assert buf.channels == 1
+    assert buf.to_numpy().shape == (300,)
+    assert np.shares_memory(buf.to_numpy(), a)
+    assert buf.to_numpy_2d().shape == (300, 1)
+
+
+def test_mono_from_arrow_is_1d() -> None:
+    buf = AudioBuffer.from_arrow(pa.array([0.0, 0.5, -0.5], pa.float32()), RATE)
+    assert buf.to_numpy().shape == (3,)
+    empty = AudioBuffer.from_arrow(pa.array([], pa.int16()), RATE)
+    assert empty.to_numpy().shape == (0,)
+    assert empty.to_numpy_2d().shape == (0, 1)
 
 
 def test_frames_by_channels_array_keeps_its_layout() -> None:
@@ -143,7 +164,7 @@ def test_empty_buffer_has_zero_frames(shape: tuple[int, ...]) -> None:
     assert buf.num_frames == 0
     assert buf.channels == channels
     assert buf.duration_seconds == 0.0
-    view = buf.to_numpy()
+    view = buf.to_numpy_2d()
     assert view.shape == (0, channels)
     assert view.dtype == np.float32
     assert not view.flags.writeable
@@ -167,7 +188,7 @@ def test_strided_input_is_copied_into_c_order_with_correct_values() -> None:
     view = buf.to_numpy()
     assert view.flags.c_contiguous
     assert buf.num_frames == 100
-    np.testing.assert_array_equal(view[:, 0], strided)
+    np.testing.assert_array_equal(view, strided)
     assert not np.shares_memory(view, base)
 
 
@@ -187,14 +208,14 @@ def test_column_slice_of_stereo_is_copied_with_correct_values() -> None:
     stereo = _ramp(64, 2)
     left = stereo[:, 0]
     buf = AudioBuffer.from_numpy(left, RATE)
-    np.testing.assert_array_equal(buf.to_numpy()[:, 0], left)
+    np.testing.assert_array_equal(buf.to_numpy(), left)
     assert buf.channels == 1
 
 
 def test_source_array_is_kept_alive_by_the_buffer() -> None:
     buf = AudioBuffer.from_numpy(_ramp(1000), RATE)  # no other reference to the array
     expected = _ramp(1000)
-    np.testing.assert_array_equal(buf.to_numpy()[:, 0], expected)
+    np.testing.assert_array_equal(buf.to_numpy(), expected)
 
 
 # -- formats -----------------------------------------------------------------------------
@@ -395,7 +416,7 @@ def test_from_table_row_finds_rows_in_later_chunks() -> None:
     table = pa.concat_tables([first, second])
     assert table.column(AUDIO_COLUMN).num_chunks == 2
     buf = AudioBuffer.from_table_row(table, 1)
-    np.testing.assert_array_equal(buf.to_numpy()[:, 0], _ramp(20, dtype="int16"))
+    np.testing.assert_array_equal(buf.to_numpy(), _ramp(20, dtype="int16"))
     assert buf.sample_rate == 8000
 
 

@@ -9,8 +9,10 @@ import pytest
 from remotemedia_ray import errors
 from remotemedia_ray.errors import (
     AudioFormatError,
+    ConfigError,
     CycleError,
     GraphError,
+    InputError,
     ManifestError,
     MarshalingError,
     NodeExecutionError,
@@ -22,6 +24,8 @@ from remotemedia_ray.errors import (
 
 ALL_CLASSES = [
     ManifestError,
+    InputError,
+    ConfigError,
     GraphError,
     CycleError,
     NodeNotFound,
@@ -42,7 +46,7 @@ def _make(cls: type[RemoteMediaError], message: str = "boom", **kw: object) -> R
 # -- hierarchy ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [ManifestError, GraphError, CycleError])
+@pytest.mark.parametrize("cls", [ManifestError, GraphError, CycleError, InputError, ConfigError])
 def test_manifest_and_graph_errors_are_value_errors(cls: type[RemoteMediaError]) -> None:
     assert issubclass(cls, ValueError)
     assert issubclass(cls, RemoteMediaError)
@@ -50,8 +54,17 @@ def test_manifest_and_graph_errors_are_value_errors(cls: type[RemoteMediaError])
         raise _make(cls)
 
 
-def test_cycle_error_is_a_graph_error() -> None:
+def test_cycle_error_is_a_graph_error_and_a_manifest_error() -> None:
     assert issubclass(CycleError, GraphError)
+    assert issubclass(CycleError, ManifestError)
+
+
+def test_input_and_config_errors_are_not_manifest_errors() -> None:
+    import remotemedia_ray as rm
+
+    for cls in (InputError, ConfigError):
+        assert not issubclass(cls, ManifestError)
+        assert getattr(rm, cls.__name__) is cls
 
 
 def test_node_not_found_is_a_key_error_with_unquoted_message() -> None:

@@ -75,15 +75,26 @@ def test_unknown_ids() -> None:
         rm.PipelineGraph(["a", "a"], [])
 
 
-def test_from_manifest_validates() -> None:
+def test_a_self_loop_in_a_manifest_is_a_cycle() -> None:
+    with pytest.raises(rm.CycleError) as info:
+        rm.Manifest.from_dict(
+            {
+                "version": "v1",
+                "nodes": [{"id": "n", "node_type": "AddNode"}],
+                "connections": [{"from": "n", "to": "n"}],
+            }
+        )
+    assert info.value.nodes == ["n"]
+
+
+def test_from_manifest_takes_nodes_and_connections() -> None:
     m = rm.Manifest.from_dict(
         {
             "version": "v1",
-            "metadata": {"name": "loop"},
-            "nodes": [{"id": "n", "node_type": "AddNode"}],
-            "connections": [{"from": "n", "to": "n"}],
+            "nodes": [{"id": "b", "node_type": "AddNode"}, {"id": "a", "node_type": "AddNode"}],
+            "connections": [{"from": "a", "to": "b"}],
         }
     )
-    with pytest.raises(rm.CycleError) as info:
-        rm.PipelineGraph.from_manifest(m)
-    assert info.value.nodes == ["n"]
+    graph = rm.PipelineGraph.from_manifest(m)
+    assert graph.execution_order == ("a", "b")
+    assert graph.nodes == ("b", "a")

@@ -69,8 +69,8 @@ def test_parses_v1_fields_and_extensions() -> None:
         (with_change("nodes.0.id", "has space"), "nodes[0].id"),
         (with_change("nodes.0.node_type", ""), "nodes[0].node_type"),
         (with_change("connections.0.from", "bad id!"), "connections[0].from"),
-        (with_change("metadata", {}), "metadata.name: required field missing"),
-        (with_change("nodes", []), "nodes"),
+        (with_change("metadata", {"name": 3}), "metadata.name: Input should be a valid string"),
+        (with_change("nodes", {}), "nodes: Input should be a valid list"),
         (with_change("nodes.0.host", "no-port"), "nodes[0].host"),
         (with_change("nodes.0.capabilities", {"gpu": {"type": "tpu"}}), "capabilities.gpu.type"),
         ({k: v for k, v in base().items() if k != "connections"}, "connections: required"),
@@ -84,9 +84,8 @@ def test_structural_rejection_names_the_field(data: dict[str, Any], needle: str)
 
 
 def test_rejects_wrong_version() -> None:
-    m = rm.Manifest.from_dict(with_change("version", "v2"))
     with pytest.raises(rm.ManifestError, match='unsupported manifest version .v2.; expected "v1"'):
-        m.validate()
+        rm.Manifest.from_dict(with_change("version", "v2"))
 
 
 def test_rejects_duplicate_node_ids() -> None:
@@ -94,26 +93,94 @@ def test_rejects_duplicate_node_ids() -> None:
     data["nodes"][1]["id"] = "mul"
     data["connections"] = []
     with pytest.raises(rm.ManifestError, match=r"nodes\[1\]: duplicate node id 'mul'"):
-        rm.Manifest.from_dict(data).validate()
+        rm.Manifest.from_dict(data)
 
 
 def test_rejects_connection_to_unknown_node() -> None:
     data = with_change("connections", [{"from": "mul", "to": "ghost"}])
     with pytest.raises(rm.ManifestError, match=r"connections\[0\]\.to: unknown node 'ghost'"):
-        rm.Manifest.from_dict(data).validate()
+        rm.Manifest.from_dict(data)
 
 
 def test_rejects_duplicate_connection() -> None:
     data = with_change("connections", [{"from": "mul", "to": "add"}, {"from": "mul", "to": "add"}])
     with pytest.raises(rm.ManifestError, match=r"connections\[1\]: duplicate connection"):
-        rm.Manifest.from_dict(data).validate()
+        rm.Manifest.from_dict(data)
 
 
-def test_validate_reports_cycles_as_cycle_error() -> None:
+def test_cycles_are_cycle_errors_and_manifest_errors() -> None:
     data = with_change("connections", [{"from": "mul", "to": "add"}, {"from": "add", "to": "mul"}])
     with pytest.raises(rm.CycleError) as info:
-        rm.Manifest.from_dict(data).validate()
+        rm.Manifest.from_dict(data)
     assert info.value.nodes == ["mul", "add"]
+    assert isinstance(info.value, rm.ManifestError)
+    assert isinstance(info.value, rm.GraphError)
+
+
+def test_validate_rechecks_a_manifest_built_without_validation() -> None:
+    good = rm.Manifest.from_dict(base())
+    assert good.validate() is good
+    broken = rm.Manifest.model_construct(
+        version="v1",
+        metadata=good.metadata,
+        nodes=[good.nodes[0], good.nodes[0]],
+        connections=[],
+    )
+    with pytest.raises(rm.ManifestError, match=r"nodes\[1\]: duplicate node id 'mul'"):
+        broken.validate()
+
+
+def test_a_manifest_is_valid_by_construction() -> None:
+    from pydantic import ValidationError
+
+    data = with_change("connections", [{"from": "mul", "to": "ghost"}])
+    with pytest.raises(ValidationError, match="unknown node 'ghost'"):
+        rm.Manifest.model_validate(data)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = {
+        "version": "v9",
+        "nodes": [
+            {"id": "a", "node_type": "AddNode", "parms": {}},
+            {"id": "a", "node_type": "AddNode"},
+        ],
+        "connections": [{"from": "a", "to": "ghost"}],
+    }
+    with pytest.raises(rm.ManifestError) as info:
+        rm.Manifest.from_dict(data)
+    text = str(info.value)
+    assert "version: unsupported manifest version 'v9'" in text
+    assert "nodes[0] (node 'a'): unknown key 'parms'" in text
+    assert "nodes[1]: duplicate node id 'a'" in text
+    assert "connections[0].to: unknown node 'ghost'" in text
+    assert len(text.splitlines()) == 5
+
+
+def test_structure_problems_and_a_cycle_together_raise_a_cycle_error() -> None:
+    data = with_change("connections", [{"from": "mul", "to": "add"}, {"from": "add", "to": "mul"}])
+    data["nodes"][0]["execution"] = {"replicas": 0}
+    with pytest.raises(rm.CycleError) as info:
+        rm.Manifest.from_dict(data)
+    assert "execution.replicas" in str(info.value)
+    assert "cycle" in str(info.value)
+    assert info.value.nodes == ["mul", "add"]
+
+
+def test_metadata_is_optional_as_in_the_v1_schema() -> None:
+    data = {k: v for k, v in base().items() if k != "metadata"}
+    m = rm.Manifest.from_dict(data)
+    assert m.metadata.name is None
+    assert rm.Manifest.from_dict({**data, "metadata": {}}).metadata.name is None
+    assert rm.Manifest.from_dict({**data, "metadata": {"description": "d"}}).metadata.name is None
+    assert "metadata" not in rm.Manifest.json_schema()["required"]
+
+
+def test_an_empty_manifest_is_valid() -> None:
+    m = rm.Manifest.from_dict({"version": "v1", "nodes": [], "connections": []})
+    graph = rm.PipelineGraph.from_manifest(m)
+    assert graph.execution_order == ()
+    assert graph.sources == graph.sinks == ()
 
 
 def test_non_object_and_bad_json_are_rejected() -> None:
@@ -155,7 +222,8 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_json_schema_documents_fields_and_aliases() -> None:
     schema = rm.Manifest.json_schema()
     assert "$schema" in schema["properties"]
-    assert set(schema["required"]) == {"version", "metadata", "nodes", "connections"}
+    assert set(schema["required"]) == {"version", "nodes", "connections"}
+    assert schema["properties"]["version"]["const"] == "v1"
     defs = schema["$defs"]
     assert "from" in defs["Connection"]["properties"]
     assert defs["ExecutionOptions"]["properties"]["replicas"]["minimum"] == 1

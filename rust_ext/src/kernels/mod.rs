@@ -56,12 +56,21 @@ impl NonFinite {
 /// place (`python::kernel_error_to_py`).
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum KernelError {
-    /// A parameter is outside the range the kernel accepts.
+    /// A node parameter is outside the range the kernel accepts.
     #[error("invalid {name}: {reason}")]
     InvalidParameter {
         /// The parameter's name as the user spelled it.
         name: &'static str,
         /// What is wrong with its value.
+        reason: String,
+    },
+    /// A property of the input (its sample rate, channel count, a chunk of a
+    /// stream) is unusable: the audio is at fault, not a parameter.
+    #[error("invalid {name}: {reason}")]
+    InvalidInput {
+        /// What of the input is wrong, e.g. `source_rate`.
+        name: &'static str,
+        /// What is wrong with it.
         reason: String,
     },
     /// A sample is NaN or infinite.
@@ -97,6 +106,17 @@ pub enum KernelError {
 }
 
 impl KernelError {
+    /// The same refusal blamed on the input: `InvalidParameter` becomes
+    /// `InvalidInput`; other variants are returned unchanged.
+    pub fn into_input(self) -> Self {
+        match self {
+            KernelError::InvalidParameter { name, reason } => {
+                KernelError::InvalidInput { name, reason }
+            }
+            other => other,
+        }
+    }
+
     /// A [`KernelError::NonFiniteSample`] for flat index `index` of `channels`-channel audio.
     pub fn non_finite(index: usize, channels: usize, value: f64) -> Self {
         let channels = channels.max(1);

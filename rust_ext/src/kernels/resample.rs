@@ -253,7 +253,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 /// `(L, M)` with `target/source = L/M` in lowest terms, both bounded.
 pub fn reduced_ratio(source_rate: i64, target_rate: i64) -> Result<(u64, u64), KernelError> {
-    let source = check_rate(source_rate, "source_rate")?;
+    let source = check_rate(source_rate, "source_rate").map_err(KernelError::into_input)?;
     let target = check_rate(target_rate, "target_rate")?;
     let common = gcd(source, target);
     let (up, down) = (target / common, source / common);
@@ -642,7 +642,7 @@ impl Resampler {
     ) -> Result<Self, KernelError> {
         let (up, down) = reduced_ratio(source_rate, target_rate)?;
         if !(1..=MAX_CHANNELS).contains(&channels) {
-            return Err(KernelError::InvalidParameter {
+            return Err(KernelError::InvalidInput {
                 name: "channels",
                 reason: format!("must be between 1 and {MAX_CHANNELS}, got {channels}"),
             });
@@ -737,7 +737,7 @@ impl Resampler {
     /// Refuses a chunk after `flush` or with a partial frame.
     fn check_chunk<S: Sample>(&self, input: &[S]) -> Result<(), KernelError> {
         if self.flushed {
-            return Err(KernelError::InvalidParameter {
+            return Err(KernelError::InvalidInput {
                 name: "chunk",
                 reason: "Resampler.process() called after flush()".to_owned(),
             });
@@ -885,7 +885,7 @@ impl Resampler {
         if end <= self.emitted {
             return Ok(());
         }
-        let too_long = || KernelError::InvalidParameter {
+        let too_long = || KernelError::InvalidInput {
             name: "chunk",
             reason: "the stream is too long to index".to_owned(),
         };
@@ -898,7 +898,7 @@ impl Resampler {
         let start = out.len();
         let total = count.checked_mul(channels).ok_or_else(too_long)?;
         out.try_reserve(total)
-            .map_err(|_| KernelError::InvalidParameter {
+            .map_err(|_| KernelError::InvalidInput {
                 name: "chunk",
                 reason: format!("the output ({total} samples) does not fit in memory"),
             })?;
@@ -2293,10 +2293,29 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
+        // The audio's own rate and channel count are input errors; the
+        // target rate and the ratio it makes are parameter errors.
         let name = |r: Result<Resampler, KernelError>| match r {
             Err(KernelError::InvalidParameter { name, .. }) => name,
-            other => panic!("expected InvalidParameter, got {other:?}"),
+            Err(KernelError::InvalidInput { name, .. }) => name,
+            other => panic!("expected InvalidParameter or InvalidInput, got {other:?}"),
         };
+        assert!(matches!(
+            Resampler::new(0, 16000, 1, Quality::High),
+            Err(KernelError::InvalidInput { .. })
+        ));
+        assert!(matches!(
+            Resampler::new(48000, 16000, 0, Quality::High),
+            Err(KernelError::InvalidInput { .. })
+        ));
+        assert!(matches!(
+            Resampler::new(16000, 0, 1, Quality::High),
+            Err(KernelError::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            Resampler::new(44100, 48001, 1, Quality::High),
+            Err(KernelError::InvalidParameter { .. })
+        ));
         assert_eq!(
             name(Resampler::new(0, 16000, 1, Quality::High)),
             "source_rate"

@@ -242,10 +242,10 @@ fn check_params(p: &VadParams) -> Result<(), KernelError> {
     let bad =
         |name: &'static str, reason: String| Err(KernelError::InvalidParameter { name, reason });
     if p.sample_rate == 0 {
-        return bad(
-            "sample_rate",
-            "must be a positive integer, got 0".to_owned(),
-        );
+        return Err(KernelError::InvalidInput {
+            name: "sample_rate",
+            reason: "must be a positive integer, got 0".to_owned(),
+        });
     }
     if !p.threshold_db.is_finite() {
         return bad(

@@ -15,8 +15,14 @@ use crate::kernels::vad::{
 use crate::kernels::{KernelError, Sample};
 use crate::with_audio;
 
+/// A bad node parameter (`ConfigError`).
 fn invalid(name: &'static str, reason: String) -> PyErr {
     kernel_error_to_py(KernelError::InvalidParameter { name, reason })
+}
+
+/// A bad input or call argument (`AudioFormatError`).
+fn invalid_input(name: &'static str, reason: String) -> PyErr {
+    kernel_error_to_py(KernelError::InvalidInput { name, reason })
 }
 
 /// Converts `(frames, channels)` audio to `target` ("f32", "f64", "i16" or "i32").
@@ -74,7 +80,7 @@ fn combine<'py>(
     let op = parse_op(op)?;
     let (first, rest) = inputs
         .split_first()
-        .ok_or_else(|| invalid("inputs", "no inputs".to_owned()))?;
+        .ok_or_else(|| invalid_input("inputs", "no inputs".to_owned()))?;
     let first: AudioIn<'py> = first.extract()?;
     with_audio!(first, |view: S| {
         let (x0, frames, channels) = samples(&view)?;
@@ -144,7 +150,7 @@ fn vad_params(
         .ok()
         .filter(|r| *r > 0)
         .ok_or_else(|| {
-            invalid(
+            invalid_input(
                 "sample_rate",
                 format!("must be a positive integer, got {sample_rate}"),
             )
@@ -229,9 +235,9 @@ fn vad_frame_energies<'py>(
     let flen = usize::try_from(frame_len)
         .ok()
         .filter(|f| *f > 0)
-        .ok_or_else(|| invalid("frame_len", format!("must be >= 1, got {frame_len}")))?;
+        .ok_or_else(|| invalid_input("frame_len", format!("must be >= 1, got {frame_len}")))?;
     let first = usize::try_from(first_frame)
-        .map_err(|_| invalid("first_frame", format!("must be >= 0, got {first_frame}")))?;
+        .map_err(|_| invalid_input("first_frame", format!("must be >= 0, got {first_frame}")))?;
     let (sums, counts) = with_audio!(samples_in, |view: S| {
         let (x, _frames, channels) = samples(&view)?;
         run_kernel(py, || checked_frame_energies(x, channels, flen, first))?
@@ -276,12 +282,12 @@ fn vad_segments_from_energies<'py>(
         noise_floor_margin_db,
     )?;
     let n_time = usize::try_from(frames)
-        .map_err(|_| invalid("frames", format!("must be >= 0, got {frames}")))?;
+        .map_err(|_| invalid_input("frames", format!("must be >= 0, got {frames}")))?;
     let sums = sums.as_array().to_vec();
     let mut unsigned = Vec::with_capacity(counts.len()?);
     for (f, &c) in counts.as_array().iter().enumerate() {
         let c = u64::try_from(c)
-            .map_err(|_| invalid("counts", format!("frame {f} has a negative count {c}")))?;
+            .map_err(|_| invalid_input("counts", format!("frame {f} has a negative count {c}")))?;
         unsigned.push(c);
     }
     let segments = run_kernel(py, || {

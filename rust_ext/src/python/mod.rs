@@ -43,12 +43,17 @@ fn new_error(py: Python<'_>, class: &'static str, message: String) -> PyErr {
     }
 }
 
-/// Maps a kernel error to the exception a Python caller sees: every variant
-/// is an `AudioFormatError` (bad audio or an out-of-range parameter).
+/// Maps a kernel error to the exception a Python caller sees: a bad node
+/// parameter is a `ConfigError` (a `ValueError`; the node wrapper adds the
+/// node id), everything the audio is to blame for an `AudioFormatError`.
 ///
 /// The one place where kernel errors become Python errors.
 pub fn kernel_error_to_py(err: KernelError) -> PyErr {
-    Python::attach(|py| new_error(py, "AudioFormatError", err.to_string()))
+    let class = match err {
+        KernelError::InvalidParameter { .. } => "ConfigError",
+        _ => "AudioFormatError",
+    };
+    Python::attach(|py| new_error(py, class, err.to_string()))
 }
 
 impl From<KernelError> for PyErr {

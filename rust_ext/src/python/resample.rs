@@ -4,7 +4,8 @@
 //! Only argument checks and conversions live here; the algorithm is
 //! [`crate::kernels::resample`]. Arguments are checked in the order of the
 //! numpy reference (rates, channels, quality, then the audio), with the same
-//! words, and every refusal is an `AudioFormatError` (via [`KernelError`]),
+//! words, and every refusal is a `ConfigError` (the target rate, the quality) or an
+//! `AudioFormatError` (the audio) via [`KernelError`],
 //! except a quality that is not a `str` at all (`TypeError`, from pyo3).
 
 use numpy::{PyArray2, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
@@ -19,8 +20,16 @@ use crate::kernels::resample::{
 };
 use crate::with_audio;
 
+/// A refused argument: `target_rate` is the node's parameter (`ConfigError`);
+/// the source rate, channel count and chunks describe the audio
+/// (`AudioFormatError`).
 fn invalid(name: &'static str, reason: String) -> PyErr {
-    kernel_error_to_py(KernelError::InvalidParameter { name, reason })
+    let err = KernelError::InvalidParameter { name, reason };
+    kernel_error_to_py(if name == "target_rate" {
+        err
+    } else {
+        err.into_input()
+    })
 }
 
 /// An int argument (Python int or numpy integer, not bool), as i64.
