@@ -22,8 +22,9 @@ NATIVE_STAMP := $(VENV)/.native.stamp
 # maturin develop configure pyo3 identically (so neither rebuilds pyo3).
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-# The extension is built in place (remotemedia_ray/_native.*.so) in release mode.
-MATURIN_DEVELOP := $(MATURIN) develop --release --skip-install
+# The extension is built in place (remotemedia_ray/_native.*.so) in release mode, with the
+# test hooks (private submodule _native._testing) that wheels built from pyproject.toml lack.
+MATURIN_DEVELOP := $(MATURIN) develop --release --skip-install --features test-hooks
 
 .PHONY: venv build lint test test-deps demo clean distclean bench bench-history bench-smoke bench-check
 
@@ -52,8 +53,9 @@ build: $(INSTALL_STAMP)
 lint: venv
 	if cargo fmt --version >/dev/null 2>&1; then cargo fmt --manifest-path $(CARGO_MANIFEST) --check; fi
 	if cargo clippy --version >/dev/null 2>&1; then \
-		PYO3_PYTHON=$(abspath $(PY)) cargo clippy --manifest-path $(CARGO_MANIFEST) \
-			--all-targets --features python -- -D warnings; fi
+		for features in python test-hooks; do \
+			PYO3_PYTHON=$(abspath $(PY)) cargo clippy --manifest-path $(CARGO_MANIFEST) \
+				--all-targets --features $$features -- -D warnings || exit 1; done; fi
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy remotemedia_ray

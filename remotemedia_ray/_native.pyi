@@ -21,8 +21,6 @@ __all__ = [
     "channel_mix",
     "combine",
     "convert_format",
-    "input_address",
-    "panic_in_kernel",
     "resample",
     "vad_frame_energies",
     "vad_segments",
@@ -80,12 +78,6 @@ def vad_segments_from_energies(
     noise_floor_margin_db: float = 3.0,
 ) -> list[dict[str, float]]:
     """Speech segments of a whole input of ``frames`` time steps from its energies."""
-
-def input_address(samples_in: npt.NDArray[Any]) -> int:
-    """Test hook: the address of the memory a kernel reads for this array."""
-
-def panic_in_kernel() -> None:
-    """Test hook: panics inside a kernel; raises NodeExecutionError."""
 
 @final
 class Resampler:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -33,6 +34,7 @@ __all__ = [
     "PipelineMetrics",
     "micros",
     "millis",
+    "node_status",
     "peak_rss_mb",
 ]
 
@@ -126,6 +128,36 @@ class NodeMetrics(BaseModel):
             self.execution_time_ms, self.execution_time_us, "execution_time_ms", "execution_time_us"
         )
         return self
+
+    @classmethod
+    def merge(
+        cls, node_id: str, node_type: str, runtime: NodeRuntime, parts: Sequence[NodeMetrics]
+    ) -> NodeMetrics:
+        """One node's figures from those of several processes (its actors).
+
+        Times are summed in microseconds and rounded to milliseconds once;
+        memory is the peak; retries and items are totalled; the status follows
+        :func:`node_status`; the first error is kept; p50/p95 are the largest
+        part's (the samples stay with the parts). No parts: a skipped node.
+        """
+        if not parts:
+            return cls(node_id=node_id, node_type=node_type, runtime=runtime)
+        items = sum(p.items for p in parts)
+        failed = sum(p.items_failed for p in parts)
+        return cls(
+            node_id=node_id,
+            node_type=node_type,
+            runtime=runtime,
+            execution_time_us=sum(p.execution_time_us for p in parts),
+            memory_mb=max(p.memory_mb for p in parts),
+            status=node_status(items, failed),
+            retry_count=sum(p.retry_count for p in parts),
+            error=next((p.error for p in parts if p.error), None),
+            items=items,
+            items_failed=failed,
+            p50_us=max((p.p50_us for p in parts if p.p50_us is not None), default=None),
+            p95_us=max((p.p95_us for p in parts if p.p95_us is not None), default=None),
+        )
 
 
 class PipelineMetrics(BaseModel):
@@ -242,12 +274,7 @@ class NodeMetricsRecorder:
 
     def snapshot(self) -> NodeMetrics:
         """The aggregated figures so far."""
-        if self.items_failed:
-            status: NodeStatus = "failed"
-        elif self.items:
-            status = "success"
-        else:
-            status = "skipped"
+        status = node_status(self.items, self.items_failed)
         durations = sorted(self._durations)
         return NodeMetrics(
             node_id=self.node_id,
@@ -263,6 +290,14 @@ class NodeMetricsRecorder:
             p50_us=_percentile_us(durations, 0.50),
             p95_us=_percentile_us(durations, 0.95),
         )
+
+
+def node_status(items: int, items_failed: int) -> NodeStatus:
+    """The rule for a node's status over many items: ``failed`` if any item failed
+    there, ``success`` if some ran, ``skipped`` if it never ran."""
+    if items_failed:
+        return "failed"
+    return "success" if items else "skipped"
 
 
 def _percentile_us(sorted_ms: list[float], q: float) -> int | None:

@@ -11,16 +11,15 @@ fail here are recorded with this node's id, and the rest go on.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.nodes.base import NodeExecutor
-from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch
+from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, first_error
 from remotemedia_ray.runtime.execution import NodeRunner, wrap_error
+from remotemedia_ray.runtime.plan import PIPELINE_INPUT
 from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
 
 if TYPE_CHECKING:
@@ -33,40 +32,37 @@ class NodeActor:
     """Runs one node of a pipeline inside a Ray actor.
 
     Args:
+        plan: The pipeline's plan (its data-flow rule decides this node's input).
         node_id: The manifest id of the node.
-        cls: The node implementation (resolved on the driver).
-        params: The node's manifest parameters.
-        parents: The node's parents in connection order (empty for a source).
         retry_policy: Backoff for retryable errors.
     """
 
     def __init__(
         self,
+        plan: PipelinePlan,
         node_id: str,
-        cls: type[NodeExecutor],
-        params: Mapping[str, Any],
-        parents: tuple[str, ...],
         retry_policy: RetryPolicy,
         breaker_threshold: int = 5,
         breaker_cooldown_s: float = 30.0,
     ) -> None:
-        executor = cls()
-        executor.node_id = node_id
+        node = plan.nodes[node_id]
+        self.plan = plan
         self.node_id = node_id
-        self.parents = parents
+        self.input_keys = plan.input_keys(node_id)
         self.runner = NodeRunner(
-            executor,
+            node.create(),
             retry_policy=retry_policy,
             breaker=CircuitBreaker(breaker_threshold, breaker_cooldown_s),
         )
-        self.runner.initialize(params)
+        self.runner.initialize(node.spec.params)
 
     def ready(self) -> int:
         """Readiness probe: the actor's process id once its node is initialized."""
         return os.getpid()
 
     def execute_batch(self, *tables: pa.Table) -> pa.Table:
-        """Run the node on every item of a batch (one table per parent, or the input)."""
+        """Run the node on every item of a batch: one table per input key of the
+        plan (per parent, or the pipeline input)."""
         try:
             inputs = [decode_batch(table) for table in tables]
             results = [self._run_item(row, inputs) for row in range(len(inputs[0]))]
@@ -81,15 +77,11 @@ class NodeActor:
 
     def _run_item(self, row: int, inputs: list[list[BatchItem]]) -> BatchItem:
         first = inputs[0][row]
-        for batch in inputs:
-            if batch[row].error is not None:
-                return BatchItem(first.item_id, error=batch[row].error)
-        if len(inputs) == 1:
-            value = first.value
-        else:
-            value = {
-                parent: batch[row].value for parent, batch in zip(self.parents, inputs, strict=True)
-            }
+        upstream = first_error(batch[row] for batch in inputs)
+        if upstream is not None:
+            return BatchItem(first.item_id, error=upstream)
+        values = {key: batch[row].value for key, batch in zip(self.input_keys, inputs, strict=True)}
+        value = self.plan.node_input(self.node_id, values.get(PIPELINE_INPUT), values)
         try:
             return BatchItem(first.item_id, self.runner.execute(value, item_id=first.item_id))
         except RemoteMediaError as error:
@@ -129,13 +121,13 @@ class FusedActor:
         sinks = self.plan.graph.sinks
         per_sink: dict[str, list[BatchItem]] = {sink: [] for sink in sinks}
         for item in decode_batch(table):
-            if item.error is not None:
-                for sink in sinks:
-                    per_sink[sink].append(BatchItem(item.item_id, error=item.error))
-                continue
-            try:
-                outputs = self.executor.run_item(item.item_id, item.value)
-            except RemoteMediaError as error:
+            error = first_error([item])
+            if error is None:
+                try:
+                    outputs = self.executor.run_item(item.item_id, item.value)
+                except RemoteMediaError as failed:
+                    error = failed
+            if error is not None:
                 for sink in sinks:
                     per_sink[sink].append(BatchItem(item.item_id, error=error))
                 continue

@@ -19,7 +19,7 @@ memory (in Ray's object store, when the table came through it).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ import pyarrow as pa
 from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_list_column
 from remotemedia_ray.errors import MarshalingError, RemoteMediaError
 
-__all__ = ["BatchItem", "decode_batch", "encode_batch"]
+__all__ = ["BatchItem", "decode_batch", "encode_batch", "first_error"]
 
 _ID = "id"
 _VALUE = "value"
@@ -43,6 +43,12 @@ class BatchItem:
     item_id: str
     value: Any = None
     error: RemoteMediaError | None = None
+
+
+def first_error(items: Iterable[BatchItem]) -> RemoteMediaError | None:
+    """The error of the first failed item among ``items`` (one item's rows from
+    several batches), or None: an item failed upstream passes its error on."""
+    return next((item.error for item in items if item.error is not None), None)
 
 
 def encode_batch(items: Sequence[BatchItem]) -> pa.Table:

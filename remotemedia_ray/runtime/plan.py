@@ -22,7 +22,10 @@ from remotemedia_ray.manifest import Manifest, NodeSpec
 from remotemedia_ray.nodes.base import NodeExecutor, NodeRuntime, parse_params
 from remotemedia_ray.nodes.registry import resolve_node_class
 
-__all__ = ["NodePlan", "PipelinePlan", "RuntimeOverride"]
+__all__ = ["PIPELINE_INPUT", "NodePlan", "PipelinePlan", "RuntimeOverride"]
+
+PIPELINE_INPUT = "<pipeline input>"
+"""The key of the pipeline input among a node's inputs (no node id can equal it)."""
 
 RuntimeOverride = Literal["rust_native", "cpython", "auto"]
 
@@ -79,14 +82,20 @@ class PipelinePlan:
             nodes[spec.id] = NodePlan(spec=spec, cls=impl)
         return cls(manifest=manifest, graph=graph, nodes=nodes)
 
+    def input_keys(self, node_id: str) -> tuple[str, ...]:
+        """Where ``node_id``'s input comes from, in order: its parents (connection
+        order), or ``(PIPELINE_INPUT,)`` for a source."""
+        return self.graph.parents(node_id) or (PIPELINE_INPUT,)
+
     def node_input(self, node_id: str, item: Any, outputs: Mapping[str, Any]) -> Any:
-        """The input of ``node_id`` given the pipeline input and its parents' outputs."""
-        parents = self.graph.parents(node_id)
-        if not parents:
+        """The input of ``node_id`` given the pipeline input and its parents' outputs:
+        the input itself (a source), the one parent's output, or ``{parent: output}``."""
+        keys = self.input_keys(node_id)
+        if keys == (PIPELINE_INPUT,):
             return item
-        if len(parents) == 1:
-            return outputs[parents[0]]
-        return {parent: outputs[parent] for parent in parents}
+        if len(keys) == 1:
+            return outputs[keys[0]]
+        return {parent: outputs[parent] for parent in keys}
 
     def result(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """``{sink_id: output}`` of one item."""

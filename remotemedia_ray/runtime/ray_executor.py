@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
-from remotemedia_ray.metrics import NodeMetrics, NodeStatus
+from remotemedia_ray.metrics import NodeMetrics
 from remotemedia_ray.runtime.actors import FusedActor, NodeActor
-from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch
+from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, first_error
 from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
-from remotemedia_ray.runtime.plan import PipelinePlan
+from remotemedia_ray.runtime.plan import PIPELINE_INPUT, PipelinePlan
 from remotemedia_ray.runtime.ray_cluster import (
     RayConnection,
     RayOptions,
@@ -74,9 +74,12 @@ _FUSED = "__fused__"
 
 @dataclass
 class _Batch:
+    """One batch in flight: its item ids, the refs of its sink outputs, and every
+    ref of its calls (cancelled when the pipeline closes mid-stream)."""
+
     ids: list[str]
     sink_refs: dict[str, Any]
-    all_refs: list[Any] = field(default_factory=list)
+    all_refs: list[Any]
 
 
 class RayExecutor:
@@ -159,22 +162,17 @@ class RayExecutor:
         n_actors = sum(n.spec.execution.replicas for n in self.plan.nodes.values())
         share = cpu_share(float(total.get("CPU", 1.0)), n_actors)
         remote_cls = ray.remote(NodeActor)
+        for node in self.plan.nodes.values():  # every actor gets the whole plan
+            _pickle_user_class(node.cls)
         for node_id in self.plan.graph.execution_order:
             node = self.plan.nodes[node_id]
-            _pickle_user_class(node.cls)
             actors = []
             for replica in range(node.spec.execution.replicas):
                 opts = actor_options(
                     node, pipeline_id=self.pipeline_id, replica=replica, cpus_per_actor=share
                 )
                 check_resources(total, opts["num_gpus"], node_id)
-                actor = remote_cls.options(**opts).remote(
-                    node_id,
-                    node.cls,
-                    dict(node.spec.params),
-                    self.plan.graph.parents(node_id),
-                    self.retry_policy,
-                )
+                actor = remote_cls.options(**opts).remote(self.plan, node_id, self.retry_policy)
                 actors.append(actor)
                 self._actor_nodes[actor._actor_id.hex()] = node_id
             self._pools[node_id] = _Pool(node_id, actors)
@@ -219,14 +217,12 @@ class RayExecutor:
             out = actor.execute_batch.options(num_returns=len(sinks_order)).remote(input_ref)
             out_refs = [out] if len(sinks_order) == 1 else list(out)
             return _Batch(ids, dict(zip(sinks_order, out_refs, strict=True)), out_refs)
-        refs: dict[str, Any] = {}
+        refs: dict[str, Any] = {PIPELINE_INPUT: input_ref}
         for node_id in self.plan.graph.execution_order:
-            parents = self.plan.graph.parents(node_id)
-            args = [refs[p] for p in parents] if parents else [input_ref]
+            args = [refs[key] for key in self.plan.input_keys(node_id)]
             refs[node_id] = self._pools[node_id].pick().execute_batch.remote(*args)
-        return _Batch(
-            [item_id for item_id, _ in items], {s: refs[s] for s in self.plan.graph.sinks}
-        )
+        node_refs = [refs[node_id] for node_id in self.plan.graph.execution_order]
+        return _Batch(ids, {s: refs[s] for s in sinks_order}, node_refs)
 
     def _collect(self, ray: Any, batch: _Batch) -> list[PipelineOutput | ItemFailure]:
         per_sink: dict[str, list[BatchItem]] = {}
@@ -238,17 +234,11 @@ class RayExecutor:
                 return [ItemFailure(i, error.node_id, _for_item(error, i)) for i in batch.ids]
         results: list[PipelineOutput | ItemFailure] = []
         for row, item_id in enumerate(batch.ids):
-            outputs: dict[str, Any] = {}
-            failure: RemoteMediaError | None = None
-            for sink, items in per_sink.items():
-                item = items[row]
-                if item.error is not None:
-                    failure = failure or item.error
-                else:
-                    outputs[sink] = item.value
+            failure = first_error(items[row] for items in per_sink.values())
             if failure is not None:
                 results.append(ItemFailure(item_id, failure.node_id, failure))
             else:
+                outputs = {sink: items[row].value for sink, items in per_sink.items()}
                 results.append(PipelineOutput(item_id, outputs))
         return results
 
@@ -320,7 +310,7 @@ class RayExecutor:
                         parts.append(ray.get(actor.metrics.remote(), timeout=timeout_s))
                     except Exception as exc:  # a dead actor's figures are gone
                         logger.warning("no metrics from an actor of %r: %s", node_id, exc)
-            result.append(_merge(node_id, node.spec.node_type, node.runtime, parts))
+            result.append(NodeMetrics.merge(node_id, node.spec.node_type, node.runtime, parts))
         self._last_metrics = result
         return result
 
@@ -356,34 +346,6 @@ class RayExecutor:
             self.connection.close()
 
     _last_metrics: list[NodeMetrics] | None = None
-
-
-def _merge(node_id: str, node_type: str, runtime: Any, parts: list[NodeMetrics]) -> NodeMetrics:
-    """One node's figures from those of its actors.
-
-    Times are summed in microseconds and rounded to milliseconds once, at the
-    end; memory is the peak of the actors' processes; p50/p95 are the largest
-    actor's (the actors' samples stay in the actors).
-    """
-    if not parts:
-        return NodeMetrics(node_id=node_id, node_type=node_type, runtime=runtime)
-    items = sum(p.items for p in parts)
-    failed = sum(p.items_failed for p in parts)
-    status: NodeStatus = "failed" if failed else ("success" if items else "skipped")
-    return NodeMetrics(
-        node_id=node_id,
-        node_type=node_type,
-        runtime=runtime,
-        execution_time_us=sum(p.execution_time_us for p in parts),
-        memory_mb=max(p.memory_mb for p in parts),
-        status=status,
-        retry_count=sum(p.retry_count for p in parts),
-        error=next((p.error for p in parts if p.error), None),
-        items=items,
-        items_failed=failed,
-        p50_us=max((p.p50_us for p in parts if p.p50_us is not None), default=None),
-        p95_us=max((p.p95_us for p in parts if p.p95_us is not None), default=None),
-    )
 
 
 def _ray_cause(exc: BaseException) -> BaseException:

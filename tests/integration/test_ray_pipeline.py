@@ -159,7 +159,7 @@ class WhereIsMyInput(rm.NodeExecutor):
             "offset": offset,
             "writeable": bool(view.flags.writeable),
             "kernel_reads_in_place": kernel_view is view
-            and native.native_module().input_address(kernel_view) == view.ctypes.data,
+            and native.native_module()._testing.input_address(kernel_view) == view.ctypes.data,
         }
 
 
@@ -274,3 +274,23 @@ def test_fused_speech_prep_equals_local() -> None:
     audio = example_audio()
     local, fused = run_both(EXAMPLES / "speech_prep.json", audio, fuse=True, batch_size=1)
     assert fused == local
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_every_call_of_a_batch_in_flight_can_be_cancelled(fuse: bool) -> None:
+    import ray
+
+    from remotemedia_ray.runtime.ray_executor import RayExecutor
+
+    m = manifest(
+        [("a", "MultiplyNode", {"factor": 2.0}), ("b", "AddNode", {"addend": 1.0})], [("a", "b")]
+    )
+    with rm.Pipeline(m, runtime="ray", fuse=fuse, fused_replicas=1) as p:
+        p.run(1.0)  # builds the actors
+        executor = p._executor
+        assert isinstance(executor, RayExecutor)
+        batch = executor._submit(ray, [("x", 1.0), ("y", 2.0)])
+        calls = 1 if fuse else 2  # the fused actor's one call, or one call per node
+        assert len(batch.all_refs) == calls
+        assert set(batch.sink_refs.values()) <= set(batch.all_refs)
+        ray.get(batch.all_refs)

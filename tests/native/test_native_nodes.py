@@ -17,6 +17,17 @@ def ext():  # type: ignore[no-untyped-def]
     return native.native_module()
 
 
+def hooks():  # type: ignore[no-untyped-def]
+    """The development build's test hooks (`make build` enables the test-hooks feature)."""
+    return native.native_module()._testing
+
+
+def test_test_hooks_stay_out_of_the_public_module() -> None:
+    public = set(ext().__all__)
+    assert not {"input_address", "panic_in_kernel", "_testing"} & public
+    assert not hasattr(ext(), "input_address") and not hasattr(ext(), "panic_in_kernel")
+
+
 def arrow_backed(samples: np.ndarray, rate: int = 16000) -> rm.AudioBuffer:
     """A buffer viewing one row of a batch table, as Ray hands it to an actor."""
     table = rm.audio_table(["a", "b"], [rm.AudioBuffer.from_numpy(samples, rate)] * 2)
@@ -31,7 +42,7 @@ def test_kernels_read_arrow_memory_in_place() -> None:
     assert view.ctypes.data == buf.to_arrow().buffers()[1].address + buf.to_arrow().offset * 4
     # The very pointer the kernels read is the Arrow memory: no copy on the way in.
     assert native._kernel_input(view) is view
-    assert ext().input_address(native._kernel_input(view)) == view.ctypes.data
+    assert hooks().input_address(native._kernel_input(view)) == view.ctypes.data
 
 
 def test_two_consumers_see_the_same_memory() -> None:
@@ -39,7 +50,7 @@ def test_two_consumers_see_the_same_memory() -> None:
     table = rm.audio_table(["a"], [rm.AudioBuffer.from_numpy(x, 8000)])
     first = rm.AudioBuffer.from_table_row(table, 0).to_numpy_2d()
     second = rm.AudioBuffer.from_table_row(table, 0).to_numpy_2d()
-    assert ext().input_address(first) == ext().input_address(second)
+    assert hooks().input_address(first) == hooks().input_address(second)
 
 
 def test_native_output_becomes_arrow_without_a_copy() -> None:
@@ -120,7 +131,7 @@ def test_rust_panic_becomes_node_execution_error_and_process_lives() -> None:
     with pytest.raises(
         rm.NodeExecutionError, match="native kernel panicked: deliberate test panic"
     ):
-        ext().panic_in_kernel()
+        hooks().panic_in_kernel()
     # The process and the extension still work.
     assert NAT.vad_segments(np.ones((160, 1), np.float32), 16000)
 

@@ -12,8 +12,7 @@ import jsonschema
 import pytest
 
 import remotemedia_ray as rm
-from remotemedia_ray.metrics import NodeMetricsRecorder, micros, millis
-from remotemedia_ray.runtime.ray_executor import _merge
+from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder, micros, millis
 
 # Written by hand from the seed's Rust types (data model section 5).
 SEED_SCHEMA = json.loads(
@@ -203,10 +202,51 @@ def test_ray_merge_sums_microseconds_across_actors_before_rounding() -> None:
     failed = part.model_copy(
         update={"status": "failed", "error": "PythonError: boom", "items_failed": 1}
     )
-    merged = _merge("n", "T", "rust_native", [part, part, failed])
+    merged = NodeMetrics.merge("n", "T", "rust_native", [part, part, failed])
     assert (merged.execution_time_us, merged.execution_time_ms) == (1200, 1)
     assert (merged.retry_count, merged.items, merged.items_failed) == (3, 6, 1)
     assert merged.status == "failed" and merged.error == "PythonError: boom"
     assert (merged.p50_us, merged.p95_us, merged.memory_mb) == (150, 390, 12.5)
-    skipped = _merge("n", "T", "cpython", [])
+    skipped = NodeMetrics.merge("n", "T", "cpython", [])
     assert (skipped.status, skipped.execution_time_ms) == ("skipped", 0)
+
+
+def test_merge_sums_times_keeps_the_peak_and_applies_the_status_rule() -> None:
+    from remotemedia_ray.metrics import NodeMetrics, node_status
+
+    a = NodeMetrics(
+        node_id="n",
+        node_type="T",
+        runtime="cpython",
+        execution_time_us=1400,
+        memory_mb=10.0,
+        items=3,
+        retry_count=1,
+        p50_us=100,
+        status="success",
+    )
+    b = NodeMetrics(
+        node_id="n",
+        node_type="T",
+        runtime="cpython",
+        execution_time_us=1300,
+        memory_mb=30.0,
+        items=1,
+        items_failed=1,
+        error="boom",
+        retry_count=2,
+        p50_us=300,
+        status="failed",
+    )
+    merged = NodeMetrics.merge("n", "T", "cpython", [a, b])
+    assert merged.execution_time_us == 2700 and merged.execution_time_ms == 3  # rounded once
+    assert merged.memory_mb == 30.0 and merged.retry_count == 3
+    assert (merged.items, merged.items_failed, merged.status) == (4, 1, "failed")
+    assert merged.error == "boom" and merged.p50_us == 300
+    assert NodeMetrics.merge("n", "T", "cpython", []).status == "skipped"
+    assert NodeMetrics.merge("n", "T", "cpython", [a]).status == "success"
+    assert [node_status(0, 0), node_status(2, 0), node_status(2, 1)] == [
+        "skipped",
+        "success",
+        "failed",
+    ]

@@ -296,23 +296,39 @@ fn vad_segments_from_energies<'py>(
     segment_list(py, segments)
 }
 
-/// The address of the memory the kernels would read for this array (test hook:
-/// proves that arrays reach the kernels without a copy).
-#[pyfunction]
-fn input_address(samples_in: AudioIn<'_>) -> PyResult<usize> {
-    with_audio!(samples_in, |view: S| {
-        let (x, _, _) = samples(&view)?;
-        Ok(x.as_ptr() as usize)
-    })
-}
+/// Test hooks, built only with the `test-hooks` feature (the development build),
+/// in the private submodule `_native._testing`.
+#[cfg(feature = "test-hooks")]
+mod testing {
+    use super::*;
 
-/// Panics inside a kernel call (test hook: the panic must arrive as
-/// `NodeExecutionError` and leave the process alive).
-#[pyfunction]
-fn panic_in_kernel(py: Python<'_>) -> PyResult<()> {
-    run_kernel(py, || -> Result<(), KernelError> {
-        panic!("deliberate test panic")
-    })
+    /// The address of the memory the kernels would read for this array
+    /// (proves that arrays reach the kernels without a copy).
+    #[pyfunction]
+    fn input_address(samples_in: AudioIn<'_>) -> PyResult<usize> {
+        with_audio!(samples_in, |view: S| {
+            let (x, _, _) = samples(&view)?;
+            Ok(x.as_ptr() as usize)
+        })
+    }
+
+    /// Panics inside a kernel call (the panic must arrive as
+    /// `NodeExecutionError` and leave the process alive).
+    #[pyfunction]
+    fn panic_in_kernel(py: Python<'_>) -> PyResult<()> {
+        run_kernel(py, || -> Result<(), KernelError> {
+            panic!("deliberate test panic")
+        })
+    }
+
+    /// Sets the `_testing` submodule as a plain attribute (kept out of
+    /// `__all__`: a private name the stub does not describe).
+    pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        let hooks = PyModule::new(m.py(), "_testing")?;
+        hooks.add_function(wrap_pyfunction!(input_address, &hooks)?)?;
+        hooks.add_function(wrap_pyfunction!(panic_in_kernel, &hooks)?)?;
+        m.setattr("_testing", hooks)
+    }
 }
 
 /// Adds the audio kernels to the module.
@@ -323,7 +339,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(vad_segments, m)?)?;
     m.add_function(wrap_pyfunction!(vad_frame_energies, m)?)?;
     m.add_function(wrap_pyfunction!(vad_segments_from_energies, m)?)?;
-    m.add_function(wrap_pyfunction!(input_address, m)?)?;
-    m.add_function(wrap_pyfunction!(panic_in_kernel, m)?)?;
+    #[cfg(feature = "test-hooks")]
+    testing::register(m)?;
     Ok(())
 }
