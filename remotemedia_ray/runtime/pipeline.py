@@ -40,7 +40,14 @@ OnError = Literal["raise", "record"]
 
 
 class PipelineState(str, enum.Enum):
-    """Where a pipeline is in its life."""
+    """Where a pipeline is in its life (the data model's execution states).
+
+    ``Parsing`` (the manifest) and ``Building`` (the plan, then the nodes) ->
+    ``Executing`` (items running) -> ``Complete`` or ``Failed``; ``Collecting``
+    while :attr:`Pipeline.metrics` gathers the nodes' figures (from every
+    actor on Ray), after which the pipeline returns to the state it was in.
+    ``Idle`` before the first run.
+    """
 
     IDLE = "Idle"
     PARSING = "Parsing"
@@ -273,7 +280,6 @@ class Pipeline:
                     continue
                 self._items_ok += 1
                 yield outcome
-            self._state = PipelineState.COLLECTING
             self._state = PipelineState.COMPLETE
         except KeyboardInterrupt:
             self._state = PipelineState.FAILED
@@ -301,14 +307,21 @@ class Pipeline:
         :meth:`map` (rounded to whole milliseconds; ``total_time_us`` keeps
         the microseconds), ``total_memory_mb`` the peak over the nodes.
         """
-        nodes = (
-            self._executor.node_metrics()
-            if self._executor is not None
-            else [
-                NodeMetrics(node_id=n.node_id, node_type=n.spec.node_type, runtime=n.runtime)
-                for n in self.plan.nodes.values()
-            ]
-        )
+        with self._lock:
+            before, self._state = self._state, PipelineState.COLLECTING
+            try:
+                nodes = (
+                    self._executor.node_metrics()
+                    if self._executor is not None
+                    else [
+                        NodeMetrics(
+                            node_id=n.node_id, node_type=n.spec.node_type, runtime=n.runtime
+                        )
+                        for n in self.plan.nodes.values()
+                    ]
+                )
+            finally:
+                self._state = before
         seconds = self._elapsed_s
         return PipelineMetrics(
             total_time_us=micros(seconds),

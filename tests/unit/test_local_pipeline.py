@@ -341,3 +341,23 @@ def test_local_rejects_ray_options() -> None:
         rm.Pipeline(LINEAR, runtime="local", batch_size=2)
     with pytest.raises(rm.ConfigError, match="runtime must be"):
         rm.Pipeline(LINEAR, runtime="spark")  # type: ignore[arg-type]
+
+
+def test_the_pipeline_is_collecting_while_metrics_are_gathered() -> None:
+    m = manifest([("gain", "MultiplyNode", {"factor": 2.0})], [])
+    with rm.Pipeline(m, runtime="local") as p:
+        p.run(1.0)
+        assert p.state is rm.PipelineState.COMPLETE
+        executor = p._executor
+        assert executor is not None
+        seen = []
+        gather = executor.node_metrics
+
+        def watched() -> list[rm.NodeMetrics]:
+            seen.append(p.state)
+            return gather()
+
+        executor.node_metrics = watched  # type: ignore[method-assign]
+        assert p.metrics.items == 1
+        assert seen == [rm.PipelineState.COLLECTING]
+        assert p.state is rm.PipelineState.COMPLETE
