@@ -6,11 +6,18 @@ is initialized again by the actor itself. ``execute_batch`` takes the batch
 tables of the node's parents (connection order) and returns its own batch
 table: items that failed upstream pass through with their error, items that
 fail here are recorded with this node's id, and the rest go on.
+
+Control calls (``metrics``, ``cleanup``) run in their own concurrency group,
+:data:`CONTROL_GROUP`, so they never queue behind data calls: closing a
+pipeline mid-stream cancels the batches in flight, and Ray keeps a cancelled
+call's place in an actor's ordered queue for up to 30 seconds. A lock keeps a
+control call from running while a batch is being processed.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -25,7 +32,10 @@ from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
 if TYPE_CHECKING:
     from remotemedia_ray.runtime.plan import PipelinePlan
 
-__all__ = ["FusedActor", "NodeActor"]
+__all__ = ["CONTROL_GROUP", "FusedActor", "NodeActor"]
+
+CONTROL_GROUP = "control"
+"""The concurrency group of the actors' control calls (``metrics``, ``cleanup``)."""
 
 
 class NodeActor:
@@ -46,6 +56,7 @@ class NodeActor:
         breaker_cooldown_s: float = 30.0,
     ) -> None:
         node = plan.nodes[node_id]
+        self.lock = threading.Lock()
         self.plan = plan
         self.node_id = node_id
         self.input_keys = plan.input_keys(node_id)
@@ -63,6 +74,10 @@ class NodeActor:
     def execute_batch(self, *tables: pa.Table) -> pa.Table:
         """Run the node on every item of a batch: one table per input key of the
         plan (per parent, or the pipeline input)."""
+        with self.lock:
+            return self._execute_batch(tables)
+
+    def _execute_batch(self, tables: tuple[pa.Table, ...]) -> pa.Table:
         try:
             inputs = [decode_batch(table) for table in tables]
             results = [self._run_item(row, inputs) for row in range(len(inputs[0]))]
@@ -89,11 +104,13 @@ class NodeActor:
 
     def metrics(self) -> NodeMetrics:
         """This actor's figures for its node."""
-        return self.runner.metrics()
+        with self.lock:
+            return self.runner.metrics()
 
     def cleanup(self) -> None:
         """Clean the node up (idempotent)."""
-        self.runner.cleanup()
+        with self.lock:
+            self.runner.cleanup()
 
 
 class FusedActor:
@@ -108,6 +125,7 @@ class FusedActor:
     def __init__(self, plan: PipelinePlan, retry_policy: RetryPolicy) -> None:
         from remotemedia_ray.runtime.local import LocalExecutor
 
+        self.lock = threading.Lock()
         self.plan = plan
         self.executor = LocalExecutor(plan, retry_policy=retry_policy)
         self.executor.start()
@@ -118,6 +136,10 @@ class FusedActor:
 
     def execute_batch(self, table: pa.Table) -> pa.Table | list[pa.Table]:
         """Run every node on every item; one output table per sink."""
+        with self.lock:
+            return self._execute_batch(table)
+
+    def _execute_batch(self, table: pa.Table) -> pa.Table | list[pa.Table]:
         sinks = self.plan.graph.sinks
         per_sink: dict[str, list[BatchItem]] = {sink: [] for sink in sinks}
         for item in decode_batch(table):
@@ -138,8 +160,10 @@ class FusedActor:
 
     def metrics(self) -> list[NodeMetrics]:
         """This actor's figures, one entry per node."""
-        return self.executor.node_metrics()
+        with self.lock:
+            return self.executor.node_metrics()
 
     def cleanup(self) -> None:
         """Clean every node up (idempotent)."""
-        self.executor.close()
+        with self.lock:
+            self.executor.close()

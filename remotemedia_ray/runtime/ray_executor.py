@@ -32,7 +32,7 @@ from typing import Any
 
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.runtime.actors import FusedActor, NodeActor
+from remotemedia_ray.runtime.actors import CONTROL_GROUP, FusedActor, NodeActor
 from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, first_error
 from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray.runtime.plan import PIPELINE_INPUT, PipelinePlan
@@ -140,7 +140,7 @@ class RayExecutor:
         for node in nodes:
             _pickle_user_class(node.cls)
             check_resources(total, node_gpus(node), node.node_id)
-        remote_cls = ray.remote(FusedActor)
+        remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(FusedActor)
         share = cpu_share(cpus, replicas)
         actors = []
         for replica in range(replicas):
@@ -161,7 +161,7 @@ class RayExecutor:
         total = ray.cluster_resources()
         n_actors = sum(n.spec.execution.replicas for n in self.plan.nodes.values())
         share = cpu_share(float(total.get("CPU", 1.0)), n_actors)
-        remote_cls = ray.remote(NodeActor)
+        remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(NodeActor)
         for node in self.plan.nodes.values():  # every actor gets the whole plan
             _pickle_user_class(node.cls)
         for node_id in self.plan.graph.execution_order:
@@ -298,7 +298,7 @@ class RayExecutor:
         if _FUSED in self._pools and not self._closed:
             for actor in self._pools[_FUSED].actors:
                 try:
-                    fused.extend(ray.get(actor.metrics.remote(), timeout=timeout_s))
+                    fused.extend(ray.get(_control(actor.metrics), timeout=timeout_s))
                 except Exception as exc:  # a dead actor's figures are gone
                     logger.warning("no metrics from a fused actor: %s", exc)
         for node_id, node in self.plan.nodes.items():
@@ -307,7 +307,7 @@ class RayExecutor:
             if pool is not None and not self._closed:
                 for actor in pool.actors:
                     try:
-                        parts.append(ray.get(actor.metrics.remote(), timeout=timeout_s))
+                        parts.append(ray.get(_control(actor.metrics), timeout=timeout_s))
                     except Exception as exc:  # a dead actor's figures are gone
                         logger.warning("no metrics from an actor of %r: %s", node_id, exc)
             result.append(NodeMetrics.merge(node_id, node.spec.node_type, node.runtime, parts))
@@ -333,7 +333,7 @@ class RayExecutor:
                             logger.debug("could not cancel a batch: %s", exc)
                 self._in_flight.clear()
                 self.node_metrics(timeout_s=5.0 if interrupted else 30.0)
-                refs = [a.cleanup.remote() for p in self._pools.values() for a in p.actors]
+                refs = [_control(a.cleanup) for p in self._pools.values() for a in p.actors]
                 try:
                     ray.get(refs, timeout=self.options.cleanup_timeout_s)
                 except Exception as exc:
@@ -346,6 +346,11 @@ class RayExecutor:
             self.connection.close()
 
     _last_metrics: list[NodeMetrics] | None = None
+
+
+def _control(method: Any) -> Any:
+    """Call an actor's control method in its own group, never behind data calls."""
+    return method.options(concurrency_group=CONTROL_GROUP).remote()
 
 
 def _ray_cause(exc: BaseException) -> BaseException:
