@@ -3,7 +3,7 @@
 //!
 //! Audio is interleaved, row-major `(frames, channels)`, in one of four sample
 //! types ([`Sample`]: `f32`, `f64`, `i16`, `i32`). The arithmetic of each
-//! kernel is the contract written in `remotemedia_ray/nodes/reference.py`; the
+//! kernel is the contract written in `remotemedia_ray/nodes/reference/`; the
 //! numpy reference and these kernels give bit-identical results (resampling
 //! excepted: both meet the same quality specification).
 
