@@ -79,7 +79,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away local Ray
 from vad_accuracy import SENTENCES, VOICES, espeak_available  # benchmarks/ is this folder
 
 import remotemedia_ray as rm
-from remotemedia_ray.job import JobConfig, JobResult, run_job
+from remotemedia_ray.dataset import JobConfig, JobResult, run_job
 
 MANIFEST = Path(__file__).resolve().parents[1] / "examples" / "speech_prep.json"
 RATE = 48_000

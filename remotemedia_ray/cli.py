@@ -1,6 +1,6 @@
 """The ``remotemedia-ray`` command line.
 
-remotemedia-ray run MANIFEST -i INPUT -o OUTDIR     the dataset job (see remotemedia_ray.job)
+remotemedia-ray run MANIFEST -i INPUT -o OUTDIR     the dataset job (see remotemedia_ray.dataset)
 remotemedia-ray validate MANIFEST [MANIFEST ...]   checks every file; exit 0 when all are valid
 remotemedia-ray nodes [--json]                      node types, parameters, runtimes
 remotemedia-ray schema                              the manifest JSON schema
@@ -28,7 +28,7 @@ __all__ = ["main"]
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from remotemedia_ray.job import JobConfig, run_job
+    from remotemedia_ray.dataset import JobConfig, run_job
 
     ray_options = {}
     if args.max_in_flight is not None:
@@ -227,7 +227,8 @@ def _parser() -> argparse.ArgumentParser:
         "--write-audio",
         choices=["flac", "wav"],
         default=None,
-        help="also write each audio output as a file mirroring the input paths",
+        help="also write each audio output as a file under OUTDIR/<sink>.audio/, mirroring "
+        "the input paths",
     )
     run.add_argument(
         "--batch-size",

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_table
+from remotemedia_ray.dataset import audio_extensions, decode_audio
 from remotemedia_ray.errors import (
     AudioFormatError,
     ConfigError,
@@ -44,7 +45,6 @@ from remotemedia_ray.errors import (
     MarshalingError,
     RemoteMediaError,
 )
-from remotemedia_ray.io import audio_extensions, decode_audio
 from remotemedia_ray.manifest import Manifest
 from remotemedia_ray.runtime.pipeline import OnError, Pipeline
 from remotemedia_ray.runtime.plan import RuntimeOverride

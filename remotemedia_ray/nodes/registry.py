@@ -13,12 +13,14 @@ Each node type may have two implementations: ``cpython`` (numpy/Python) and
 * ``auto`` -- native when available, else cpython with one logged warning;
 * ``cpython`` -- the Python class.
 
-The dataset job's own nodes (reading files, content keys, durations; see
-:mod:`remotemedia_ray.io`) are internal: they are not listed by
-:func:`available_node_types` nor by ``remotemedia-ray nodes``, and a manifest
-cannot name them. They resolve only for internal node ids
-(:func:`internal_node_id`), which contain a ``:`` that a manifest node id
-cannot, so a user's node never resolves to one and never clashes with one.
+The dataset job's own nodes (reading files, content keys, durations) are
+internal: the module defining them registers them with
+:func:`register_internal` when it is imported (this module imports no
+dataset code). They are not listed by :func:`available_node_types` nor by
+``remotemedia-ray nodes``, and a manifest cannot name them. They resolve
+only for internal node ids (:func:`internal_node_id`), which contain a ``:``
+that a manifest node id cannot, so a user's node never resolves to one and
+never clashes with one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "internal_node_id",
     "is_internal_node_id",
     "node_class",
+    "register_internal",
     "register_node",
     "resolve_node_class",
 ]
@@ -99,6 +102,24 @@ def register_node(node_type: str) -> Callable[[N], N]:
     return decorate
 
 
+def register_internal(node_type: str, cls: type[NodeExecutor]) -> None:
+    """Register one of the library's own node types (see the module docs).
+
+    It resolves only for internal node ids, whatever the runtime asked for.
+    """
+    if not isinstance(cls, type) or not issubclass(cls, NodeExecutor):
+        raise ManifestError(f"cannot register {cls!r} as {node_type!r}: not a NodeExecutor class")
+    with _lock:
+        existing = _internal.get(node_type)
+        if existing is not None and existing is not cls:
+            raise ManifestError(
+                f"internal node type {node_type!r} is already "
+                f"{existing.__module__}.{existing.__qualname__}"
+            )
+        cls.node_type = node_type
+        _internal[node_type] = cls
+
+
 def _ensure_loaded() -> None:
     global _loaded
     if _loaded:
@@ -107,14 +128,10 @@ def _ensure_loaded() -> None:
         if _loaded:
             return
         _loaded = True
-        from remotemedia_ray import io
         from remotemedia_ray.nodes import builtin, native
 
         for node_type, cls in builtin.BUILTIN_NODES.items():
             _register(node_type, cls, builtin=True)
-        for node_type, cls in io.IO_NODES.items():
-            cls.node_type = node_type
-            _internal[node_type] = cls
         _native_expected.update(builtin.BUILTIN_NODES)
         for node_type, cls in native.NATIVE_NODES.items():
             _register(node_type, cls, builtin=True)

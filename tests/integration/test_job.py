@@ -33,7 +33,7 @@ import soundfile as sf
 
 import remotemedia_ray as rm
 from remotemedia_ray.cli import main as cli_main
-from remotemedia_ray.job import JobConfig, JobResult, run_job
+from remotemedia_ray.dataset import JobConfig, JobResult, run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "examples" / "speech_prep.json"
@@ -629,13 +629,14 @@ def test_write_audio_flac_mirrors_the_input_tree(tmp_path: Path) -> None:
     result, _ = job(root, tmp_path / "out", write_audio="flac")
 
     assert result.exit_code == 0
-    files = _audio_files(tmp_path / "out" / "pcm16")
+    files = _audio_files(tmp_path / "out" / "pcm16.audio")
     assert len(files) == len(ids)
-    assert not (tmp_path / "out" / "vad").exists() or not _audio_files(tmp_path / "out" / "vad")
+    assert not (tmp_path / "out" / "vad.audio").exists()
+    assert not _audio_files(tmp_path / "out" / "pcm16")  # the Parquet folder holds Parquet
     for row in sink_table(tmp_path / "out", "pcm16").to_pylist():
         path = _audio_file_for(files, row["id"])
         assert path.suffix == ".flac"
-        rel = path.relative_to(tmp_path / "out" / "pcm16")
+        rel = path.relative_to(tmp_path / "out" / "pcm16.audio")
         assert rel.parent.as_posix() == Path(row["id"]).parent.as_posix()
         samples, rate = sf.read(path, dtype="int16")
         assert rate == 16000
@@ -651,7 +652,7 @@ def test_write_audio_keeps_inputs_that_differ_only_in_extension_apart(tmp_path: 
     result, _ = job(root, tmp_path / "out", write_audio="wav")
 
     assert result.exit_code == 0
-    written = sorted(p.name for p in (tmp_path / "out" / "pcm16").rglob("*.wav"))
+    written = sorted(p.name for p in (tmp_path / "out" / "pcm16.audio").rglob("*.wav"))
     assert len(written) == 2, f"two inputs, audio files {written}"
 
 
@@ -678,7 +679,7 @@ def test_unsafe_item_ids_never_write_outside_outdir(tmp_path: Path) -> None:
             result = None  # refusing an unsafe id is a right answer too
         if result is not None:
             assert result.exit_code == 0
-            assert list((outdir / "pcm16").rglob(f"*.{fmt}")), "no audio files written"
+            assert list((outdir / "pcm16.audio").rglob(f"*.{fmt}")), "no audio files written"
         new = {p for p in tmp_path.rglob("*")} - before
         escaped = sorted(str(p) for p in new if outdir not in p.parents and p != outdir)
         assert not escaped, f"files written outside {outdir}: {escaped}"
@@ -833,7 +834,7 @@ def test_parquet_input_with_a_repeated_id_is_refused(tmp_path: Path) -> None:
         "--runtime", "local",
     )  # fmt: skip
 
-    assert code == 1  # as for a list file naming one file twice
+    assert code == 1  # a Parquet dataset names its own ids: a repeated one is its mistake
     assert "'a'" in stderr
 
 

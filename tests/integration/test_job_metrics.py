@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from remotemedia_ray.job import READ, JobConfig, run_job
+from remotemedia_ray.dataset.job import READ, JobConfig, run_job
 from remotemedia_ray.metrics import millis
 
 ROOT = Path(__file__).resolve().parents[2]

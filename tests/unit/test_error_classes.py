@@ -15,7 +15,7 @@ import soundfile as sf
 
 import remotemedia_ray as rm
 from remotemedia_ray import data
-from remotemedia_ray.io import decode_audio, list_inputs
+from remotemedia_ray.dataset import decode_audio, list_inputs
 
 GAIN = {
     "version": "v1",
@@ -55,9 +55,7 @@ def test_inputs_that_cannot_be_listed_are_input_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.md").write_text("not an input")
     listed = tmp_path / "list.txt"
-    listed.write_text("in/a.wav\nin/missing.wav\n")
-    twice = tmp_path / "twice.txt"
-    twice.write_text("in/a.wav\n./in/../in/a.wav\nin/a.wav\n")
+    listed.write_text("in/missing.wav\n")
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("in/caf\xe9.wav\n".encode("latin-1"))
     no_audio = tmp_path / "no_audio.parquet"
@@ -73,8 +71,7 @@ def test_inputs_that_cannot_be_listed_are_input_errors(tmp_path: Path) -> None:
         "empty folder": (tmp_path / "empty", "matches no audio files"),
         "glob matching nothing": (f"{tmp_path}/**/*.flac", "matches no audio files"),
         "not an input": (tmp_path / "notes.md", "is not a directory, glob"),
-        "list names a missing file": (listed, "no such file 'in/missing.wav'"),
-        "list names a file twice": (twice, "lists 'in/a.wav' twice"),
+        "list names only a missing file": (listed, "no such file 'in/missing.wav'"),
         "list is not UTF-8": (latin1, "not UTF-8"),
         "Parquet without audio": (no_audio, "needs audio and sample_rate columns"),
         "broken Parquet": (broken, "cannot read Parquet input"),
@@ -88,6 +85,22 @@ def test_inputs_that_cannot_be_listed_are_input_errors(tmp_path: Path) -> None:
             _is_input_error(exc)
         else:
             pytest.fail(f"{name}: no InputError")
+
+
+def test_a_missing_or_repeated_list_entry_is_an_item_with_an_error(tmp_path: Path) -> None:
+    _wav(tmp_path / "in" / "a.wav")
+    listed = tmp_path / "list.txt"
+    listed.write_text("in/a.wav\nin/missing.wav\n./in/../in/a.wav\nin/a.wav\n")
+
+    items = list_inputs(listed)
+
+    errors = {item.item_id: item.error for item in items if item.error is not None}
+    assert errors == {
+        "in/missing.wav": f"{listed}:2: no such file 'in/missing.wav'",
+        "in/a.wav": f"{listed}:4: lists 'in/a.wav' again (first on line 1)",
+    }
+    good = [item.item_id for item in items if item.error is None]
+    assert good == ["in/../in/a.wav", "in/a.wav"]
 
 
 def test_a_corrupt_file_is_named_by_its_path_not_by_a_buffer() -> None:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import remotemedia_ray as rm
 from remotemedia_ray import cli
-from remotemedia_ray.io import IO_NODES
+from remotemedia_ray.dataset.readers import INTERNAL_NODES
 from remotemedia_ray.nodes import registry
 from remotemedia_ray.runtime.plan import PipelinePlan
 
-INTERNAL = sorted(IO_NODES)
+INTERNAL = sorted(INTERNAL_NODES)
 
 
 def _manifest(node_type: str) -> rm.Manifest:
@@ -86,12 +89,12 @@ def test_internal_types_resolve_only_for_internal_ids() -> None:
     node_id = registry.internal_node_id("read")
     assert (
         registry.resolve_node_class("AudioFileReader", "auto", node_id=node_id)
-        is (IO_NODES["AudioFileReader"])
+        is (INTERNAL_NODES["AudioFileReader"])
     )
     # whatever runtime the job is asked for, its own nodes are the Python ones
     assert (
         registry.resolve_node_class("ContentKey", "rust_native", node_id=node_id)
-        is (IO_NODES["ContentKey"])
+        is (INTERNAL_NODES["ContentKey"])
     )
     with pytest.raises(rm.NodeNotFound):
         registry.resolve_node_class("AudioFileReader", "auto", node_id="read")
@@ -116,7 +119,36 @@ def test_a_user_type_may_reuse_an_internal_name_without_touching_the_job() -> No
         internal = registry.resolve_node_class(
             "ContentKey", "auto", node_id=registry.internal_node_id("key")
         )
-        assert internal is IO_NODES["ContentKey"]
+        assert internal is INTERNAL_NODES["ContentKey"]
     finally:
         with registry._lock:
             registry._classes.pop("ContentKey", None)
+
+
+def _fresh_python(code: str, stdin: bytes = b"") -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=stdin, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+
+
+def test_the_registry_loads_without_importing_the_dataset_job() -> None:
+    _fresh_python(
+        "import sys, remotemedia_ray as rm\n"
+        "rm.available_node_types(); rm.create_node('AddNode')\n"
+        "assert not [m for m in sys.modules if m.startswith('remotemedia_ray.dataset')]\n"
+    )
+
+
+def test_unpickling_an_internal_node_class_registers_it_as_in_a_ray_worker() -> None:
+    # A Ray worker gets the plan pickled: the class travels by reference, and
+    # importing its module registers the job's internal types.
+    _fresh_python(
+        "import pickle, sys\n"
+        "from remotemedia_ray.nodes import registry\n"
+        "cls = pickle.loads(sys.stdin.buffer.read())\n"
+        "node_id = registry.internal_node_id('read')\n"
+        "assert registry.resolve_node_class('AudioFileReader', 'auto', node_id=node_id) is cls\n"
+        "assert registry.resolve_node_class('ContentKey', 'auto', node_id=node_id)\n",
+        stdin=pickle.dumps(INTERNAL_NODES["AudioFileReader"]),
+    )

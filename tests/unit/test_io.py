@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from remotemedia_ray.io import AudioFileReader, ContentKey, content_key
+from remotemedia_ray.dataset.keys import content_key
+from remotemedia_ray.dataset.readers import AudioFileReader, ContentKey
 
 
 def test_the_key_of_a_file_just_read_is_its_sha256_and_follows_changes(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import remotemedia_ray as rm
 from remotemedia_ray.audio import AudioChunks, BufferChunks, concat_audio
-from remotemedia_ray.io import AudioDuration, AudioFileReader, FileChunks, decode_audio
+from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, FileChunks, decode_audio
 from remotemedia_ray.nodes import reference
 from remotemedia_ray.nodes.builtin import BUILTIN_NODES
 from remotemedia_ray.nodes.native import NATIVE_NODES

@@ -1,0 +1,494 @@
+"""The dataset job: run a manifest over a folder of audio and write the results.
+
+``remotemedia-ray run MANIFEST -i INPUT -o OUTDIR`` (see :func:`run_job`), in
+the steps of :class:`DatasetJob`:
+
+1. ``prepare``: the inputs are listed on the driver (names only, see
+   :func:`~remotemedia_ray.dataset.inputs.list_inputs`) and OUTDIR is locked
+   and made ready (:mod:`~remotemedia_ray.dataset.outdir`); the manifest is
+   extended with internal nodes: ``job:read`` decodes each file (in a Ray
+   worker) and feeds the manifest's sources, ``job:duration`` reports its
+   length, ``job:key`` digests its bytes (the resume key); a manifest's node
+   ids cannot contain ``:``, so they never clash with these;
+2. ``resume`` (with ``--resume``): unfinished shards are deleted, and every
+   item whose path and content digest are recorded as done is skipped; the
+   rest run again, so a resumed run's outputs equal an uninterrupted run's;
+3. ``run``: results stream back as batches complete; every sink's outputs go
+   to Parquet shards ``OUTDIR/<sink>/part-*.parquet`` (and, with
+   ``--write-audio``, audio files ``OUTDIR/<sink>.audio/<relative path>``),
+   each written atomically; a shard is recorded in ``OUTDIR/_done.jsonl`` only
+   once all its files exist; failed items (and inputs that could not be
+   listed) go to ``OUTDIR/errors.jsonl`` (item, path, node, error);
+4. ``finish``: ``OUTDIR/metrics.json`` and a one-line summary end the run,
+   and the lock is released.
+
+A file longer than ``window_s`` (10 minutes by default) is decoded and
+pushed through the nodes one window at a time, inside one worker, with the
+same outputs as whole-file processing (see :mod:`remotemedia_ray.runtime.local`);
+memory then grows with the outputs kept, not with the input. With
+``fuse=False`` the nodes are separate actors and a long file is read whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from remotemedia_ray.audio import AudioBuffer
+from remotemedia_ray.dataset.inputs import InputItem, list_inputs, printable_name
+from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_outdir
+from remotemedia_ray.dataset.progress import Progress, realtime_text
+from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, ContentKey
+from remotemedia_ray.dataset.writers import (
+    ShardBuffer,
+    ShardWriter,
+    audio_folder,
+    plan_audio_paths,
+    write_audio_file,
+)
+from remotemedia_ray.errors import ConfigError
+from remotemedia_ray.graph import PipelineGraph
+from remotemedia_ray.manifest import Connection, Manifest, NodeSpec
+from remotemedia_ray.metrics import PipelineMetrics, micros, millis
+from remotemedia_ray.nodes.registry import internal_node_id
+from remotemedia_ray.runtime.execution import ItemFailure
+
+if TYPE_CHECKING:
+    from remotemedia_ray.runtime.pipeline import Pipeline
+
+__all__ = ["DURATION", "KEY", "READ", "DatasetJob", "JobConfig", "JobResult", "run_job"]
+
+READ, DURATION, KEY = (
+    internal_node_id("read"),
+    internal_node_id("duration"),
+    internal_node_id("key"),
+)
+"""The ids of the job's internal nodes in its manifest."""
+
+
+@dataclass
+class JobConfig:
+    """Options of :func:`run_job` (the ``run`` command's flags)."""
+
+    manifest: Manifest | str | Path
+    input: str
+    outdir: Path
+    address: str | None = None
+    runtime: Literal["ray", "local"] = "ray"
+    node_runtime: Literal["auto", "cpython", "rust_native"] | None = None
+    resume: bool = False
+    overwrite: bool = False
+    max_errors: int | None = None
+    write_audio: Literal["flac", "wav"] | None = None
+    batch_size: int | None = None
+    shard_rows: int = 256
+    window_s: float | None = 600.0
+    fuse: bool = True
+    progress: Literal["auto", "live", "plain", "off"] = "auto"
+    ray_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobResult:
+    """What a job did."""
+
+    exit_code: int
+    items_total: int = 0
+    items_done: int = 0
+    items_skipped: int = 0
+    items_failed: int = 0
+    audio_seconds: float = 0.0
+    metrics: PipelineMetrics | None = None
+    summary: str = ""
+
+
+def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
+    """Run the dataset job; returns its result (``exit_code`` 0 on success).
+
+    Exit codes: 0 done (bad files recorded in errors.jsonl), 1 a usage or
+    manifest error, 3 more than ``max_errors`` failures, 130 interrupted.
+    Progress and messages go to ``stream`` (stderr by default).
+
+    Raises:
+        ManifestError, ConfigError, InputError: before anything runs.
+    """
+    job = DatasetJob(config, stream=stream)
+    job.prepare()
+    try:
+        job.resume()
+        job.run()
+        return job.finish()
+    finally:
+        job.close()
+
+
+class DatasetJob:
+    """One run of the dataset job, step by step (see the module docs).
+
+    ``prepare()`` then ``resume()``, ``run()`` and ``finish()``; ``close()``
+    releases OUTDIR whatever happened (:func:`run_job` does all of it).
+    """
+
+    def __init__(self, config: JobConfig, *, stream: TextIO | None = None) -> None:
+        self.config = config
+        self.stream = stream or sys.stderr
+        self.result = JobResult(exit_code=0)
+        self.root = config.outdir  # resolved once prepared
+        self.sinks: list[str] = []
+        self.items: list[InputItem] = []
+        self.skip: set[str] = set()
+        self._lock: OutdirLock | None = None
+        self._job_manifest: Manifest | None = None
+        self._metrics: PipelineMetrics | None = None
+        self._elapsed = 0.0
+
+    @property
+    def readable(self) -> list[InputItem]:
+        """The inputs that were listed without a problem."""
+        return [item for item in self.items if item.error is None]
+
+    def prepare(self) -> None:
+        """Check the options and the manifest, list the inputs, lock and prepare OUTDIR.
+
+        Raises:
+            ManifestError, ConfigError, InputError: naming what is wrong; nothing ran.
+        """
+        config = self.config
+        _check_config(config)
+        manifest = (
+            config.manifest
+            if isinstance(config.manifest, Manifest)
+            else Manifest.from_file(config.manifest)
+        )
+        manifest.validate()
+        self.sinks = list(PipelineGraph.from_manifest(manifest).sinks)
+        self._job_manifest = _job_manifest(manifest, config.window_s)
+        self.items = list_inputs(config.input, exclude=config.outdir)
+        self._lock = prepare_outdir(
+            config.outdir,
+            sinks=self.sinks,
+            fingerprint=_job_fingerprint(manifest, config, self.sinks),
+            resume=config.resume,
+            overwrite=config.overwrite,
+            stream=self.stream,
+        )
+        self.root = config.outdir.resolve()
+        self.result.items_total = len(self.items)
+
+    def resume(self) -> None:
+        """With ``--resume``: drop unfinished outputs and find the items already done."""
+        if not self.config.resume:
+            return
+        root = self.root
+        done_shards, done_items = ShardWriter.load_done(root)
+        ShardWriter.remove_orphans(root, self.sinks, done_shards)
+        (root / ERRORS).unlink(missing_ok=True)  # failed items run again
+        readable = self.readable
+        current = _resume_keys(self.config, readable, done_items)
+        self.skip = {i for i, key in current.items() if done_items.get(i) == key}
+        rerun = set(done_items) & {i.item_id for i in readable} - self.skip
+        ShardWriter.drop_items(root, self.sinks, rerun)
+        self.result.items_skipped = len(self.skip)
+
+    def run(self) -> JobResult:
+        """Run the manifest over every item not skipped, writing shards as they fill.
+
+        On Ctrl-C the shard being written completes and ``exit_code`` is 130.
+        """
+        config, result = self.config, self.result
+        todo = [item for item in self.readable if item.item_id not in self.skip]
+        unlisted = [item for item in self.items if item.error is not None]
+        progress = self._progress(len(todo) + len(unlisted))
+        audio_paths = (
+            plan_audio_paths((i.item_id for i in self.readable), config.write_audio)
+            if config.write_audio
+            else {}
+        )
+        by_id = {item.item_id: item for item in todo}
+        start = time.monotonic()
+        self._record([_listing_error(item) for item in unlisted])
+        pipeline = self._pipeline(len(todo))
+        writer = ShardWriter(self.root, self.sinks, uuid.uuid4().hex[:8])
+        recorded = 0
+        with ShardBuffer(writer, config.shard_rows) as shards:
+            try:
+                with pipeline:
+                    values: Iterator[dict[str, Any]] = (item.to_value() for item in todo)
+                    ids = (item.item_id for item in todo)
+                    for output in pipeline.map(values, ids=ids, ordered=False):
+                        if config.write_audio:  # before its shard can be recorded as done
+                            self._write_audio(output, audio_paths[output.item_id])
+                        shards.add(output.item_id, output, output[KEY])
+                        result.items_done += 1
+                        result.audio_seconds += float(output[DURATION])
+                        failures = pipeline.failures[recorded:]
+                        recorded += len(failures)
+                        self._record([_failure_entry(f, by_id.get(f.item_id)) for f in failures])
+                        if self._too_many_errors():
+                            break
+                        progress.update(
+                            result.items_done, result.items_failed, result.audio_seconds
+                        )
+                    failures = pipeline.failures[recorded:]
+                    self._record([_failure_entry(f, by_id.get(f.item_id)) for f in failures])
+                    shards.flush()
+                    shards.wait()
+                    self._metrics = pipeline.metrics
+            except KeyboardInterrupt:
+                with contextlib.suppress(KeyboardInterrupt):  # the shard being written completes
+                    shards.wait()
+                result.exit_code = 130
+        progress.update(result.items_done, result.items_failed, result.audio_seconds, final=True)
+        if result.exit_code == 130:
+            self.stream.write("interrupted: finished shards are kept; run again with --resume\n")
+            self.stream.flush()
+        self._elapsed = time.monotonic() - start
+        return result
+
+    def _progress(self, total: int) -> Progress:
+        mode = self.config.progress
+        if mode == "auto":
+            mode = "live" if self.stream.isatty() else "plain"
+        return Progress(total, stream=self.stream, live=mode == "live", enabled=mode != "off")
+
+    def _pipeline(self, expected_items: int) -> Pipeline:
+        """The pipeline of the job's manifest, with the Ray options of the config."""
+        from remotemedia_ray.runtime.pipeline import Pipeline
+
+        config = self.config
+        assert self._job_manifest is not None, "prepare() first"
+        options = dict(config.ray_options)
+        options.setdefault("fuse", config.fuse)
+        if config.batch_size is not None:
+            options["batch_size"] = config.batch_size
+        options.setdefault("expected_items", max(1, expected_items))
+        return Pipeline(
+            self._job_manifest,
+            runtime=config.runtime,
+            address=config.address if config.runtime == "ray" else None,
+            on_error="record",
+            node_runtime=config.node_runtime,
+            **(options if config.runtime == "ray" else {}),
+        )
+
+    def _write_audio(self, output: Mapping[str, Any], rel: PurePosixPath) -> None:
+        fmt = self.config.write_audio
+        assert fmt is not None
+        for sink in self.sinks:
+            value = output[sink]
+            if isinstance(value, AudioBuffer):
+                write_audio_file(self.root, sink, rel, value, fmt)
+
+    def _record(self, entries: list[dict[str, Any]]) -> None:
+        """Append failed items to ``errors.jsonl`` and count them."""
+        if not entries:
+            return
+        with open(self.root / ERRORS, "a", encoding="utf-8") as handle:
+            for entry in entries:
+                handle.write(json.dumps(entry) + "\n")
+        self.result.items_failed += len(entries)
+
+    def _too_many_errors(self) -> bool:
+        limit = self.config.max_errors
+        return limit is not None and self.result.items_failed > limit
+
+    def finish(self) -> JobResult:
+        """Write ``metrics.json`` and the summary (nothing after an interrupted run)."""
+        result = self.result
+        if result.exit_code == 130 or self._metrics is None:
+            return result
+        metrics, elapsed = self._metrics, self._elapsed
+        # Validated again (model_copy would not check), so metrics.json keeps the seed's
+        # types: whole milliseconds (rounded to the nearest), the microseconds beside them.
+        wall_us = micros(elapsed)
+        metrics = PipelineMetrics.model_validate(
+            {
+                **metrics.model_dump(),
+                "nodes": [n for n in metrics.nodes if n.node_id not in (KEY, DURATION)],
+                "node_count": metrics.node_count - 2,
+                "total_time_us": wall_us,
+                "total_time_ms": millis(wall_us),
+                "items": result.items_done,
+                "items_failed": result.items_failed,
+                "audio_seconds": result.audio_seconds,
+                "realtime_factor": result.audio_seconds / elapsed if elapsed > 0 else None,
+            }
+        )
+        (self.root / METRICS).write_text(metrics.to_json() + "\n", encoding="utf-8")
+        result.metrics = metrics
+        result.summary = (
+            f"{metrics.summary()}: {result.items_done} file(s) done, {result.items_skipped} "
+            f"skipped, {result.items_failed} failed, {result.audio_seconds / 3600:.3f} h of "
+            f"audio at {realtime_text(metrics.realtime_factor or 0.0)} realtime"
+        )
+        config = self.config
+        if config.max_errors is not None and result.items_failed > config.max_errors:
+            result.exit_code = 3
+            result.summary += f" (stopped: more than {config.max_errors} error(s))"
+        return result
+
+    def close(self) -> None:
+        """Release OUTDIR's lock (safe to call more than once)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _listing_error(item: InputItem) -> dict[str, Any]:
+    """The errors.jsonl entry of an input that could not be listed (no node ran).
+
+    Paths and messages are valid text (see :func:`printable_name`), so every
+    JSON reader accepts the file.
+    """
+    return {
+        "item_id": item.item_id,
+        "path": printable_name(item.path),
+        "node": None,
+        "error_type": "InputError",
+        "error": printable_name(item.error or ""),
+    }
+
+
+def _failure_entry(failure: ItemFailure, item: InputItem | None) -> dict[str, Any]:
+    """The errors.jsonl entry of an item that failed in a node."""
+    return {
+        "item_id": failure.item_id,
+        "path": printable_name(item.path) if item else None,
+        "node": failure.node_id,
+        "error_type": type(failure.error).__name__,
+        "error": printable_name(failure.error.message),
+    }
+
+
+def _internal_node(node_id: str, node_type: str, params: dict[str, Any] | None = None) -> NodeSpec:
+    """One of the job's own nodes.
+
+    Its id (``job:...``) is outside the manifest id pattern on purpose, so it
+    is built without validation; user manifests are validated as always.
+    """
+    return NodeSpec.model_construct(id=node_id, node_type=node_type, params=params or {})
+
+
+def _with_internal_nodes(
+    manifest: Manifest | None,
+    before: list[NodeSpec],
+    after: list[NodeSpec],
+    connections: list[tuple[str, str]],
+) -> Manifest:
+    """``manifest`` (already valid) plus the job's internal nodes and connections.
+
+    The user's nodes and connections are kept as validated; the result is
+    checked against the manifest's rules again (unique ids, known ends, DAG).
+    """
+    user_nodes = list(manifest.nodes) if manifest is not None else []
+    user_connections = list(manifest.connections) if manifest is not None else []
+    base = manifest or Manifest.from_dict(
+        {"version": "v1", "metadata": {"name": "dataset-job"}, "nodes": [], "connections": []}
+    )
+    combined = base.model_copy(
+        update={
+            "nodes": [*before, *user_nodes, *after],
+            "connections": [
+                *(Connection.model_construct(from_=src, to=dst) for src, dst in connections),
+                *user_connections,
+            ],
+        }
+    )
+    return combined.validate()
+
+
+def _job_manifest(manifest: Manifest, window_s: float | None = 600.0) -> Manifest:
+    """The manifest with the internal reader, duration and key nodes added.
+
+    Files longer than ``window_s`` seconds are read and processed in windows.
+    """
+    graph = PipelineGraph.from_manifest(manifest)
+    return _with_internal_nodes(
+        manifest,
+        before=[
+            _internal_node(READ, AudioFileReader.node_type, {"window_s": window_s}),
+            _internal_node(KEY, ContentKey.node_type),
+        ],
+        after=[_internal_node(DURATION, AudioDuration.node_type)],
+        connections=[*((READ, source) for source in graph.sources), (READ, DURATION)],
+    )
+
+
+def _job_fingerprint(manifest: Manifest, config: JobConfig, sinks: list[str]) -> dict[str, Any]:
+    """What the outputs in OUTDIR depend on besides the inputs."""
+    text = json.dumps(manifest.to_dict(), sort_keys=True)
+    fingerprint: dict[str, Any] = {
+        "manifest_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "write_audio": config.write_audio,
+    }
+    if config.write_audio:  # earlier versions wrote audio files into the sinks' folders
+        fingerprint["audio_folders"] = [audio_folder(sink) for sink in sinks]
+    return fingerprint
+
+
+def _resume_keys(
+    config: JobConfig, items: list[InputItem], done: Mapping[str, str]
+) -> dict[str, str]:
+    """Content keys of the items that an earlier run finished (computed in workers)."""
+    from remotemedia_ray.runtime.pipeline import Pipeline
+
+    candidates = [item for item in items if item.item_id in done]
+    if not candidates:
+        return {}
+    keys_manifest = _with_internal_nodes(
+        None, before=[_internal_node(KEY, ContentKey.node_type)], after=[], connections=[]
+    )
+    options = (
+        {"fuse": config.fuse, "expected_items": len(candidates), **config.ray_options}
+        if config.runtime == "ray"
+        else {}
+    )
+    with Pipeline(
+        keys_manifest,
+        runtime=config.runtime,
+        address=config.address,
+        on_error="record",
+        **options,
+    ) as pipeline:
+        return {
+            out.item_id: out[KEY]
+            for out in pipeline.map(
+                (c.to_value() for c in candidates),
+                ids=(c.item_id for c in candidates),
+                ordered=False,
+            )
+        }
+
+
+def _check_config(config: JobConfig) -> None:
+    if config.runtime not in ("ray", "local"):
+        raise ConfigError(f"--runtime must be 'ray' or 'local', got {config.runtime!r}")
+    if config.node_runtime not in (None, "auto", "cpython", "rust_native"):
+        raise ConfigError(
+            "--node-runtime must be 'auto', 'cpython' or 'rust_native', "
+            f"got {config.node_runtime!r}"
+        )
+    if config.write_audio not in (None, "flac", "wav"):
+        raise ConfigError(f"--write-audio must be 'flac' or 'wav', got {config.write_audio!r}")
+    if config.progress not in ("auto", "live", "plain", "off"):
+        raise ConfigError(
+            f"progress must be 'auto', 'live', 'plain' or 'off', got {config.progress!r}"
+        )
+    if config.batch_size is not None and config.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {config.batch_size}")
+    if config.shard_rows < 1:
+        raise ConfigError(f"--shard-rows must be >= 1, got {config.shard_rows}")
+    if config.window_s is not None and not config.window_s > 0:
+        raise ConfigError(f"--window-seconds must be > 0, got {config.window_s}")
+    if config.max_errors is not None and config.max_errors < 0:
+        raise ConfigError(f"--max-errors must be >= 0, got {config.max_errors}")
+    if config.resume and config.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
