@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -204,6 +204,15 @@ class PipelineMetrics(BaseModel):
         return (
             f"Pipeline completed in {self.total_time_ms}ms "
             f"({self.node_count} nodes, {self.total_memory_mb:.2f}MB peak memory)"
+        )
+
+    def without(self, node_ids: Iterable[str]) -> PipelineMetrics:
+        """A copy without the figures of ``node_ids``, ``node_count`` following."""
+        drop = set(node_ids)
+        kept = [node for node in self.nodes if node.node_id not in drop]
+        removed = len(self.nodes) - len(kept)
+        return self.model_copy(
+            update={"nodes": kept, "node_count": max(0, self.node_count - removed)}
         )
 
     def node(self, node_id: str) -> NodeMetrics:

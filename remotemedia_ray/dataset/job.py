@@ -305,15 +305,13 @@ class DatasetJob:
         result = self.result
         if result.exit_code == 130 or self._metrics is None:
             return result
-        metrics, elapsed = self._metrics, self._elapsed
+        metrics, elapsed = self._metrics.without((KEY, DURATION)), self._elapsed
         # Validated again (model_copy would not check), so metrics.json keeps the seed's
         # types: whole milliseconds (rounded to the nearest), the microseconds beside them.
         wall_us = micros(elapsed)
         metrics = PipelineMetrics.model_validate(
             {
                 **metrics.model_dump(),
-                "nodes": [n for n in metrics.nodes if n.node_id not in (KEY, DURATION)],
-                "node_count": metrics.node_count - 2,
                 "total_time_us": wall_us,
                 "total_time_ms": millis(wall_us),
                 "items": result.items_done,

@@ -250,3 +250,14 @@ def test_merge_sums_times_keeps_the_peak_and_applies_the_status_rule() -> None:
         "success",
         "failed",
     ]
+
+
+def test_without_drops_nodes_and_counts_only_those_present() -> None:
+    nodes = [
+        NodeMetrics(node_id=n, node_type="AddNode", runtime="cpython") for n in ("a", "b", "c")
+    ]
+    metrics = rm.PipelineMetrics(nodes=nodes, node_count=3)
+    kept = metrics.without(["b", "missing"])
+    assert [n.node_id for n in kept.nodes] == ["a", "c"]
+    assert kept.node_count == 2
+    assert metrics.node_count == 3 and len(metrics.nodes) == 3  # the original is unchanged
