@@ -26,8 +26,6 @@ __all__ = ["main"]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from remotemedia_ray.dataset import JobConfig, run_job
 
     ray_options = {}
@@ -36,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     config = JobConfig(
         manifest=args.manifest,
         input=args.input,
-        outdir=Path(args.output),
+        outdir=args.output,
         address=args.address,
         runtime=args.runtime,
         node_runtime=args.node_runtime,
@@ -204,8 +202,19 @@ def _parser() -> argparse.ArgumentParser:
         description="Run MANIFEST over every input and write each sink's outputs to OUTDIR.",
     )
     run.add_argument("manifest", metavar="MANIFEST", help="pipeline manifest (.json/.yaml)")
-    run.add_argument("-i", "--input", required=True, help="directory, glob, list file or Parquet")
-    run.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory")
+    run.add_argument(
+        "-i",
+        "--input",
+        required=True,
+        help="directory, glob, list file, Parquet dataset, or a URI of one (s3://bucket/prefix)",
+    )
+    run.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTDIR",
+        help="output directory: a local path or a URI (s3://bucket/prefix)",
+    )
     run.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS or embedded)")
     run.add_argument("--runtime", choices=["ray", "local"], default="ray", help="default: ray")
     run.add_argument(
@@ -227,8 +236,7 @@ def _parser() -> argparse.ArgumentParser:
         "--write-audio",
         choices=["flac", "wav"],
         default=None,
-        help="also write each audio output as a file under OUTDIR/<sink>.audio/, mirroring "
-        "the input paths",
+        help="also write each audio output as a file OUTDIR/<sink>.audio/<input path>.<fmt>",
     )
     run.add_argument(
         "--batch-size",
@@ -237,7 +245,12 @@ def _parser() -> argparse.ArgumentParser:
         help="items per batch (default: about four batches per actor, 1 to 32)",
     )
     run.add_argument("--max-in-flight", type=int, default=None, help="batches in flight")
-    run.add_argument("--shard-rows", type=int, default=256, help="items per Parquet shard")
+    run.add_argument(
+        "--shard-rows",
+        type=int,
+        default=256,
+        help="most items per Parquet shard (a shard is one batch)",
+    )
     run.add_argument(
         "--window-seconds",
         type=float,

@@ -22,10 +22,8 @@ Importing this module does not import Ray.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 
 from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_table
+from remotemedia_ray.columns import Layout, cell, layout_of
+from remotemedia_ray.columns import columns as sink_columns
 from remotemedia_ray.dataset import audio_extensions, decode_audio
 from remotemedia_ray.errors import (
     AudioFormatError,
@@ -291,16 +291,6 @@ def _check_column_names(sinks: Sequence[str], keep_columns: Sequence[str]) -> No
 
 # -- the actor --------------------------------------------------------------------------
 
-_Kind = Literal["audio", "segments", "number", "json"]
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How one sink's outputs become columns: the kind of value and its Arrow type."""
-
-    kind: _Kind
-    arrow_type: pa.DataType  # audio: sample type; segments: list<struct>; else the column type
-
 
 class _PipelineMapper:
     """The callable class Ray Data runs in each actor of the pool (one pipeline per actor).
@@ -323,7 +313,7 @@ class _PipelineMapper:
         self._keep_columns = keep_columns
         self._pipeline = Pipeline(manifest, runtime="local", node_runtime=runtime).open()
         self._sinks = self._pipeline.plan.graph.sinks
-        self._layouts: dict[str, _Layout] = {}
+        self._layouts: dict[str, Layout] = {}
         self._warned: set[str] = set()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -363,7 +353,7 @@ class _PipelineMapper:
             for output in outputs:
                 if sink in self._layouts:
                     break
-                layout = _layout_of(output[sink])
+                layout = layout_of(output[sink])
                 if layout is not None:
                     self._layouts[sink] = layout
 
@@ -384,7 +374,7 @@ class _PipelineMapper:
                 cells[sink] = None
                 continue
             try:
-                cells[sink] = _cell(value, layout)
+                cells[sink] = cell(value, layout)
             except (TypeError, ValueError, pa.ArrowException) as exc:
                 error = MarshalingError(
                     f"output {type(value).__name__} does not fit the {layout.kind} column "
@@ -417,7 +407,7 @@ class _PipelineMapper:
                     )
                 columns[sink] = pa.nulls(len(values))
                 continue
-            columns.update(_sink_columns(sink, layout, values))
+            columns.update(sink_columns(layout, values, sink))
         if self._on_error == "record":
             columns["error"] = pa.array(
                 [_error_text(r) if isinstance(r, RemoteMediaError) else None for r in rows],
@@ -502,85 +492,3 @@ def _probe_item(like: AudioBuffer | None) -> AudioBuffer:
 
 def _error_text(error: RemoteMediaError) -> str:
     return error.message if error.node_id is None else f"{error.node_id}: {error.message}"
-
-
-# -- sink outputs as columns -----------------------------------------------------------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _layout_of(value: Any) -> _Layout | None:
-    """The layout a first output implies; None for an empty list (not known yet)."""
-    if isinstance(value, AudioBuffer):
-        return _Layout("audio", value.format.arrow_type)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
-        try:
-            inferred = pa.array([dict(v) for v in value]).type
-        except (pa.ArrowException, TypeError, ValueError):  # not a table of records
-            return _Layout("json", pa.string())
-        fields = [
-            pa.field(f.name, pa.float64())
-            if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-            else f
-            for f in inferred
-        ]
-        return _Layout("segments", pa.list_(pa.struct(fields)))
-    if isinstance(value, (list, tuple)) and not value:
-        return None
-    if _is_number(value):
-        return _Layout("number", pa.float64())
-    return _Layout("json", pa.string())
-
-
-def _cell(value: Any, layout: _Layout) -> Any:
-    """``value`` checked against ``layout`` and made ready for its column."""
-    if layout.kind == "audio":
-        if not isinstance(value, AudioBuffer) or value.format.arrow_type != layout.arrow_type:
-            raise TypeError(f"expected {layout.arrow_type} audio, got {value!r}")
-        return value
-    if layout.kind == "segments":
-        if not isinstance(value, (list, tuple)):
-            raise TypeError("expected a list of dicts")
-        cell = [dict(v) for v in value]
-        pa.array([cell], type=layout.arrow_type)  # raises if it does not fit
-        return cell
-    if layout.kind == "number":
-        if not _is_number(value):
-            raise TypeError("expected a number")
-        return float(value)
-    return json.dumps(value, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    if isinstance(value, AudioBuffer):
-        return value.to_numpy().tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _sink_columns(sink: str, layout: _Layout, values: list[Any]) -> dict[str, pa.Array]:
-    """The column(s) of one sink for a batch; ``None`` values (failed items) become nulls."""
-    if layout.kind != "audio":
-        return {sink: pa.array(values, type=layout.arrow_type)}
-    buffers: list[AudioBuffer | None] = values
-    lengths = [0 if b is None else b.num_frames * b.channels for b in buffers]
-    offsets = np.zeros(len(buffers) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    chunks = [b.to_arrow() for b in buffers if b is not None]
-    samples = pa.concat_arrays(chunks) if chunks else pa.array([], type=layout.arrow_type)
-    valid = np.array([b is not None for b in buffers], dtype=bool)
-    audio = pa.LargeListArray.from_arrays(
-        pa.array(offsets), samples, mask=pa.array(~valid) if not valid.all() else None
-    )
-    return {
-        f"{sink}_audio": audio,
-        f"{sink}_sample_rate": pa.array(
-            [None if b is None else b.sample_rate for b in buffers], pa.int32()
-        ),
-        f"{sink}_channels": pa.array(
-            [None if b is None else b.channels for b in buffers], pa.int16()
-        ),
-    }

@@ -4,7 +4,9 @@ One module per step: :mod:`~remotemedia_ray.dataset.inputs` lists inputs,
 :mod:`~remotemedia_ray.dataset.keys` gives resume keys,
 :mod:`~remotemedia_ray.dataset.readers` decodes inputs in the workers (the
 job's internal nodes), :mod:`~remotemedia_ray.dataset.writers` writes
-outputs, :mod:`~remotemedia_ray.dataset.outdir` locks and prepares OUTDIR,
+outputs (in the workers), :mod:`~remotemedia_ray.dataset.donelog` records
+what is finished, :mod:`~remotemedia_ray.dataset.storage` resolves local paths
+and storage URIs, :mod:`~remotemedia_ray.dataset.outdir` locks and prepares OUTDIR,
 :mod:`~remotemedia_ray.dataset.progress` shows progress and
 :mod:`~remotemedia_ray.dataset.job` runs it all (:func:`run_job`).
 """
@@ -13,21 +15,31 @@ from remotemedia_ray.dataset.inputs import InputItem, audio_extensions, list_inp
 from remotemedia_ray.dataset.job import DatasetJob, JobConfig, JobResult, run_job
 from remotemedia_ray.dataset.keys import content_key, row_key
 from remotemedia_ray.dataset.readers import FileChunks, decode_audio
-from remotemedia_ray.dataset.writers import ShardWriter, safe_relative_path, sink_table
+from remotemedia_ray.dataset.storage import Location, redact, resolve
+from remotemedia_ray.dataset.writers import (
+    BatchCommit,
+    OutputWriter,
+    audio_path,
+    safe_relative_path,
+)
 
 __all__ = [
+    "BatchCommit",
     "DatasetJob",
     "FileChunks",
     "InputItem",
     "JobConfig",
     "JobResult",
-    "ShardWriter",
+    "Location",
+    "OutputWriter",
     "audio_extensions",
+    "audio_path",
     "content_key",
     "decode_audio",
     "list_inputs",
+    "redact",
+    "resolve",
     "row_key",
     "run_job",
     "safe_relative_path",
-    "sink_table",
 ]

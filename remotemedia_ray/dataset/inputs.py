@@ -10,10 +10,17 @@ or the Parquet row's id.
 An entry that cannot be used (a list file naming a missing file, or a second
 name with an id already taken) becomes an item with ``error`` set: the job
 records it in ``errors.jsonl`` and runs the rest.
+
+A storage URI (``s3://bucket/prefix``, see :mod:`~remotemedia_ray.dataset.storage`)
+is listed the same way through its filesystem: a prefix (recursively), a glob
+(``s3://bucket/corpus/**/*.flac``), a list file of paths relative to it (or
+URIs of the same store), or a Parquet dataset; its items carry the
+filesystem, and the workers read the bytes themselves.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob as globlib
 import os
 from dataclasses import dataclass
@@ -22,7 +29,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
+from remotemedia_ray.dataset.storage import Location, is_uri, resolve
 from remotemedia_ray.errors import InputError
 
 __all__ = ["InputItem", "audio_extensions", "list_inputs", "printable_name"]
@@ -47,16 +56,28 @@ class InputItem:
         path: The file to read.
         row: The row in a Parquet file, or None for an audio file.
         error: Why this entry cannot be read (it is recorded, not run), or None.
+        fs: The filesystem of ``path`` for a storage URI input, None for a local file.
     """
 
     item_id: str
     path: str
     row: int | None = None
     error: str | None = None
+    fs: pafs.FileSystem | None = None
 
     def to_value(self) -> dict[str, Any]:
         """The pipeline input that the job's reader node decodes."""
-        return {"item_id": self.item_id, "path": self.path, "row": self.row}
+        value: dict[str, Any] = {"item_id": self.item_id, "path": self.path, "row": self.row}
+        if self.fs is not None:
+            value["fs"] = self.fs
+        return value
+
+    @property
+    def shown(self) -> str:
+        """How messages name the input (a URI without secrets for a store)."""
+        if self.fs is None:
+            return printable_name(self.path)
+        return f"{self.fs.type_name}://{printable_name(self.path)}"
 
 
 def printable_name(name: str) -> str:
@@ -94,6 +115,18 @@ def list_inputs(
             a Parquet input lacks its columns, or a Parquet dataset repeats an id.
     """
     text = os.fspath(spec)
+    if is_uri(text) and not text.startswith("file://"):
+        location = resolve(text, role="input")
+        try:
+            items = _list_store(location)
+        except OSError as exc:
+            raise InputError(f"cannot list input {location.uri}: {exc}") from None
+        if not any(item.error is None for item in items):
+            first = f": {items[0].error}" if items else ""
+            raise InputError(f"input {location.uri} matches no audio files{first}")
+        return items
+    if text.startswith("file://"):
+        text = resolve(text, role="input").path
     try:
         items = _list_inputs(text, exclude)
     except OSError as exc:
@@ -147,6 +180,98 @@ def _list_inputs(text: str, exclude: str | os.PathLike[str] | None) -> list[Inpu
         return items
     items.sort(key=lambda item: (item.item_id, item.path))
     return _one_item_per_id(items)
+
+
+def _list_store(location: Location) -> list[InputItem]:
+    """The items of a URI input (see the module docs); ids are paths under the root."""
+    fs, root = location.fs, location.path
+    exts = audio_extensions()
+    info = location.info()
+    if info.type == pafs.FileType.NotFound and any(ch in root for ch in "*?["):
+        base = _glob_root(root)
+        files = [
+            f
+            for f in location.list_files(base)
+            if _suffix(f.path) in exts
+            and (
+                fnmatch.fnmatchcase(f.path, root)
+                or fnmatch.fnmatchcase(f.path, root.replace("**/", ""))
+            )
+        ]
+        items = [InputItem(_store_id(f.path, base), f.path, fs=fs) for f in files]
+    elif info.type == pafs.FileType.Directory:
+        files = location.list_files()
+        audio = [f for f in files if _suffix(f.path) in exts]
+        if audio:
+            items = [InputItem(_store_id(f.path, root), f.path, fs=fs) for f in audio]
+        else:
+            parquet = sorted(f.path for f in files if _suffix(f.path) == ".parquet")
+            items = _parquet_items(parquet, fs) if parquet else []
+    elif info.type == pafs.FileType.File and _suffix(root) == ".parquet":
+        items = _parquet_items([root], fs)
+    elif info.type == pafs.FileType.File and _suffix(root) in (".txt", ".lst", ".list"):
+        items = _store_list_items(location)
+    elif info.type == pafs.FileType.File and _suffix(root) in exts:
+        items = [InputItem(printable_name(root.rsplit("/", 1)[-1]), root, fs=fs)]
+    elif info.type == pafs.FileType.NotFound:
+        raise InputError(f"input {location.uri} does not exist")
+    else:
+        raise InputError(
+            f"input {location.uri} is not a prefix, glob, list file, Parquet dataset or audio file"
+        )
+    if any(item.row is not None for item in items):
+        _check_unique(items, location.uri)
+        return items
+    items.sort(key=lambda item: (item.item_id, item.path))
+    return _one_item_per_id(items)
+
+
+def _suffix(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def _store_id(path: str, root: str) -> str:
+    prefix = root.rstrip("/") + "/"
+    return printable_name(path[len(prefix) :] if path.startswith(prefix) else path)
+
+
+def _store_list_items(location: Location) -> list[InputItem]:
+    """The entries of a list file in a store: paths relative to its folder, or URIs.
+
+    Entries are not checked here (that would be a request each); a missing
+    file is recorded when its worker tries to read it.
+    """
+    try:
+        lines = location.read_bytes(location.path).decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"list file {location.uri} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+    base = location.path.rsplit("/", 1)[0]
+    scheme = f"{location.fs.type_name}://"
+    items: list[InputItem] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        error = None
+        if text.startswith(scheme):
+            path = text[len(scheme) :].split("?", 1)[0]
+            item_id = path
+        elif is_uri(text) or text.startswith("/"):
+            path, item_id = text, text
+            error = f"{location.uri}:{number}: {text!r} is not in this store ({scheme}...)"
+        else:
+            item_id = PurePosixPath(text).as_posix()
+            path = f"{base}/{item_id}"
+        if item_id in first_line:
+            first = first_line[item_id]
+            error = f"{location.uri}:{number}: lists {item_id!r} again (first on line {first})"
+        first_line.setdefault(item_id, number)
+        items.append(InputItem(item_id, path, error=error, fs=location.fs))
+    return items
 
 
 def _glob_root(pattern: str) -> str:
@@ -230,24 +355,29 @@ def _one_item_per_id(items: list[InputItem]) -> list[InputItem]:
     return out
 
 
-def _parquet_items(files: list[Path]) -> list[InputItem]:
+def _parquet_items(
+    files: list[Path] | list[str], fs: pafs.FileSystem | None = None
+) -> list[InputItem]:
     import pyarrow.parquet as pq
 
     items: list[InputItem] = []
-    for file in files:
+    for name in files:
+        file = str(name) if fs is not None else str(Path(name).resolve())
         try:
-            meta = pq.ParquetFile(file)
+            meta = (
+                pq.ParquetFile(fs.open_input_file(file)) if fs is not None else pq.ParquetFile(file)
+            )
             names = meta.schema_arrow.names
             if "audio" not in names or "sample_rate" not in names:
                 raise InputError(f"{file}: a Parquet input needs audio and sample_rate columns")
             ids = (
                 meta.read(columns=["id"]).column("id").to_pylist()
                 if "id" in names
-                else [f"{file.resolve()}#{i}" for i in range(meta.metadata.num_rows)]
+                else [f"{file}#{i}" for i in range(meta.metadata.num_rows)]
             )
-        except pa.ArrowException as exc:
+        except (pa.ArrowException, OSError) as exc:
             raise InputError(f"cannot read Parquet input {file}: {exc}") from None
-        items.extend(InputItem(str(i), str(file.resolve()), row) for row, i in enumerate(ids))
+        items.extend(InputItem(str(i), file, row, fs=fs) for row, i in enumerate(ids))
     return items
 
 

@@ -1,26 +1,32 @@
-"""The dataset job: run a manifest over a folder of audio and write the results.
+"""The dataset job: run a manifest over a corpus of audio and write the results.
 
 ``remotemedia-ray run MANIFEST -i INPUT -o OUTDIR`` (see :func:`run_job`), in
-the steps of :class:`DatasetJob`:
+the steps of :class:`DatasetJob`. INPUT and OUTDIR are local paths or storage
+URIs (``s3://bucket/prefix``; see :mod:`~remotemedia_ray.dataset.storage`).
 
 1. ``prepare``: the inputs are listed on the driver (names only, see
    :func:`~remotemedia_ray.dataset.inputs.list_inputs`) and OUTDIR is locked
    and made ready (:mod:`~remotemedia_ray.dataset.outdir`); the manifest is
    extended with internal nodes: ``job:read`` decodes each file (in a Ray
-   worker) and feeds the manifest's sources, ``job:duration`` reports its
-   length, ``job:key`` digests its bytes (the resume key); a manifest's node
-   ids cannot contain ``:``, so they never clash with these;
-2. ``resume`` (with ``--resume``): unfinished shards are deleted, and every
-   item whose path and content digest are recorded as done is skipped; the
-   rest run again, so a resumed run's outputs equal an uninterrupted run's;
-3. ``run``: results stream back as batches complete; every sink's outputs go
-   to Parquet shards ``OUTDIR/<sink>/part-*.parquet`` (and, with
-   ``--write-audio``, audio files ``OUTDIR/<sink>.audio/<relative path>``),
-   each written atomically; a shard is recorded in ``OUTDIR/_done.jsonl`` only
-   once all its files exist; failed items (and inputs that could not be
-   listed) go to ``OUTDIR/errors.jsonl`` (item, path, node, error);
-4. ``finish``: ``OUTDIR/metrics.json`` and a one-line summary end the run,
-   and the lock is released.
+   worker, which reads the bytes itself) and feeds the manifest's sources,
+   ``job:duration`` reports its length, ``job:key`` digests its bytes (the
+   resume key); a manifest's node ids cannot contain ``:``, so they never
+   clash with these;
+2. ``resume`` (with ``--resume``): files the done log does not name are
+   deleted, and every item whose id and content digest are recorded as done
+   is skipped; the rest run again, so a resumed run's outputs equal an
+   uninterrupted run's;
+3. ``run``: the worker that ran a batch writes its outputs
+   (:class:`~remotemedia_ray.dataset.writers.OutputWriter`): a Parquet shard
+   per sink ``OUTDIR/<sink>/part-*.parquet`` and, with ``--write-audio``,
+   audio files ``OUTDIR/<sink>.audio/<input path>.<fmt>``. The driver only
+   receives each batch's commit (files, item ids, keys, seconds) and records
+   it in the done log ``OUTDIR/_done/`` (:mod:`~remotemedia_ray.dataset.donelog`);
+   failed items (and inputs that could not be listed) go to
+   ``OUTDIR/errors.jsonl`` (item, path, node, error);
+4. ``finish``: files no record names (a batch Ray gave up on) are deleted,
+   ``OUTDIR/metrics.json`` and a one-line summary end the run, and the lock is
+   released.
 
 A file longer than ``window_s`` (10 minutes by default) is decoded and
 pushed through the nodes one window at a time, inside one worker, with the
@@ -31,7 +37,6 @@ memory then grows with the outputs kept, not with the input. With
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import sys
@@ -39,21 +44,17 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from remotemedia_ray.audio import AudioBuffer
+from remotemedia_ray.dataset import donelog
+from remotemedia_ray.dataset.donelog import DoneLog
 from remotemedia_ray.dataset.inputs import InputItem, list_inputs, printable_name
 from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_outdir
 from remotemedia_ray.dataset.progress import Progress, realtime_text
 from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, ContentKey
-from remotemedia_ray.dataset.writers import (
-    ShardBuffer,
-    ShardWriter,
-    audio_folder,
-    plan_audio_paths,
-    write_audio_file,
-)
+from remotemedia_ray.dataset.storage import Location, redact, resolve
+from remotemedia_ray.dataset.writers import BatchCommit, OutputWriter, audio_folder
 from remotemedia_ray.errors import ConfigError
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import Connection, Manifest, NodeSpec
@@ -80,7 +81,7 @@ class JobConfig:
 
     manifest: Manifest | str | Path
     input: str
-    outdir: Path
+    outdir: str | Path
     address: str | None = None
     runtime: Literal["ray", "local"] = "ray"
     node_runtime: Literal["auto", "cpython", "rust_native"] | None = None
@@ -141,13 +142,17 @@ class DatasetJob:
         self.config = config
         self.stream = stream or sys.stderr
         self.result = JobResult(exit_code=0)
-        self.root = config.outdir  # resolved once prepared
+        self.out: Location | None = None
+        self.run_id = uuid.uuid4().hex[:8]
         self.sinks: list[str] = []
         self.items: list[InputItem] = []
         self.skip: set[str] = set()
         self._lock: OutdirLock | None = None
         self._job_manifest: Manifest | None = None
         self._metrics: PipelineMetrics | None = None
+        self._named: set[str] = set()
+        self._errors: list[dict[str, Any]] = []
+        self._errors_written = 0
         self._elapsed = 0.0
 
     @property
@@ -171,84 +176,91 @@ class DatasetJob:
         manifest.validate()
         self.sinks = list(PipelineGraph.from_manifest(manifest).sinks)
         self._job_manifest = _job_manifest(manifest, config.window_s)
-        self.items = list_inputs(config.input, exclude=config.outdir)
+        out = resolve(config.outdir, role="output")
+        self.items = list_inputs(config.input, exclude=out.path if out.local else None)
         self._lock = prepare_outdir(
-            config.outdir,
+            out,
             sinks=self.sinks,
             fingerprint=_job_fingerprint(manifest, config, self.sinks),
             resume=config.resume,
             overwrite=config.overwrite,
             stream=self.stream,
         )
-        self.root = config.outdir.resolve()
+        self.out = out
         self.result.items_total = len(self.items)
 
     def resume(self) -> None:
         """With ``--resume``: drop unfinished outputs and find the items already done."""
         if not self.config.resume:
             return
-        root = self.root
-        done_shards, done_items = ShardWriter.load_done(root)
-        ShardWriter.remove_orphans(root, self.sinks, done_shards)
-        (root / ERRORS).unlink(missing_ok=True)  # failed items run again
+        out = self._out
+        state = donelog.load(out)
+        donelog.sweep(out, self.sinks, state.files)
+        out.delete(out.join(ERRORS))  # failed items run again
         readable = self.readable
-        current = _resume_keys(self.config, readable, done_items)
-        self.skip = {i for i, key in current.items() if done_items.get(i) == key}
-        rerun = set(done_items) & {i.item_id for i in readable} - self.skip
-        ShardWriter.drop_items(root, self.sinks, rerun)
+        current = _resume_keys(self.config, readable, state.items)
+        self.skip = {i for i, key in current.items() if state.items.get(i) == key}
+        rerun = set(state.items) & {i.item_id for i in readable} - self.skip
+        if rerun:
+            donelog.drop_items(out, state, rerun, self.run_id)
+        self._named = set(state.files)
         self.result.items_skipped = len(self.skip)
 
-    def run(self) -> JobResult:
-        """Run the manifest over every item not skipped, writing shards as they fill.
+    @property
+    def _out(self) -> Location:
+        assert self.out is not None, "prepare() first"
+        return self.out
 
-        On Ctrl-C the shard being written completes and ``exit_code`` is 130.
+    def run(self) -> JobResult:
+        """Run the manifest over every item not skipped; the workers write the outputs.
+
+        On Ctrl-C the batches already written are recorded and ``exit_code`` is 130.
         """
-        config, result = self.config, self.result
+        config, result, out = self.config, self.result, self._out
         todo = [item for item in self.readable if item.item_id not in self.skip]
         unlisted = [item for item in self.items if item.error is not None]
         progress = self._progress(len(todo) + len(unlisted))
-        audio_paths = (
-            plan_audio_paths((i.item_id for i in self.readable), config.write_audio)
-            if config.write_audio
-            else {}
-        )
         by_id = {item.item_id: item for item in todo}
         start = time.monotonic()
         self._record([_listing_error(item) for item in unlisted])
+        log = DoneLog(out, self.run_id)
+        writer = OutputWriter(
+            out,
+            tuple(self.sinks),
+            self.run_id,
+            key_node=KEY,
+            duration_node=DURATION,
+            write_audio=config.write_audio,
+        )
         pipeline = self._pipeline(len(todo))
-        writer = ShardWriter(self.root, self.sinks, uuid.uuid4().hex[:8])
         recorded = 0
-        with ShardBuffer(writer, config.shard_rows) as shards:
-            try:
-                with pipeline:
-                    values: Iterator[dict[str, Any]] = (item.to_value() for item in todo)
-                    ids = (item.item_id for item in todo)
-                    for output in pipeline.map(values, ids=ids, ordered=False):
-                        if config.write_audio:  # before its shard can be recorded as done
-                            self._write_audio(output, audio_paths[output.item_id])
-                        shards.add(output.item_id, output, output[KEY])
-                        result.items_done += 1
-                        result.audio_seconds += float(output[DURATION])
-                        failures = pipeline.failures[recorded:]
-                        recorded += len(failures)
-                        self._record([_failure_entry(f, by_id.get(f.item_id)) for f in failures])
-                        if self._too_many_errors():
-                            break
-                        progress.update(
-                            result.items_done, result.items_failed, result.audio_seconds
-                        )
+        try:
+            with pipeline:
+                values: Iterator[dict[str, Any]] = (item.to_value() for item in todo)
+                ids = (item.item_id for item in todo)
+                for commit in pipeline.write(values, writer, ids=ids):
+                    record: BatchCommit = commit.record
+                    log.add(record)
+                    self._named.update(record.files)
+                    result.items_done += len(record.items)
+                    result.audio_seconds += record.audio_seconds
                     failures = pipeline.failures[recorded:]
+                    recorded += len(failures)
                     self._record([_failure_entry(f, by_id.get(f.item_id)) for f in failures])
-                    shards.flush()
-                    shards.wait()
-                    self._metrics = pipeline.metrics
-            except KeyboardInterrupt:
-                with contextlib.suppress(KeyboardInterrupt):  # the shard being written completes
-                    shards.wait()
-                result.exit_code = 130
+                    if self._too_many_errors():
+                        break
+                    progress.update(result.items_done, result.items_failed, result.audio_seconds)
+                failures = pipeline.failures[recorded:]
+                self._record([_failure_entry(f, by_id.get(f.item_id)) for f in failures])
+                self._metrics = pipeline.metrics
+        except KeyboardInterrupt:
+            result.exit_code = 130
+        finally:
+            log.flush()
+            self._write_errors()
         progress.update(result.items_done, result.items_failed, result.audio_seconds, final=True)
         if result.exit_code == 130:
-            self.stream.write("interrupted: finished shards are kept; run again with --resume\n")
+            self.stream.write("interrupted: finished batches are kept; run again with --resume\n")
             self.stream.flush()
         self._elapsed = time.monotonic() - start
         return result
@@ -268,7 +280,9 @@ class DatasetJob:
         options = dict(config.ray_options)
         options.setdefault("fuse", config.fuse)
         if config.batch_size is not None:
-            options["batch_size"] = config.batch_size
+            options["batch_size"] = min(config.batch_size, config.shard_rows)
+        elif config.shard_rows < _AUTO_BATCH_LIMIT:
+            options["batch_size"] = config.shard_rows
         options.setdefault("expected_items", max(1, expected_items))
         return Pipeline(
             self._job_manifest,
@@ -279,32 +293,33 @@ class DatasetJob:
             **(options if config.runtime == "ray" else {}),
         )
 
-    def _write_audio(self, output: Mapping[str, Any], rel: PurePosixPath) -> None:
-        fmt = self.config.write_audio
-        assert fmt is not None
-        for sink in self.sinks:
-            value = output[sink]
-            if isinstance(value, AudioBuffer):
-                write_audio_file(self.root, sink, rel, value, fmt)
-
     def _record(self, entries: list[dict[str, Any]]) -> None:
-        """Append failed items to ``errors.jsonl`` and count them."""
-        if not entries:
-            return
-        with open(self.root / ERRORS, "a", encoding="utf-8") as handle:
-            for entry in entries:
-                handle.write(json.dumps(entry) + "\n")
+        """Keep failed items for ``errors.jsonl`` and count them."""
+        self._errors.extend(entries)
         self.result.items_failed += len(entries)
+        if len(self._errors) - self._errors_written >= _ERRORS_PER_WRITE:
+            self._write_errors()
+
+    def _write_errors(self) -> None:
+        """Write ``errors.jsonl`` whole (an object store cannot append) when it changed."""
+        if len(self._errors) == self._errors_written:
+            return
+        out = self._out
+        text = "".join(json.dumps(entry) + "\n" for entry in self._errors)
+        out.write_bytes(out.join(ERRORS), redact(text).encode("utf-8"))
+        self._errors_written = len(self._errors)
 
     def _too_many_errors(self) -> bool:
         limit = self.config.max_errors
         return limit is not None and self.result.items_failed > limit
 
     def finish(self) -> JobResult:
-        """Write ``metrics.json`` and the summary (nothing after an interrupted run)."""
+        """Delete unnamed files, write ``metrics.json`` and the summary (not after Ctrl-C)."""
         result = self.result
         if result.exit_code == 130 or self._metrics is None:
             return result
+        out = self._out
+        donelog.sweep(out, self.sinks, self._named)
         metrics, elapsed = self._metrics.without((KEY, DURATION)), self._elapsed
         # Validated again (model_copy would not check), so metrics.json keeps the seed's
         # types: whole milliseconds (rounded to the nearest), the microseconds beside them.
@@ -320,7 +335,7 @@ class DatasetJob:
                 "realtime_factor": result.audio_seconds / elapsed if elapsed > 0 else None,
             }
         )
-        (self.root / METRICS).write_text(metrics.to_json() + "\n", encoding="utf-8")
+        out.write_bytes(out.join(METRICS), (metrics.to_json() + "\n").encode("utf-8"))
         result.metrics = metrics
         result.summary = (
             f"{metrics.summary()}: {result.items_done} file(s) done, {result.items_skipped} "
@@ -340,6 +355,12 @@ class DatasetJob:
             self._lock = None
 
 
+_AUTO_BATCH_LIMIT = 32
+"""The largest batch the Ray runtime picks by itself (one batch is one shard)."""
+_ERRORS_PER_WRITE = 256
+"""Failed items kept before ``errors.jsonl`` is written again."""
+
+
 def _listing_error(item: InputItem) -> dict[str, Any]:
     """The errors.jsonl entry of an input that could not be listed (no node ran).
 
@@ -348,7 +369,7 @@ def _listing_error(item: InputItem) -> dict[str, Any]:
     """
     return {
         "item_id": item.item_id,
-        "path": printable_name(item.path),
+        "path": item.shown,
         "node": None,
         "error_type": "InputError",
         "error": printable_name(item.error or ""),
@@ -359,7 +380,7 @@ def _failure_entry(failure: ItemFailure, item: InputItem | None) -> dict[str, An
     """The errors.jsonl entry of an item that failed in a node."""
     return {
         "item_id": failure.item_id,
-        "path": printable_name(item.path) if item else None,
+        "path": item.shown if item else None,
         "node": failure.node_id,
         "error_type": type(failure.error).__name__,
         "error": printable_name(failure.error.message),
@@ -426,10 +447,16 @@ def _job_fingerprint(manifest: Manifest, config: JobConfig, sinks: list[str]) ->
     fingerprint: dict[str, Any] = {
         "manifest_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "write_audio": config.write_audio,
+        "layout": _LAYOUT,
     }
-    if config.write_audio:  # earlier versions wrote audio files into the sinks' folders
+    if config.write_audio:
         fingerprint["audio_folders"] = [audio_folder(sink) for sink in sinks]
     return fingerprint
+
+
+_LAYOUT = 2
+"""The version of OUTDIR's layout (2: workers write, the done log is ``_done/``);
+an OUTDIR of another layout is not resumed."""
 
 
 def _resume_keys(

@@ -11,6 +11,7 @@ import hashlib
 import os
 
 import numpy as np
+import pyarrow.fs as pafs
 
 from remotemedia_ray.audio import AudioBuffer
 
@@ -20,33 +21,42 @@ _RECENT_KEYS: dict[str, tuple[tuple[int, int], str]] = {}
 _RECENT_LIMIT = 1024
 
 
-def content_key(path: str) -> str:
+def content_key(path: str, fs: pafs.FileSystem | None = None) -> str:
     """A digest of a file's bytes (SHA-256, hex): the resume key of an audio file.
 
-    A file this process has just read whole (the job's reader does) is not
-    read again: its digest is remembered with its size and modification
-    time (:func:`remember_key`), and used while both are unchanged.
+    ``fs`` is the filesystem of a file in a store (None: a local path). A file
+    this process has just read whole (the job's reader does) is not read
+    again: its digest is remembered with its size and modification time
+    (:func:`remember_key`), and used while both are unchanged.
     """
-    try:
-        stat = os.stat(path)
-    except OSError:
-        stat = None
-    if stat is not None:
+    stamp: tuple[int, int] | None
+    if fs is None:
+        try:
+            stat = os.stat(path)
+            stamp = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            stamp = None
+    else:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(2, "no such file")
+        stamp = (int(info.size or 0), int(info.mtime_ns or 0))
+    if stamp is not None:
         known = _RECENT_KEYS.get(path)
-        if known is not None and known[0] == (stat.st_size, stat.st_mtime_ns):
+        if known is not None and known[0] == stamp:
             return known[1]
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(path, "rb") if fs is None else fs.open_input_stream(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def remember_key(path: str, stat: os.stat_result, data: bytes) -> None:
-    """Remember the digest of a file just read whole (see :func:`content_key`)."""
+def remember_key(path: str, stamp: tuple[int, int], data: bytes) -> None:
+    """Remember the digest of a file just read whole, with its (size, mtime_ns)."""
     if len(_RECENT_KEYS) >= _RECENT_LIMIT:
         _RECENT_KEYS.pop(next(iter(_RECENT_KEYS)))
-    _RECENT_KEYS[path] = ((stat.st_size, stat.st_mtime_ns), hashlib.sha256(data).hexdigest())
+    _RECENT_KEYS[path] = (stamp, hashlib.sha256(data).hexdigest())
 
 
 def row_key(audio: AudioBuffer) -> str:

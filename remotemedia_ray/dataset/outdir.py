@@ -1,11 +1,14 @@
 """The job's output directory: an exclusive lock, and getting it ready for a run.
 
-``OUTDIR/_job.lock`` (created with ``O_CREAT | O_EXCL``, holding the pid and
-host of the run) keeps a second run off an OUTDIR in use; it is removed when
-the run ends. A lock left by a process of this host that no longer runs is
-taken over with a message. The lock is local: two hosts sharing OUTDIR over a
-network file system are only as safe as its ``O_EXCL``, and two runs that
-take over the same stale lock in the same instant may both proceed.
+``OUTDIR/_job.lock`` (holding the pid and host of the run and a random token)
+keeps a second run off an OUTDIR in use; it is removed when the run ends. A
+lock left by a process of this host that no longer runs is taken over with a
+message. Locally the lock is created with ``O_CREAT | O_EXCL``; two hosts
+sharing OUTDIR over a network file system are only as safe as its ``O_EXCL``.
+An object store has no exclusive create: there the lock is written when none
+exists and read back after a moment, and a run whose token was overwritten by
+another's gives way; two runs starting within the same second on two hosts
+may still both proceed.
 
 Before anything is deleted or written, every folder and file the job
 touches is checked to lie inside OUTDIR after links are followed, so a link
@@ -18,14 +21,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
-from remotemedia_ray.dataset.writers import ShardWriter, audio_folder, check_inside
+import pyarrow.fs as pafs
+
+from remotemedia_ray.dataset.donelog import DONE_DIR
+from remotemedia_ray.dataset.storage import Location
+from remotemedia_ray.dataset.writers import audio_folder
 from remotemedia_ray.errors import ConfigError
 
 __all__ = ["ERRORS", "JOB_FILE", "LOCK", "METRICS", "OutdirLock", "prepare_outdir"]
@@ -34,62 +41,90 @@ LOCK = "_job.lock"
 JOB_FILE = "_job.json"
 ERRORS = "errors.jsonl"
 METRICS = "metrics.json"
-CONTROL_FILES = (ShardWriter.DONE, ERRORS, METRICS, JOB_FILE)
-"""The job's own files in OUTDIR, besides the lock and the sinks' folders."""
+CONTROL_FILES = (ERRORS, METRICS, JOB_FILE, "_done.jsonl")
+"""The job's own files in OUTDIR, besides the lock, the done log and the sinks' folders
+(``_done.jsonl`` is the done log of earlier versions, removed by ``--overwrite``)."""
+
+_SETTLE_S = 1.0
+"""How long a lock on an object store is left before it is read back."""
 
 
 class OutdirLock:
     """An exclusive lock on an output directory (see the module docs)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, out: Location, path: str, token: str) -> None:
+        self.out = out
         self.path = path
+        self.token = token
 
     @classmethod
-    def acquire(cls, outdir: Path, *, stream: TextIO) -> OutdirLock:
-        """Lock ``outdir`` (which exists) for this process.
+    def acquire(cls, out: Location, *, stream: TextIO) -> OutdirLock:
+        """Lock ``out`` (which exists) for this process.
 
         Raises:
             ConfigError: another run holds the lock, naming the lock file.
         """
-        path = outdir / LOCK
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        path = out.join(LOCK)
+        token = secrets.token_hex(8)
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "token": token,
+        }
+        data = (json.dumps(record) + "\n").encode()
         for attempt in range(2):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = _read_lock(path)
+            holder = _read_lock(out, path)
+            if holder is not None or (out.local and os.path.lexists(path)):
                 if attempt == 0 and holder is not None and _is_stale(holder):
                     stream.write(
-                        f"taking over the lock {path} of process {holder['pid']}, "
+                        f"taking over the lock {out.display(path)} of process {holder['pid']}, "
                         "which is no longer running\n"
                     )
                     stream.flush()
-                    path.unlink(missing_ok=True)
+                    out.delete(path)
                     continue
-                who = (
-                    f"process {holder.get('pid')} on {holder.get('host')}"
-                    if holder is not None
-                    else "another run"
-                )
-                raise ConfigError(
-                    f"output directory {outdir} is in use by {who} (lock file {path}); "
-                    "wait for that run to end, or delete the lock file if none is running"
-                ) from None
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-            return cls(path)
-        raise ConfigError(f"cannot lock output directory {outdir} (lock file {path})")
+                raise _in_use(out, path, holder)
+            if out.local:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    continue
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                return cls(out, path, token)
+            out.write_bytes(path, data)
+            time.sleep(_SETTLE_S)
+            holder = _read_lock(out, path)
+            if holder is None or holder.get("token") != token:
+                raise _in_use(out, path, holder)
+            return cls(out, path, token)
+        raise ConfigError(f"cannot lock output directory {out.uri} (lock file {out.display(path)})")
 
     def release(self) -> None:
-        """Remove the lock file."""
-        self.path.unlink(missing_ok=True)
+        """Remove the lock file (when it is still this run's)."""
+        holder = _read_lock(self.out, self.path)
+        if holder is None or holder.get("token") in (None, self.token):
+            self.out.delete(self.path)
 
 
-def _read_lock(path: Path) -> dict[str, Any] | None:
+def _in_use(out: Location, path: str, holder: Mapping[str, Any] | None) -> ConfigError:
+    who = (
+        f"process {holder.get('pid')} on {holder.get('host')}"
+        if holder is not None
+        else "another run"
+    )
+    return ConfigError(
+        f"output directory {out.uri} is in use by {who} (lock file {out.display(path)}); "
+        "wait for that run to end, or delete the lock file if none is running"
+    )
+
+
+def _read_lock(out: Location, path: str) -> dict[str, Any] | None:
     try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
+        holder = json.loads(out.read_bytes(path).decode("utf-8"))
     except (OSError, ValueError):
-        return None  # being written, or unreadable: never taken over
+        return None  # missing, being written, or unreadable: never taken over
     return holder if isinstance(holder, dict) else None
 
 
@@ -108,7 +143,7 @@ def _is_stale(holder: Mapping[str, Any]) -> bool:
 
 
 def prepare_outdir(
-    out: Path,
+    out: Location,
     *,
     sinks: Iterable[str],
     fingerprint: Mapping[str, Any],
@@ -125,11 +160,12 @@ def prepare_outdir(
             (without ``resume``/``overwrite``), holds another job's results
             (with ``resume``), or has a link leading outside it.
     """
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {out} exists and is not a directory")
-    created = not out.exists()
+    info = out.info()
+    if info.type == pafs.FileType.File:
+        raise ConfigError(f"output {out.uri} exists and is not a directory")
+    created = info.type == pafs.FileType.NotFound
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.fs.create_dir(out.path, recursive=True)
         lock = OutdirLock.acquire(out, stream=stream)
     except OSError as exc:
         raise _unusable(out, exc) from None
@@ -137,49 +173,60 @@ def prepare_outdir(
         _prepare_locked(out, list(sinks), fingerprint, resume=resume, overwrite=overwrite)
     except BaseException as exc:
         lock.release()
-        if created:
+        if created and out.local:
             with contextlib.suppress(OSError):
-                out.rmdir()
+                os.rmdir(out.path)
         if isinstance(exc, OSError):
             raise _unusable(out, exc) from None
         raise
     return lock
 
 
-def _unusable(out: Path, exc: OSError) -> ConfigError:
+def _unusable(out: Location, exc: OSError) -> ConfigError:
     return ConfigError(
-        f"cannot use output directory {out}: {exc.strerror or exc}"
+        f"cannot use output directory {out.uri}: {exc.strerror or exc}"
         + (f" ({exc.filename})" if exc.filename else "")
     )
 
 
 def _prepare_locked(
-    out: Path, sinks: list[str], fingerprint: Mapping[str, Any], *, resume: bool, overwrite: bool
+    out: Location,
+    sinks: list[str],
+    fingerprint: Mapping[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
 ) -> None:
-    existing = any(entry.name != LOCK for entry in out.iterdir())
+    lock_path = out.join(LOCK)
+    selector = pafs.FileSelector(out.path, recursive=False, allow_not_found=True)
+    existing = any(i.path.rstrip("/") != lock_path for i in out.fs.get_file_info(selector))
     if existing and not (resume or overwrite):
         raise ConfigError(
-            f"output directory {out} is not empty: use --resume to finish an earlier run or "
-            "--overwrite to replace its results"
+            f"output directory {out.uri} is not empty: use --resume to finish an earlier run "
+            "or --overwrite to replace its results"
         )
-    job_file = out / JOB_FILE
+    job_file = out.join(JOB_FILE)
     if resume and existing:
         try:
-            earlier = json.loads(job_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            earlier = json.loads(out.read_bytes(job_file).decode("utf-8"))
+        except (OSError, ValueError):
             earlier = None
         if earlier != fingerprint:
             raise ConfigError(
-                f"{out} holds results of another manifest or other output options "
-                f"({job_file.name} differs): --resume would mix them; use --overwrite"
+                f"{out.uri} holds results of another manifest, other output options or an "
+                f"earlier version's layout ({JOB_FILE} differs): --resume would mix them; "
+                "use --overwrite"
             )
-    root = out.resolve()
-    for name in [*sinks, *(audio_folder(sink) for sink in sinks), *CONTROL_FILES]:
-        check_inside(root, out / name)
+    folders = [*sinks, *(audio_folder(sink) for sink in sinks), DONE_DIR]
+    for name in [*folders, *CONTROL_FILES]:
+        out.inside(out.join(name))
     if overwrite:
-        for sink in sinks:
-            for folder in (sink, audio_folder(sink)):
-                shutil.rmtree(out / folder, ignore_errors=True)
+        for name in folders:
+            if out.local:  # rmtree removes links, never what they lead to
+                shutil.rmtree(out.join(name), ignore_errors=True)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                out.fs.delete_dir(out.join(name))
         for name in CONTROL_FILES:
-            (out / name).unlink(missing_ok=True)
-    job_file.write_text(json.dumps(fingerprint) + "\n", encoding="utf-8")
+            out.delete(out.join(name))
+    out.write_bytes(job_file, (json.dumps(fingerprint) + "\n").encode())

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, AudioFormat
@@ -51,11 +52,11 @@ class _ParquetCache:
         self._path: str | None = None
         self._table: pa.Table | None = None
 
-    def row(self, path: str, row: int) -> AudioBuffer:
+    def row(self, path: str, row: int, fs: pafs.FileSystem | None = None) -> AudioBuffer:
         import pyarrow.parquet as pq
 
         if self._path != path or self._table is None:
-            table = pq.read_table(path)
+            table = pq.read_table(path, filesystem=fs)
             if "channels" not in table.column_names:
                 table = table.append_column("channels", pa.array([1] * table.num_rows, pa.int16()))
             self._path, self._table = path, table
@@ -118,13 +119,15 @@ class FileChunks(AudioChunks):
 
     Decoding in windows gives the same samples as decoding the whole file.
     It pickles as its path and shape, so it can cross processes (a node that
-    cannot stream then reads the whole file where it runs).
+    cannot stream then reads the whole file where it runs). A file in a store
+    is read with ranged requests, one window at a time.
 
     Args:
-        path: The file.
+        path: The file (a path in ``fs`` when given).
         window_frames: Frames per chunk (the last may be shorter).
         sample_rate, channels, num_frames: From the file's header.
         dtype: ``int16``/``int32`` for 16/32-bit PCM, else ``float32``.
+        fs: The filesystem of a file in a store; None for a local file.
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class FileChunks(AudioChunks):
         channels: int,
         num_frames: int,
         dtype: str,
+        fs: pafs.FileSystem | None = None,
     ) -> None:
         if window_frames < 1:
             raise AudioFormatError(f"window_frames must be >= 1, got {window_frames}")
@@ -145,13 +149,15 @@ class FileChunks(AudioChunks):
         self.channels = int(channels)
         self.num_frames = int(num_frames)
         self.dtype = dtype
+        self.fs = fs
         self.format = AudioFormat.from_dtype(np.dtype(dtype))
 
     def chunks(self) -> Iterator[AudioBuffer]:
         import soundfile as sf
 
         try:
-            handle = sf.SoundFile(self.path)
+            source = self.fs.open_input_file(self.path) if self.fs is not None else self.path
+            handle = sf.SoundFile(source)
         except Exception as exc:
             raise AudioFormatError(
                 f"cannot decode audio file {self.path!r}: {_decode_problem(exc)}"
@@ -209,29 +215,54 @@ class AudioFileReader(NodeExecutor):
             raise AudioFormatError(
                 f"reader input must be an input item, got {type(input).__name__}"
             )
-        path = input["path"]
+        path, fs = input["path"], input.get("fs")
         if input.get("row") is not None:
-            return self._parquet.row(path, int(input["row"]))
+            return self._parquet.row(path, int(input["row"]), fs)
         try:
-            with open(path, "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                if stat.st_size > _READ_WHOLE_BYTES:  # maybe long: look at the header first
-                    chunks = self._long_file(path, None)
-                    if chunks is not None:
-                        return chunks
-                data = handle.read()
+            if fs is not None:
+                data, stamp = self._read_store(path, fs)
+                if isinstance(data, FileChunks):
+                    return data
+            else:
+                with open(path, "rb") as handle:
+                    stat = os.fstat(handle.fileno())
+                    if stat.st_size > _READ_WHOLE_BYTES:  # maybe long: look at the header first
+                        chunks = self._long_file(path, None)
+                        if chunks is not None:
+                            return chunks
+                    data = handle.read()
+                stamp = (stat.st_size, stat.st_mtime_ns)
         except OSError as exc:
-            raise AudioFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if len(data) == stat.st_size:  # unchanged while read: the resume key needs no re-read
-            remember_key(path, stat, data)
+            raise AudioFormatError(
+                f"cannot read {_shown(path, fs)}: {exc.strerror or exc}"
+            ) from None
+        if len(data) == stamp[0]:  # unchanged while read: the resume key needs no re-read
+            remember_key(path, stamp, data)
         info = _sound_info(data)
         if info is not None:
-            chunks = self._long_file(path, info)
+            chunks = self._long_file(path, info, fs)
             if chunks is not None:  # a long file, compressed into few bytes
                 return chunks
-        return decode_audio(data, path, info=info)
+        return decode_audio(data, _shown(path, fs), info=info)
 
-    def _long_file(self, path: str, info: Any) -> FileChunks | None:
+    def _read_store(
+        self, path: str, fs: pafs.FileSystem
+    ) -> tuple[bytes | FileChunks, tuple[int, int]]:
+        """A file of a store: its bytes (or its chunks when long) and its size and time."""
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(2, "no such file")
+        stamp = (int(info.size or 0), int(info.mtime_ns or 0))
+        if stamp[0] > _READ_WHOLE_BYTES:
+            chunks = self._long_file(path, None, fs)
+            if chunks is not None:
+                return chunks, stamp
+        with fs.open_input_stream(path) as handle:
+            return handle.read(), stamp
+
+    def _long_file(
+        self, path: str, info: Any, fs: pafs.FileSystem | None = None
+    ) -> FileChunks | None:
         """The file as chunks when it is longer than the window, else None.
 
         ``info`` is its header (soundfile's ``info``), or None to read it.
@@ -243,7 +274,11 @@ class AudioFileReader(NodeExecutor):
             return None
         if info is None:
             try:
-                info = sf.info(path)
+                if fs is not None:
+                    with fs.open_input_file(path) as handle:
+                        info = sf.info(handle)
+                else:
+                    info = sf.info(path)
             except Exception:
                 return None  # reading it whole gives the error
         window = max(1, math.floor(window_s * info.samplerate))
@@ -256,7 +291,13 @@ class AudioFileReader(NodeExecutor):
             channels=info.channels,
             num_frames=info.frames,
             dtype=_decode_dtype(info.subtype),
+            fs=fs,
         )
+
+
+def _shown(path: str, fs: pafs.FileSystem | None) -> str:
+    """How errors name a file: its path, or its URI in a store."""
+    return path if fs is None else f"{fs.type_name}://{path}"
 
 
 _READ_WHOLE_BYTES = 4 << 20
@@ -282,12 +323,15 @@ class ContentKey(NodeExecutor):
     def execute(self, input: Any) -> str:
         if not isinstance(input, dict) or "path" not in input:
             raise AudioFormatError(f"key input must be an input item, got {type(input).__name__}")
+        path, fs = input["path"], input.get("fs")
         try:
             if input.get("row") is not None:
-                return row_key(self._parquet.row(input["path"], int(input["row"])))
-            return content_key(input["path"])
+                return row_key(self._parquet.row(path, int(input["row"]), fs))
+            return content_key(path, fs)
         except OSError as exc:
-            raise AudioFormatError(f"cannot read {input['path']}: {exc.strerror or exc}") from None
+            raise AudioFormatError(
+                f"cannot read {_shown(path, fs)}: {exc.strerror or exc}"
+            ) from None
 
 
 class AudioDuration(NodeExecutor):

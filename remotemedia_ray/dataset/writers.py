@@ -1,45 +1,53 @@
-"""Writing a job's outputs: Parquet shards per sink, audio files, every file atomically.
+"""Writing a job's outputs where the work runs: Parquet shards per sink, audio files.
 
-Every file is written under a temporary name and renamed into place, and
-every output path is checked to stay inside the output directory. Each
-output format has its own folder, so that one never mistakes the other's
-files for its own:
+The worker that produced a batch writes it (:class:`OutputWriter`, called by
+the pipeline inside that worker) straight to the output storage, and hands
+the driver a small :class:`BatchCommit` naming the files it wrote. Each
+output format has its own folder, so one never mistakes the other's files:
 
-* ``OUTDIR/<sink>/part-<run>-<n>.parquet``: a sink's rows
-  (:func:`sink_table`), written by :class:`ShardWriter`, so that
-  ``pyarrow.parquet.read_table(OUTDIR/<sink>)`` reads them all;
-* ``OUTDIR/<sink>.audio/<relative path>``: with ``--write-audio``, a sink's
-  audio outputs as files (:func:`write_audio_file`); a node id cannot contain
-  a ``.``, so no sink's folder is ever another's audio folder.
+* ``OUTDIR/<sink>/part-<run>-<digest>.parquet``: one shard per batch, with a
+  row per item (:func:`remotemedia_ray.columns.sink_table`), so
+  ``pyarrow.parquet.read_table(OUTDIR/<sink>)`` reads them all. The digest
+  is of the batch's item ids: a batch that Ray retries (a worker died while
+  writing) writes the same names again, so a retry overwrites, and never
+  duplicates, what the first attempt wrote;
+* ``OUTDIR/<sink>.audio/<input path>.<fmt>``: with ``--write-audio``, each
+  audio output as a file named after its input (see :func:`audio_path`); a
+  node id cannot contain a ``.``, so no sink's folder is another's audio folder.
+
+Every file appears whole or not at all: locally it is written under a
+temporary name (starting with ``.``) and renamed; on an object store a PUT is
+atomic. The driver records a batch in the done log only after its commit
+arrives, and files the done log does not name are removed (see
+:mod:`~remotemedia_ray.dataset.donelog`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
+import io
 import re
-from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat, audio_list_column
-from remotemedia_ray.errors import AudioFormatError, ConfigError
+from remotemedia_ray.audio import AudioBuffer, AudioFormat
+from remotemedia_ray.columns import sink_table
+
+if TYPE_CHECKING:
+    from remotemedia_ray.dataset.storage import Location
 
 __all__ = [
-    "ShardBuffer",
-    "ShardWriter",
-    "atomic_replace",
+    "BatchCommit",
+    "OutputWriter",
     "audio_folder",
-    "check_inside",
-    "plan_audio_paths",
+    "audio_path",
+    "encode_audio",
     "safe_relative_path",
-    "sink_table",
-    "write_audio_file",
+    "shard_name",
 ]
 
 
@@ -68,319 +76,132 @@ def safe_relative_path(item_id: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def check_inside(root: Path, target: Path) -> Path:
-    """``target`` resolved (links followed); a ConfigError when that is outside ``root``."""
-    resolved = target.resolve()
-    if resolved != root.resolve() and root.resolve() not in resolved.parents:
-        raise ConfigError(
-            f"refusing to use {target}: it leads to {resolved}, outside the output directory {root}"
-        )
-    return resolved
+def audio_path(item_id: str, fmt: str) -> PurePosixPath:
+    """Where ``--write-audio`` puts an item's audio, relative to ``<sink>.audio/``.
 
-
-def atomic_replace(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` over ``final`` durably (file, rename and folder all synced)."""
-    with open(tmp, "rb+") as handle:
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def plan_audio_paths(item_ids: Iterable[str], fmt: str) -> dict[str, PurePosixPath]:
-    """Unique relative output paths for ``--write-audio``, decided from every id at once.
-
-    An item keeps its safe relative path with the suffix replaced (``a/x.wav``
-    -> ``a/x.flac``) unless that clashes with another item's, as ``x.wav`` and
-    ``x.flac`` or ``a b.wav`` and ``a_b.wav`` would; clashing items keep their
-    old suffix too (``x.wav.flac``), and a short digest of the id is added if
-    that still clashes. The result does not depend on the order items finish in.
+    The item's path with the format's suffix added (``a/x.wav`` -> ``a/x.wav.flac``),
+    decided by the item alone, so every worker names it the same, and two
+    inputs never share an output (``x.wav`` and ``x.flac`` give ``x.wav.flac``
+    and ``x.flac.flac``). An id that is not already a safe relative path
+    (see :func:`safe_relative_path`: an absolute path, ``..``, unusual
+    characters) is made one and gets a digest of the id, so ids that clean
+    up alike stay apart (``a b.wav`` -> ``a_b.wav-<digest>.flac``).
     """
-    ids = sorted(set(item_ids))
-    plain = {i: safe_relative_path(i).with_suffix(f".{fmt}") for i in ids}
-    counts: dict[PurePosixPath, int] = {}
-    for path in plain.values():
-        counts[path] = counts.get(path, 0) + 1
-    planned: dict[str, PurePosixPath] = {}
-    for item_id in ids:
-        path = plain[item_id]
-        if counts[path] > 1:
-            rel = safe_relative_path(item_id)
-            path = rel.with_name(f"{rel.name}.{fmt}")
-        planned[item_id] = path
-    seen: dict[PurePosixPath, int] = {}
-    for path in planned.values():
-        seen[path] = seen.get(path, 0) + 1
-    for item_id, path in planned.items():
-        if seen[path] > 1:
-            tag = hashlib.blake2b(item_id.encode(), digest_size=4).hexdigest()
-            planned[item_id] = path.with_name(f"{path.stem}-{tag}.{fmt}")
-    return planned
+    rel = safe_relative_path(item_id)
+    name = rel.name
+    if rel.as_posix() != item_id:
+        name += (
+            "-"
+            + hashlib.blake2b(item_id.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+        )
+    return rel.with_name(f"{name}.{fmt}")
 
 
-def write_audio_file(
-    root: Path, sink: str, rel: PurePosixPath, audio: AudioBuffer, fmt: str
-) -> Path:
-    """Write ``audio`` to ``root/<sink>.audio/rel`` atomically (inside ``root``); returns it."""
+def encode_audio(audio: AudioBuffer, fmt: str) -> bytes:
+    """``audio`` as the bytes of a FLAC or WAV file.
+
+    Integer PCM keeps its width (32-bit becomes 24-bit in FLAC, its widest);
+    float audio is stored as float in WAV and as 24-bit PCM in FLAC.
+    """
     import soundfile as sf
 
-    final = check_inside(root, root / audio_folder(sink) / rel)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    samples = audio.to_numpy()
     subtype = {
         AudioFormat.I16: "PCM_16",
-        AudioFormat.I32: "PCM_32",
+        AudioFormat.I32: "PCM_32" if fmt == "wav" else "PCM_24",
         AudioFormat.F32: "FLOAT" if fmt == "wav" else "PCM_24",
         AudioFormat.F64: "DOUBLE" if fmt == "wav" else "PCM_24",
     }[audio.format]
-    if fmt == "flac" and audio.format is AudioFormat.I32:
-        subtype = "PCM_24"
-    try:
-        sf.write(tmp, samples, audio.sample_rate, subtype=subtype, format=fmt.upper())
-        atomic_replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.to_numpy(), audio.sample_rate, subtype=subtype, format=fmt.upper())
+    return buffer.getvalue()
 
 
-_SEGMENT = pa.struct(
-    [
-        ("start_ms", pa.float64()),
-        ("end_ms", pa.float64()),
-        ("energy_db", pa.float64()),
-        ("confidence", pa.float64()),
-    ]
-)
+def shard_name(run_id: str, item_ids: Iterable[str]) -> str:
+    """The file name of the shard holding ``item_ids``, the same for every attempt of a batch."""
+    digest = hashlib.blake2b(digest_size=10)
+    for item_id in sorted(item_ids):
+        digest.update(item_id.encode("utf-8", "surrogatepass") + b"\0")
+    return f"part-{run_id}-{digest.hexdigest()}.parquet"
 
 
-def _is_segments(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(v, dict) and set(v) == {"start_ms", "end_ms", "energy_db", "confidence"}
-        for v in value
-    )
+@dataclass
+class BatchCommit:
+    """What a worker wrote for one batch: all the driver receives of its outputs.
 
-
-def sink_table(rows: list[tuple[str, Any]]) -> pa.Table:
-    """The Parquet table of one sink's outputs: ``id`` plus columns by output kind.
-
-    AudioBuffer outputs: ``audio`` (list of samples), ``sample_rate``, ``channels``;
-    VAD segments: ``segments`` (list of struct); numbers: ``value`` (float64);
-    anything else: ``value`` as JSON text.
-    """
-    ids = [item_id for item_id, _ in rows]
-    values = [value for _, value in rows]
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {"id": pa.array(ids, pa.string())}
-    if values and all(isinstance(v, AudioBuffer) for v in values):
-        fmt = values[0].format
-        for v in values:
-            if v.format is not fmt:
-                raise AudioFormatError(f"sink outputs mix formats {fmt.value} and {v.format.value}")
-        columns["audio"] = audio_list_column(values, fmt)
-        columns["sample_rate"] = pa.array([v.sample_rate for v in values], pa.int32())
-        columns["channels"] = pa.array([v.channels for v in values], pa.int16())
-    elif values and all(_is_segments(v) for v in values):
-        columns["segments"] = pa.array(values, pa.list_(_SEGMENT))
-    elif values and all(
-        isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values
-    ):
-        columns["value"] = pa.array([float(v) for v in values], pa.float64())
-    else:
-        columns["value"] = pa.array([json.dumps(v, default=_json_default) for v in values])
-    return pa.table(columns)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, AudioBuffer):
-        return {"audio": value.to_numpy().tolist(), "sample_rate": value.sample_rate}
-    if isinstance(value, np.generic):
-        return value.item()
-    return repr(value)
-
-
-class ShardWriter:
-    """Writes every sink's rows of one shard, then records the shard as done.
-
-    ``root/<sink>/part-<run>-<n>.parquet`` holds the same items for every sink;
-    each file is written as ``.part-....tmp`` and renamed. Only after all of a
-    shard's files are in place is the shard appended to ``root/_done.jsonl``,
-    with its items' resume keys, so an interrupted run leaves no half-written
-    file and no item counted done before its outputs exist.
+    Attributes:
+        shard: The shard's file name (the same in every sink's folder).
+        files: Every file written, relative to OUTDIR (POSIX form).
+        items: ``{item_id: resume key}`` of the batch's items.
+        audio_seconds: The summed duration of the items' inputs.
     """
 
-    DONE = "_done.jsonl"
+    shard: str
+    files: list[str]
+    items: dict[str, str]
+    audio_seconds: float = 0.0
 
-    def __init__(self, root: Path, sinks: Iterable[str], run_id: str) -> None:
-        self.root = root
-        self.sinks = list(sinks)
-        self.run_id = run_id
-        self.shards = 0
+    def to_record(self) -> dict[str, Any]:
+        """The done log's line for this batch."""
+        return {"shard": self.shard, "files": self.files, "items": self.items}
 
-    def write(self, rows: Mapping[str, list[tuple[str, Any]]], keys: Mapping[str, str]) -> str:
-        """Write one shard (``rows[sink]`` = ``[(item_id, output), ...]``); returns its name."""
+
+@dataclass(frozen=True)
+class OutputWriter:
+    """Writes the sink outputs of a batch of items, in the worker that produced them.
+
+    Pickled once into every worker (the filesystem travels with its
+    credentials). :meth:`write` writes one Parquet shard per sink and, with
+    ``write_audio``, one file per audio output, and returns a :class:`BatchCommit`.
+
+    Attributes:
+        out: OUTDIR (a :class:`~remotemedia_ray.dataset.storage.Location`).
+        sinks: The manifest's sinks, whose outputs are written.
+        run_id: This run's id, part of every shard name.
+        key_node, duration_node: The outputs that hold each item's resume key
+            and duration (not written as sinks).
+        write_audio: ``"flac"``, ``"wav"`` or None.
+    """
+
+    out: Location
+    sinks: tuple[str, ...]
+    run_id: str
+    key_node: str
+    duration_node: str
+    write_audio: str | None = None
+    node_id: str = field(default="job:write")
+
+    def write(self, outputs: Sequence[Mapping[str, Any]], item_ids: Sequence[str]) -> BatchCommit:
+        """Write the outputs of one batch (``outputs[i]`` of item ``item_ids[i]``)."""
         import pyarrow.parquet as pq
 
-        name = f"part-{self.run_id}-{self.shards:05d}.parquet"
-        self.shards += 1
+        name = shard_name(self.run_id, item_ids)
+        files: list[str] = []
+        if self.write_audio:
+            for item_id, output in zip(item_ids, outputs, strict=True):
+                for sink in self.sinks:
+                    value = output[sink]
+                    if isinstance(value, AudioBuffer):
+                        rel = f"{audio_folder(sink)}/{audio_path(item_id, self.write_audio)}"
+                        data = encode_audio(value, self.write_audio)
+                        self.out.write_bytes(self.out.inside(self.out.join(rel)), data)
+                        files.append(rel)
         for sink in self.sinks:
-            final = check_inside(self.root, self.root / sink / name)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".{name}.tmp")
-            try:
-                pq.write_table(sink_table(rows.get(sink, [])), tmp)
-                atomic_replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
-        record = {"shard": name, "items": dict(keys)}
-        with open(self.root / self.DONE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        return name
-
-    @classmethod
-    def load_done(cls, root: Path) -> tuple[set[str], dict[str, str]]:
-        """Shard names recorded as done and ``{item_id: key}`` of their items."""
-        shards: set[str] = set()
-        items: dict[str, str] = {}
-        done = root / cls.DONE
-        if not done.exists():
-            return shards, items
-        for line in done.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line from a crash: that shard is not done
-            shards.add(record["shard"])
-            items.update(record["items"])
-        return shards, items
-
-    @classmethod
-    def load_records(cls, root: Path) -> list[dict[str, Any]]:
-        """The shard records of ``_done.jsonl`` (a torn last line is ignored)."""
-        done = root / cls.DONE
-        if not done.exists():
-            return []
-        records = []
-        for line in done.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
-
-    @classmethod
-    def drop_items(cls, root: Path, sinks: Iterable[str], item_ids: set[str]) -> None:
-        """Remove ``item_ids``' rows from every done shard (they are about to run again)."""
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        records = cls.load_records(root)
-        changed = False
-        for record in records:
-            stale = item_ids & set(record["items"])
-            if not stale:
-                continue
-            changed = True
-            for sink in sinks:
-                final = check_inside(root, root / sink) / record["shard"]
-                if not final.exists():
-                    continue
-                table = pq.read_table(final)
-                keep = pc.invert(pc.is_in(table.column("id"), pa.array(sorted(stale))))
-                tmp = final.with_name(f".{final.name}.tmp")
-                pq.write_table(table.filter(keep), tmp)
-                atomic_replace(tmp, final)
-            record["items"] = {k: v for k, v in record["items"].items() if k not in stale}
-        if changed:
-            tmp = root / f".{cls.DONE}.tmp"
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-            atomic_replace(tmp, root / cls.DONE)
-
-    @classmethod
-    def remove_orphans(cls, root: Path, sinks: Iterable[str], done_shards: set[str]) -> int:
-        """Delete what an interrupted run left unfinished; returns how many files.
-
-        That is every shard file not recorded as done and every temporary in
-        a sink's folder, and the temporaries of audio files (an output file's
-        name never starts with a dot: see :func:`safe_relative_path`). Only
-        folders inside ``root`` are touched (a ConfigError otherwise), and
-        links are never followed into other folders.
-        """
-        removed = 0
-        for sink in sinks:
-            folder = check_inside(root, root / sink)
-            if folder.is_dir():
-                for file in folder.iterdir():
-                    if file.name.startswith(".part-") or (
-                        file.name.startswith("part-") and file.name not in done_shards
-                    ):
-                        file.unlink()
-                        removed += 1
-            audio = check_inside(root, root / audio_folder(sink))
-            for parent, _, names in os.walk(audio):  # never descends into links
-                for name in names:
-                    if name.startswith(".") and ".tmp-" in name:
-                        os.unlink(os.path.join(parent, name))
-                        removed += 1
-        return removed
-
-
-class ShardBuffer:
-    """The shard being filled; a full one is written by one background thread.
-
-    Parquet encoding and fsync release the GIL, so results keep arriving
-    while a shard is written; shards are written one at a time, in order.
-    Use as a context manager: leaving it waits for the shard being written.
-    """
-
-    def __init__(self, writer: ShardWriter, shard_rows: int) -> None:
-        self.writer = writer
-        self.shard_rows = shard_rows
-        self._rows: dict[str, list[tuple[str, Any]]] = {sink: [] for sink in writer.sinks}
-        self._keys: dict[str, str] = {}
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="remotemedia-shards")
-        self._writing: list[Future[str]] = []
-
-    def add(self, item_id: str, outputs: Mapping[str, Any], key: str) -> None:
-        """Add one item's sink outputs and resume key; a full shard goes to be written."""
-        for sink, rows in self._rows.items():
-            rows.append((item_id, outputs[sink]))
-        self._keys[item_id] = key
-        if len(self._keys) >= self.shard_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand the rows so far to the writer as one shard (after the one being written)."""
-        if not self._keys:
-            return
-        self.wait()
-        shard = {sink: list(rows) for sink, rows in self._rows.items()}
-        self._writing.append(self._pool.submit(self.writer.write, shard, dict(self._keys)))
-        for rows in self._rows.values():
-            rows.clear()
-        self._keys.clear()
-
-    def wait(self) -> None:
-        """Wait until every shard handed over is written (raising what writing raised)."""
-        while self._writing:
-            self._writing.pop(0).result()
-
-    def __enter__(self) -> ShardBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True)
+            rows = [
+                (item_id, output[sink]) for item_id, output in zip(item_ids, outputs, strict=True)
+            ]
+            buffer = pa.BufferOutputStream()
+            pq.write_table(sink_table(rows), buffer)
+            rel = f"{sink}/{name}"
+            self.out.write_bytes(
+                self.out.inside(self.out.join(rel)), buffer.getvalue().to_pybytes()
+            )
+            files.append(rel)
+        return BatchCommit(
+            shard=name,
+            files=files,
+            items={
+                item_id: str(output[self.key_node])
+                for item_id, output in zip(item_ids, outputs, strict=True)
+            },
+            audio_seconds=sum(float(output[self.duration_node]) for output in outputs),
+        )

@@ -24,15 +24,29 @@ import pyarrow as pa
 
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, first_error
-from remotemedia_ray.runtime.execution import NodeRunner, wrap_error
+from remotemedia_ray.runtime.batches import (
+    BatchItem,
+    decode_batch,
+    encode_batch,
+    first_error,
+    item_outcomes,
+)
+from remotemedia_ray.runtime.execution import (
+    BatchSink,
+    ItemFailure,
+    NodeRunner,
+    PipelineOutput,
+    SinkCommit,
+    wrap_error,
+    write_batch,
+)
 from remotemedia_ray.runtime.plan import PIPELINE_INPUT
 from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
 
 if TYPE_CHECKING:
     from remotemedia_ray.runtime.plan import PipelinePlan
 
-__all__ = ["CONTROL_GROUP", "FusedActor", "NodeActor"]
+__all__ = ["CONTROL_GROUP", "FusedActor", "NodeActor", "write_sink_tables"]
 
 CONTROL_GROUP = "control"
 """The concurrency group of the actors' control calls (``metrics``, ``cleanup``)."""
@@ -70,6 +84,10 @@ class NodeActor:
     def ready(self) -> int:
         """Readiness probe: the actor's process id once its node is initialized."""
         return os.getpid()
+
+    def host(self) -> str:
+        """The id of the Ray node this actor lives on (hex)."""
+        return _host()
 
     def execute_batch(self, *tables: pa.Table) -> pa.Table:
         """Run the node on every item of a batch: one table per input key of the
@@ -134,29 +152,48 @@ class FusedActor:
         """Readiness probe: the actor's process id once every node is initialized."""
         return os.getpid()
 
-    def execute_batch(self, table: pa.Table) -> pa.Table | list[pa.Table]:
-        """Run every node on every item; one output table per sink."""
-        with self.lock:
-            return self._execute_batch(table)
+    def host(self) -> str:
+        """The id of the Ray node this actor lives on (hex)."""
+        return _host()
 
-    def _execute_batch(self, table: pa.Table) -> pa.Table | list[pa.Table]:
-        sinks = self.plan.graph.sinks
-        per_sink: dict[str, list[BatchItem]] = {sink: [] for sink in sinks}
+    def execute_batch(
+        self, table: pa.Table, sink: BatchSink | None = None
+    ) -> pa.Table | list[pa.Table] | list[SinkCommit | ItemFailure]:
+        """Run every node on every item; one output table per sink.
+
+        With ``sink``, the outputs go to ``sink.write`` here instead, and the
+        sink's commit (with the batch's failures) is returned.
+        """
+        with self.lock:
+            outcomes = self._outcomes(table)
+            if sink is not None:
+                return write_batch(sink, outcomes)
+            sinks = self.plan.graph.sinks
+            tables = [
+                encode_batch(
+                    [
+                        BatchItem(o.item_id, error=o.error)
+                        if isinstance(o, ItemFailure)
+                        else BatchItem(o.item_id, o[sink_id])
+                        for o in outcomes
+                    ]
+                )
+                for sink_id in sinks
+            ]
+            return tables[0] if len(tables) == 1 else tables
+
+    def _outcomes(self, table: pa.Table) -> list[PipelineOutput | ItemFailure]:
+        outcomes: list[PipelineOutput | ItemFailure] = []
         for item in decode_batch(table):
             error = first_error([item])
             if error is None:
                 try:
-                    outputs = self.executor.run_item(item.item_id, item.value)
+                    outcomes.append(self.executor.run_item(item.item_id, item.value))
+                    continue
                 except RemoteMediaError as failed:
                     error = failed
-            if error is not None:
-                for sink in sinks:
-                    per_sink[sink].append(BatchItem(item.item_id, error=error))
-                continue
-            for sink in sinks:
-                per_sink[sink].append(BatchItem(item.item_id, outputs[sink]))
-        tables = [encode_batch(per_sink[sink]) for sink in sinks]
-        return tables[0] if len(tables) == 1 else tables
+            outcomes.append(ItemFailure(item.item_id, error.node_id, error))
+        return outcomes
 
     def metrics(self) -> list[NodeMetrics]:
         """This actor's figures, one entry per node."""
@@ -167,3 +204,18 @@ class FusedActor:
         """Clean every node up (idempotent)."""
         with self.lock:
             self.executor.close()
+
+
+def _host() -> str:
+    import ray
+
+    node_id: str = ray.get_runtime_context().get_node_id()
+    return node_id
+
+
+def write_sink_tables(
+    sink: BatchSink, item_ids: list[str], sinks: list[str], *tables: pa.Table
+) -> list[SinkCommit | ItemFailure]:
+    """Hand a batch's sink tables (unfused pipelines) to ``sink``, in a Ray task."""
+    per_sink = {sink_id: decode_batch(table) for sink_id, table in zip(sinks, tables, strict=True)}
+    return write_batch(sink, item_outcomes(item_ids, per_sink))

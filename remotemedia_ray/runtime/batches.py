@@ -28,8 +28,9 @@ import pyarrow as pa
 
 from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_list_column
 from remotemedia_ray.errors import MarshalingError, RemoteMediaError
+from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
 
-__all__ = ["BatchItem", "decode_batch", "encode_batch", "first_error"]
+__all__ = ["BatchItem", "decode_batch", "encode_batch", "first_error", "item_outcomes"]
 
 _ID = "id"
 _VALUE = "value"
@@ -117,3 +118,22 @@ def decode_batch(table: pa.Table) -> list[BatchItem]:
         else:
             items.append(BatchItem(item_id, pickle.loads(values[row])))
     return items
+
+
+def item_outcomes(
+    item_ids: Sequence[str], per_sink: dict[str, list[BatchItem]]
+) -> list[PipelineOutput | ItemFailure]:
+    """Each item's result from its rows in the sinks' batches (sink order kept).
+
+    An item failed anywhere upstream of a sink is an :class:`ItemFailure` with
+    the first error its sinks carry; otherwise its outputs by sink.
+    """
+    results: list[PipelineOutput | ItemFailure] = []
+    for row, item_id in enumerate(item_ids):
+        failure = first_error(items[row] for items in per_sink.values())
+        if failure is not None:
+            results.append(ItemFailure(item_id, failure.node_id, failure))
+        else:
+            outputs = {sink: items[row].value for sink, items in per_sink.items()}
+            results.append(PipelineOutput(item_id, outputs))
+    return results

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from remotemedia_ray.audio import AudioBuffer, AudioChunks
 from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError, message_of
@@ -20,7 +20,17 @@ from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder
 from remotemedia_ray.nodes.base import ChunkStream, NodeExecutor
 from remotemedia_ray.runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
 
-__all__ = ["ItemFailure", "NodeRunner", "PipelineOutput", "join_chunks", "wrap_error"]
+__all__ = [
+    "BatchSink",
+    "ItemFailure",
+    "NodeRunner",
+    "PipelineOutput",
+    "SinkCommit",
+    "for_item",
+    "join_chunks",
+    "wrap_error",
+    "write_batch",
+]
 
 
 class PipelineOutput(dict[str, Any]):
@@ -52,6 +62,64 @@ class ItemFailure:
             "error_type": type(self.error).__name__,
             "error": self.error.message,
         }
+
+
+class BatchSink(Protocol):
+    """Takes the outputs of a batch where they were produced (see :meth:`Pipeline.write`).
+
+    ``node_id`` names the sink in the errors of items it could not take.
+    ``write`` is called in the worker that ran the batch, with the outputs of
+    the batch's items that succeeded, and returns a small record for the
+    caller. It may run again for the same items (Ray retries a batch whose
+    worker died), so it must be idempotent: the same items, the same effect.
+    """
+
+    @property
+    def node_id(self) -> str:
+        """The name of the sink in errors."""
+        ...
+
+    def write(self, outputs: Sequence[Mapping[str, Any]], item_ids: Sequence[str]) -> Any:
+        """Take ``outputs[i]`` of item ``item_ids[i]``; returns the batch's record."""
+        ...
+
+
+@dataclass(frozen=True)
+class SinkCommit:
+    """A batch taken by a :class:`BatchSink`: its items and the sink's record."""
+
+    item_ids: list[str]
+    record: Any
+
+
+def write_batch(
+    sink: BatchSink, outcomes: Sequence[PipelineOutput | ItemFailure]
+) -> list[SinkCommit | ItemFailure]:
+    """Hand a batch's successful outputs to ``sink``; failures pass through.
+
+    When the sink raises, every item it was given fails at ``sink.node_id``
+    (the batch can run again: nothing of it counts as done).
+    """
+    done = [o for o in outcomes if isinstance(o, PipelineOutput)]
+    results: list[SinkCommit | ItemFailure] = [o for o in outcomes if isinstance(o, ItemFailure)]
+    if not done:
+        return results
+    ids = [o.item_id for o in done]
+    try:
+        record = sink.write(done, ids)
+    except Exception as exc:
+        error = wrap_error(exc, node_id=sink.node_id)
+        return [*results, *(ItemFailure(i, sink.node_id, for_item(error, i)) for i in ids)]
+    return [*results, SinkCommit(ids, record)]
+
+
+def for_item(error: RemoteMediaError, item_id: str) -> RemoteMediaError:
+    """A copy of an error of a whole batch, naming one of its items."""
+    clone = type(error).__new__(type(error))
+    clone.__dict__.update(error.__dict__)
+    Exception.__init__(clone, error.message)
+    clone.item_id = item_id
+    return clone
 
 
 def wrap_error(

@@ -15,6 +15,7 @@ on whole values. The outputs equal those of the whole audio.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -23,11 +24,22 @@ from remotemedia_ray.audio import AudioBuffer, AudioChunks, concat_audio
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
 from remotemedia_ray.metrics import NodeMetrics
 from remotemedia_ray.nodes.base import ChunkStream
-from remotemedia_ray.runtime.execution import ItemFailure, NodeRunner, PipelineOutput, wrap_error
+from remotemedia_ray.runtime.execution import (
+    BatchSink,
+    ItemFailure,
+    NodeRunner,
+    PipelineOutput,
+    SinkCommit,
+    wrap_error,
+    write_batch,
+)
 from remotemedia_ray.runtime.plan import PipelinePlan
 from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
 
-__all__ = ["LocalExecutor"]
+__all__ = ["SINK_BATCH", "LocalExecutor"]
+
+SINK_BATCH = 64
+"""Items per batch handed to a sink by the local runtime."""
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +96,31 @@ class LocalExecutor:
         return PipelineOutput(item_id, self.plan.result(outputs))
 
     def stream(
-        self, items: Iterable[tuple[str, Any]], *, ordered: bool = True
-    ) -> Iterator[PipelineOutput | ItemFailure]:
-        """Run items one after another, yielding each result or failure (always in order)."""
+        self,
+        items: Iterable[tuple[str, Any]],
+        *,
+        ordered: bool = True,
+        sink: BatchSink | None = None,
+    ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]:
+        """Run items one after another, yielding each result or failure (always in order).
+
+        With ``sink``, every :data:`SINK_BATCH` items' outputs are handed to it
+        and its :class:`SinkCommit` is yielded instead of the outputs.
+        """
         del ordered  # one item at a time: completion order is input order
+        if sink is not None:
+            source = iter(items)
+            while chunk := list(itertools.islice(source, SINK_BATCH)):
+                yield from write_batch(sink, [self._outcome(i, item) for i, item in chunk])
+            return
         for item_id, item in items:
-            try:
-                yield self.run_item(item_id, item)
-            except RemoteMediaError as error:
-                yield ItemFailure(item_id, error.node_id, error)
+            yield self._outcome(item_id, item)
+
+    def _outcome(self, item_id: str, item: Any) -> PipelineOutput | ItemFailure:
+        try:
+            return self.run_item(item_id, item)
+        except RemoteMediaError as error:
+            return ItemFailure(item_id, error.node_id, error)
 
     def runner(self, node_id: str) -> NodeRunner:
         """The started runner of ``node_id``."""

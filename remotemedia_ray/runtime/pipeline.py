@@ -27,7 +27,7 @@ from remotemedia_ray.audio import AudioBuffer
 from remotemedia_ray.errors import ConfigError, RemoteMediaError
 from remotemedia_ray.manifest import Manifest
 from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics, micros
-from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
+from remotemedia_ray.runtime.execution import BatchSink, ItemFailure, PipelineOutput, SinkCommit
 from remotemedia_ray.runtime.plan import PipelinePlan, RuntimeOverride
 from remotemedia_ray.runtime.ray_cluster import RayOptions
 from remotemedia_ray.runtime.retry import RetryPolicy
@@ -61,8 +61,12 @@ class PipelineState(str, enum.Enum):
 class _Executor(Protocol):
     def start(self) -> None: ...
     def stream(
-        self, items: Iterable[tuple[str, Any]], *, ordered: bool = True
-    ) -> Iterator[PipelineOutput | ItemFailure]: ...
+        self,
+        items: Iterable[tuple[str, Any]],
+        *,
+        ordered: bool = True,
+        sink: BatchSink | None = None,
+    ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]: ...
     def node_metrics(self) -> list[NodeMetrics]: ...
     def close(self) -> None: ...
 
@@ -231,6 +235,7 @@ class Pipeline:
         Raises the item's error (naming node and item), whatever ``on_error`` says.
         """
         (result,) = self._stream([(self._next_id(item_id), item)], ordered=True, raise_=True)
+        assert isinstance(result, PipelineOutput)
         return result
 
     def map(
@@ -259,18 +264,54 @@ class Pipeline:
         )
         return self._stream(pairs, ordered=ordered, raise_=policy == "raise")
 
+    def write(
+        self,
+        items: Iterable[Any],
+        sink: BatchSink,
+        *,
+        ids: Iterable[str] | None = None,
+        on_error: OnError | None = None,
+    ) -> Iterator[SinkCommit]:
+        """Run many items and hand each batch's outputs to ``sink`` where they were produced.
+
+        On Ray the actor that ran a batch (or, unfused, a task beside the sink
+        actors) calls ``sink.write(outputs, item_ids)`` with the outputs of the
+        batch's items that succeeded; only the sink's small record comes back.
+        The local runtime calls it in this process, every
+        :data:`~remotemedia_ray.runtime.local.SINK_BATCH` items. Yields one
+        :class:`~remotemedia_ray.runtime.execution.SinkCommit` per batch, as
+        batches complete. Failures follow ``on_error`` as in :meth:`map`; an
+        item the sink could not take fails at ``sink.node_id``.
+        """
+        policy = on_error or self.on_error
+        _check_on_error(policy)
+        id_iter = iter(ids) if ids is not None else None
+        pairs = (
+            (self._next_id(None if id_iter is None else str(next(id_iter))), item) for item in items
+        )
+        for outcome in self._stream(pairs, ordered=False, raise_=policy == "raise", sink=sink):
+            assert isinstance(outcome, SinkCommit)
+            yield outcome
+
     def _next_id(self, item_id: str | None) -> str:
         return str(next(self._ids)) if item_id is None else str(item_id)
 
     def _stream(
-        self, pairs: Iterable[tuple[str, Any]], *, ordered: bool, raise_: bool
-    ) -> Iterator[PipelineOutput]:
+        self,
+        pairs: Iterable[tuple[str, Any]],
+        *,
+        ordered: bool,
+        raise_: bool,
+        sink: BatchSink | None = None,
+    ) -> Iterator[Any]:
         self.open()
         assert self._executor is not None
         start = time.perf_counter()
         self._state = PipelineState.EXECUTING
         try:
-            for outcome in self._executor.stream(self._count_audio(pairs), ordered=ordered):
+            for outcome in self._executor.stream(
+                self._count_audio(pairs), ordered=ordered, sink=sink
+            ):
                 if isinstance(outcome, ItemFailure):
                     self._items_failed += 1
                     if raise_:
@@ -278,7 +319,7 @@ class Pipeline:
                     self.failures.append(outcome)
                     logger.warning("item %r failed: %s", outcome.item_id, outcome.error)
                     continue
-                self._items_ok += 1
+                self._items_ok += len(outcome.item_ids) if isinstance(outcome, SinkCommit) else 1
                 yield outcome
             self._state = PipelineState.COMPLETE
         except KeyboardInterrupt:

@@ -20,21 +20,33 @@ reported failed at that node.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.runtime.actors import CONTROL_GROUP, FusedActor, NodeActor
-from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, first_error
-from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
+from remotemedia_ray.runtime.actors import (
+    CONTROL_GROUP,
+    FusedActor,
+    NodeActor,
+    write_sink_tables,
+)
+from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, item_outcomes
+from remotemedia_ray.runtime.execution import (
+    BatchSink,
+    ItemFailure,
+    PipelineOutput,
+    SinkCommit,
+    for_item,
+)
 from remotemedia_ray.runtime.plan import PIPELINE_INPUT, PipelinePlan
 from remotemedia_ray.runtime.ray_cluster import (
     RayConnection,
@@ -54,6 +66,15 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_BATCH = 8
 _MAX_AUTO_BATCH = 32
+_HEALTH_S = 2.0
+"""Seconds between two looks for lost Ray nodes while batches are in flight."""
+_MAX_SENDS = 4
+"""How often one batch is sent through the actors at most (lost nodes)."""
+_RENAME_S = 10.0
+"""How long a replacement actor waits for the name of the actor it replaces."""
+_NODE_VERDICT_S = 60.0
+"""How long a batch whose actor became unreachable waits for Ray to declare its node
+dead (or alive) before it is sent again."""
 
 
 @dataclass
@@ -70,16 +91,22 @@ class _Pool:
 
 
 _FUSED = "__fused__"
+_COMMIT = "__commit__"
 
 
 @dataclass
 class _Batch:
-    """One batch in flight: its item ids, the refs of its sink outputs, and every
-    ref of its calls (cancelled when the pipeline closes mid-stream)."""
+    """One batch in flight: its item ids and input, the refs of its sink outputs,
+    every ref of its calls (cancelled when the pipeline closes mid-stream), and
+    the actors it went to (it is sent again when one of them is lost with its node)."""
 
     ids: list[str]
+    input_ref: Any
     sink_refs: dict[str, Any]
     all_refs: list[Any]
+    actors: set[str]
+    sink: BatchSink | None = None
+    sent: int = 1
 
 
 class RayExecutor:
@@ -102,6 +129,10 @@ class RayExecutor:
         )
         self._pools: dict[str, _Pool] = {}
         self._actor_nodes: dict[str, str] = {}
+        self._replicas: dict[str, int] = {}
+        self._hosts: dict[str, str] = {}
+        """The Ray node each actor lives on (actor id -> node id, both hex)."""
+        self._last_health = time.monotonic()
         self._in_flight: deque[_Batch] = deque()
         self._closed = False
         sizes = [n.spec.execution.batch_size for n in plan.nodes.values()]
@@ -136,21 +167,12 @@ class RayExecutor:
         total = ray.cluster_resources()
         cpus = float(total.get("CPU", 1.0))
         replicas = self.options.fused_replicas or max(1, int(cpus))
-        nodes = list(self.plan.nodes.values())
-        for node in nodes:
+        for node in self.plan.nodes.values():
             _pickle_user_class(node.cls)
             check_resources(total, node_gpus(node), node.node_id)
-        remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(FusedActor)
-        share = cpu_share(cpus, replicas)
-        actors = []
-        for replica in range(replicas):
-            opts = fused_actor_options(
-                nodes, pipeline_id=self.pipeline_id, replica=replica, cpus_per_actor=share
-            )
-            actor = remote_cls.options(**opts).remote(self.plan, self.retry_policy)
-            actors.append(actor)
-            self._actor_nodes[actor._actor_id.hex()] = "fused"
-        self._pools[_FUSED] = _Pool(_FUSED, actors)
+        self._remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(FusedActor)
+        self._share = cpu_share(cpus, replicas)
+        self._pools[_FUSED] = _Pool(_FUSED, [self._new_actor(_FUSED, r) for r in range(replicas)])
         if self.options.max_in_flight is None:
             self.max_in_flight = max(4, 2 * replicas)
 
@@ -160,27 +182,61 @@ class RayExecutor:
             return
         total = ray.cluster_resources()
         n_actors = sum(n.spec.execution.replicas for n in self.plan.nodes.values())
-        share = cpu_share(float(total.get("CPU", 1.0)), n_actors)
-        remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(NodeActor)
+        self._share = cpu_share(float(total.get("CPU", 1.0)), n_actors)
+        self._remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(NodeActor)
         for node in self.plan.nodes.values():  # every actor gets the whole plan
             _pickle_user_class(node.cls)
         for node_id in self.plan.graph.execution_order:
             node = self.plan.nodes[node_id]
-            actors = []
-            for replica in range(node.spec.execution.replicas):
-                opts = actor_options(
-                    node, pipeline_id=self.pipeline_id, replica=replica, cpus_per_actor=share
-                )
-                check_resources(total, opts["num_gpus"], node_id)
-                actor = remote_cls.options(**opts).remote(self.plan, node_id, self.retry_policy)
-                actors.append(actor)
-                self._actor_nodes[actor._actor_id.hex()] = node_id
-            self._pools[node_id] = _Pool(node_id, actors)
+            check_resources(total, node_gpus(node), node_id)
+            replicas = range(node.spec.execution.replicas)
+            self._pools[node_id] = _Pool(node_id, [self._new_actor(node_id, r) for r in replicas])
 
-    def _await_ready(self, ray: Any) -> None:
+    def _new_actor(self, pool_id: str, replica: int) -> Any:
+        """One actor of a pool (``_FUSED`` or a node id), created, not yet ready."""
+        if pool_id == _FUSED:
+            opts = fused_actor_options(
+                self.plan.nodes.values(),
+                pipeline_id=self.pipeline_id,
+                replica=replica,
+                cpus_per_actor=self._share,
+            )
+            actor = self._remote_cls.options(**opts).remote(self.plan, self.retry_policy)
+            self._actor_nodes[actor._actor_id.hex()] = "fused"
+            self._replicas[actor._actor_id.hex()] = replica
+            return actor
+        opts = actor_options(
+            self.plan.nodes[pool_id],
+            pipeline_id=self.pipeline_id,
+            replica=replica,
+            cpus_per_actor=self._share,
+        )
+        actor = self._remote_cls.options(**opts).remote(self.plan, pool_id, self.retry_policy)
+        self._actor_nodes[actor._actor_id.hex()] = pool_id
+        self._replicas[actor._actor_id.hex()] = replica
+        return actor
+
+    def _replacement(self, pool_id: str, replica: int) -> Any:
+        """A new actor for a lost one, under its name once Ray has let go of it."""
+        deadline = time.monotonic() + _RENAME_S
+        while True:
+            try:
+                return self._new_actor(pool_id, replica)
+            except ValueError:  # the lost actor's name is not free yet
+                if time.monotonic() > deadline:
+                    self._replaced += 1
+                    return self._new_actor(pool_id, 1000 + self._replaced)
+                time.sleep(0.2)
+
+    _remote_cls: Any = None
+    _share: float = 1.0
+
+    def _await_ready(self, ray: Any, pools: Iterable[_Pool] | None = None) -> None:
+        """Wait until every actor (of ``pools``; default all) is initialized, and note
+        the Ray node each one lives on."""
         probes = {
-            actor.ready.remote(): pool.node_id
-            for pool in self._pools.values()
+            actor.ready.remote(): (pool.node_id, actor)
+            for pool in (self._pools.values() if pools is None else pools)
             for actor in pool.actors
         }
         deadline = time.monotonic() + self.options.ready_timeout_s
@@ -188,7 +244,7 @@ class RayExecutor:
         while pending:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
-                waiting = sorted({probes[r] for r in pending})
+                waiting = sorted({probes[r][0] for r in pending})
                 raise NodeExecutionError(
                     f"timed out after {self.options.ready_timeout_s:g}s waiting for the actors "
                     f"of node(s) {', '.join(waiting)} to start (not enough resources?)",
@@ -199,48 +255,193 @@ class RayExecutor:
                 try:
                     ray.get(ref)
                 except Exception as exc:
-                    node_id = probes[ref]
                     raise NodeExecutionError(
                         f"failed to initialize: {message_of(_ray_cause(exc))}",
-                        node_id=node_id,
+                        node_id=probes[ref][0],
                     ) from None
+        hosts = {ref: actor for ref, (_, actor) in probes.items()}
+        places = [actor.host.remote() for actor in hosts.values()]
+        for actor, host in zip(hosts.values(), ray.get(places), strict=True):
+            self._hosts[actor._actor_id.hex()] = host
 
     # -- executing --------------------------------------------------------------------
 
-    def _submit(self, ray: Any, items: list[tuple[str, Any]]) -> _Batch:
+    def _submit(
+        self,
+        ray: Any,
+        items: list[tuple[str, Any]],
+        sink: BatchSink | None = None,
+        sink_ref: Any = None,
+    ) -> _Batch:
         table = encode_batch([BatchItem(item_id, value) for item_id, value in items])
-        input_ref = ray.put(table)
-        ids = [item_id for item_id, _ in items]
+        batch = _Batch([item_id for item_id, _ in items], ray.put(table), {}, [], set(), sink)
+        self._send(ray, batch, sink_ref)
+        return batch
+
+    def _send(self, ray: Any, batch: _Batch, sink_ref: Any) -> None:
+        """Send ``batch`` (again) through the actors; fills its refs and actors."""
         sinks_order = self.plan.graph.sinks
+        batch.actors = set()
         if _FUSED in self._pools:
             actor = self._pools[_FUSED].pick()
-            out = actor.execute_batch.options(num_returns=len(sinks_order)).remote(input_ref)
+            batch.actors.add(actor._actor_id.hex())
+            if batch.sink is not None:
+                ref = actor.execute_batch.remote(batch.input_ref, sink_ref)
+                batch.sink_refs, batch.all_refs = {_COMMIT: ref}, [ref]
+                return
+            out = actor.execute_batch.options(num_returns=len(sinks_order)).remote(batch.input_ref)
             out_refs = [out] if len(sinks_order) == 1 else list(out)
-            return _Batch(ids, dict(zip(sinks_order, out_refs, strict=True)), out_refs)
-        refs: dict[str, Any] = {PIPELINE_INPUT: input_ref}
+            batch.sink_refs = dict(zip(sinks_order, out_refs, strict=True))
+            batch.all_refs = out_refs
+            return
+        refs: dict[str, Any] = {PIPELINE_INPUT: batch.input_ref}
         for node_id in self.plan.graph.execution_order:
             args = [refs[key] for key in self.plan.input_keys(node_id)]
-            refs[node_id] = self._pools[node_id].pick().execute_batch.remote(*args)
-        node_refs = [refs[node_id] for node_id in self.plan.graph.execution_order]
-        return _Batch(ids, {s: refs[s] for s in sinks_order}, node_refs)
+            actor = self._pools[node_id].pick()
+            batch.actors.add(actor._actor_id.hex())
+            refs[node_id] = actor.execute_batch.remote(*args)
+        batch.all_refs = [refs[node_id] for node_id in self.plan.graph.execution_order]
+        if batch.sink is not None:
+            # The sink tables go to a task beside them, never to the driver. It holds no
+            # CPU (the actors hold them all) and may run again: a sink is idempotent.
+            task = self._sink_task(ray)
+            ref = task.remote(
+                sink_ref, batch.ids, list(sinks_order), *(refs[s] for s in sinks_order)
+            )
+            batch.sink_refs = {_COMMIT: ref}
+            batch.all_refs.append(ref)
+            return
+        batch.sink_refs = {s: refs[s] for s in sinks_order}
 
-    def _collect(self, ray: Any, batch: _Batch) -> list[PipelineOutput | ItemFailure]:
+    def _sink_task(self, ray: Any) -> Any:
+        if self._write_task is None:
+            self._write_task = ray.remote(num_cpus=0, max_retries=3)(write_sink_tables)
+        return self._write_task
+
+    _write_task: Any = None
+
+    def _collect(
+        self, ray: Any, batch: _Batch
+    ) -> Sequence[PipelineOutput | ItemFailure | SinkCommit] | None:
+        """The outcomes of a finished batch; None when it was lost with a node and
+        sent again (it is still in flight)."""
+        if batch.sink is not None:
+            try:
+                outcome: list[SinkCommit | ItemFailure] = ray.get(batch.sink_refs[_COMMIT])
+            except Exception as exc:
+                if self._lost_with_a_node(ray, batch, exc):
+                    return None
+                error = self._batch_error(exc, batch.sink.node_id)
+                return [ItemFailure(i, error.node_id, for_item(error, i)) for i in batch.ids]
+            return outcome
         per_sink: dict[str, list[BatchItem]] = {}
         for sink, ref in batch.sink_refs.items():
             try:
                 per_sink[sink] = decode_batch(ray.get(ref))
             except Exception as exc:
+                if self._lost_with_a_node(ray, batch, exc):
+                    return None
                 error = self._batch_error(exc, sink)
-                return [ItemFailure(i, error.node_id, _for_item(error, i)) for i in batch.ids]
-        results: list[PipelineOutput | ItemFailure] = []
-        for row, item_id in enumerate(batch.ids):
-            failure = first_error(items[row] for items in per_sink.values())
-            if failure is not None:
-                results.append(ItemFailure(item_id, failure.node_id, failure))
-            else:
-                outputs = {sink: items[row].value for sink, items in per_sink.items()}
-                results.append(PipelineOutput(item_id, outputs))
-        return results
+                return [ItemFailure(i, error.node_id, for_item(error, i)) for i in batch.ids]
+        return item_outcomes(batch.ids, per_sink)
+
+    # -- node loss --------------------------------------------------------------------
+
+    def _lost_with_a_node(self, ray: Any, batch: _Batch, exc: BaseException) -> bool:
+        """Whether a batch that failed with ``exc`` was lost with its Ray node and was
+        sent again.
+
+        * An actor that died (``ActorDiedError``) on a node that lives on failed
+          the batch for good (its ``max_restarts`` said so); on a dead node, the
+          batch goes again.
+        * An unreachable actor (``ActorUnavailableError``) may be on a node
+          that is going away: Ray marks a node dead only after its heartbeats
+          stop for a while, so the verdict is awaited (up to
+          :data:`_NODE_VERDICT_S` seconds); either way the batch goes again, to
+          the actors that remain.
+        * A result lost with its node's object store (``ObjectLostError``) is
+          made again.
+        """
+        from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
+
+        if not isinstance(exc, (RayActorError, ObjectLostError)) or batch.sent >= _MAX_SENDS:
+            return False
+        if self._recover(ray, force=True, failed=batch):
+            return True
+        if isinstance(exc, ObjectLostError):
+            return self._resend(ray, batch)
+        if not isinstance(exc, ActorUnavailableError):
+            return False
+        deadline = time.monotonic() + _NODE_VERDICT_S
+        while time.monotonic() < deadline:
+            time.sleep(_HEALTH_S / 2)
+            if self._recover(ray, force=True, failed=batch):
+                return True
+        return self._resend(ray, batch)
+
+    def _resend(self, ray: Any, batch: _Batch) -> bool:
+        if batch.sent >= _MAX_SENDS:
+            return False
+        batch.sent += 1
+        self._send(ray, batch, self._sink_ref)
+        return True
+
+    def _recover(self, ray: Any, *, force: bool = False, failed: _Batch | None = None) -> bool:
+        """Notice Ray nodes that died with actors of ours, and carry on without them.
+
+        Checked every :data:`_HEALTH_S` seconds while waiting for batches (or at
+        once with ``force``). The lost actors are ended for good (Ray would
+        restart them where no resources may be left) and dropped from their
+        pools; a pool left empty gets a new actor. Every batch in flight that
+        went to a lost actor (and ``failed``, a batch whose result could not be
+        fetched) is sent again, at most :data:`_MAX_SENDS` times; a sink is
+        idempotent and outputs are collected once, so no item is lost or doubled.
+        Returns whether any batch was sent again (``failed`` among them, when given).
+        """
+        now = time.monotonic()
+        if not force and now - self._last_health < _HEALTH_S:
+            return False
+        self._last_health = now
+        try:
+            alive = {node["NodeID"] for node in ray.nodes() if node.get("Alive")}
+        except Exception as exc:  # the GCS is busy or gone: try again later
+            logger.debug("could not list the Ray nodes: %s", exc)
+            return False
+        lost = {actor for actor, host in self._hosts.items() if host not in alive}
+        if not lost:
+            return False
+        fresh: list[_Pool] = []
+        for pool in list(self._pools.values()):
+            gone = [a for a in pool.actors if a._actor_id.hex() in lost]
+            if not gone:
+                continue
+            for actor in gone:
+                logger.warning("an actor of %r was lost with its Ray node", pool.node_id)
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
+                self._hosts.pop(actor._actor_id.hex(), None)
+            keep = [a for a in pool.actors if a._actor_id.hex() not in lost]
+            if not keep:
+                keep = [
+                    self._replacement(pool.node_id, self._replicas.get(gone[0]._actor_id.hex(), 0))
+                ]
+                fresh.append(_Pool(pool.node_id, keep))
+            self._pools[pool.node_id] = _Pool(pool.node_id, keep)
+        if fresh:
+            self._await_ready(ray, fresh)
+        resent: list[_Batch] = []
+        for batch in [*self._in_flight, *([failed] if failed is not None else [])]:
+            if not (batch.actors & lost) and batch is not failed:
+                continue
+            for ref in batch.all_refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+            if self._resend(ray, batch):
+                resent.append(batch)
+        return any(b is failed for b in resent) if failed is not None else bool(resent)
+
+    _replaced = 0
+    _sink_ref: Any = None
 
     def _batch_error(self, exc: BaseException, sink: str) -> RemoteMediaError:
         """A whole batch failed (an actor died for good, or a batch could not be handled)."""
@@ -254,12 +455,21 @@ class RayExecutor:
         )
 
     def stream(
-        self, items: Iterable[tuple[str, Any]], *, ordered: bool = True
-    ) -> Iterator[PipelineOutput | ItemFailure]:
-        """Run items through the actors in batches, keeping ``max_in_flight`` batches going."""
+        self,
+        items: Iterable[tuple[str, Any]],
+        *,
+        ordered: bool = True,
+        sink: BatchSink | None = None,
+    ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]:
+        """Run items through the actors in batches, keeping ``max_in_flight`` batches going.
+
+        With ``sink``, each batch's outputs are handed to it where they were
+        produced, and its :class:`SinkCommit` is yielded instead of the outputs.
+        """
         import ray
 
         source = iter(items)
+        sink_ref = self._sink_ref = ray.put(sink) if sink is not None else None
         pending = self._in_flight
         pending.clear()
         exhausted = False
@@ -269,17 +479,33 @@ class RayExecutor:
                 if not chunk:
                     exhausted = True
                     break
-                pending.append(self._submit(ray, chunk))
+                pending.append(self._submit(ray, chunk, sink, sink_ref))
             if not pending:
                 return
-            if ordered:
-                batch = pending.popleft()
-            else:
-                first_refs = {id(b): next(iter(b.sink_refs.values())) for b in pending}
-                ready, _ = ray.wait(list(first_refs.values()), num_returns=1)
-                batch = next(b for b in pending if first_refs[id(b)] in ready)
+            batch = self._next_done(ray, ordered)
+            outcomes = self._collect(ray, batch)
+            if outcomes is None:  # sent again after a node was lost
+                if ordered:
+                    pending.appendleft(batch)
+                else:
+                    pending.append(batch)
+                continue
+            yield from outcomes
+
+    def _next_done(self, ray: Any, ordered: bool) -> _Batch:
+        """Take the next finished batch off the queue (the first one, when ``ordered``),
+        watching for lost nodes while waiting."""
+        pending = self._in_flight
+        while True:
+            candidates = [pending[0]] if ordered else list(pending)
+            by_ref = {next(iter(b.sink_refs.values())): b for b in candidates}
+            ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=_HEALTH_S)
+            if self._recover(ray):  # at most every _HEALTH_S s; batches may have been sent again
+                continue
+            if ready:
+                batch = by_ref[ready[0]]
                 pending.remove(batch)
-            yield from self._collect(ray, batch)
+                return batch
 
     # -- collecting -------------------------------------------------------------------
 
@@ -363,15 +589,6 @@ def _ray_cause(exc: BaseException) -> BaseException:
     except Exception:
         return exc
     return as_cause if isinstance(as_cause, BaseException) else exc
-
-
-def _for_item(error: RemoteMediaError, item_id: str) -> RemoteMediaError:
-    """A copy of a batch-wide error naming one item."""
-    clone = type(error).__new__(type(error))
-    clone.__dict__.update(error.__dict__)
-    Exception.__init__(clone, error.message)
-    clone.item_id = item_id
-    return clone
 
 
 def _pickle_user_class(cls: type) -> None:

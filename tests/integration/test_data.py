@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,34 @@ def test_map_pipeline_views_input_rows_without_copying() -> None:
     assert first.__array_interface__["data"][0] == start
     assert second.__array_interface__["data"][0] == start + first.nbytes
     assert not first.flags.writeable
+
+
+def test_map_pipeline_and_the_job_store_each_sink_in_the_same_types(tmp_path: Path) -> None:
+    """One module (remotemedia_ray.columns) turns sink values into columns for both."""
+    import ray
+
+    from remotemedia_ray.dataset import JobConfig, run_job
+
+    manifest = rm.Manifest.from_dict(EXACT_PIPELINE)
+    outdir = tmp_path / "job"
+    config = JobConfig(
+        manifest=manifest, input=str(EXAMPLES / "audio"), outdir=outdir, runtime="local"
+    )
+    assert run_job(config, stream=io.StringIO()).exit_code == 0
+    ds = map_pipeline(read_audio(EXAMPLES / "audio"), manifest)
+    mapped = pa.concat_tables(ray.get(ds.to_arrow_refs()))
+    pcm, vad = pq.read_table(outdir / "pcm"), pq.read_table(outdir / "vad")
+
+    assert pcm.schema.field("audio").type == mapped.schema.field("pcm_audio").type
+    assert pcm.schema.field("sample_rate").type == mapped.schema.field("pcm_sample_rate").type
+    assert pcm.schema.field("channels").type == mapped.schema.field("pcm_channels").type
+    assert vad.schema.field("segments").type == mapped.schema.field("vad").type
+    assert pcm.num_rows == vad.num_rows == mapped.num_rows == len(AUDIO_FILES)
+    by_name = {Path(row["path"]).name: row for row in mapped.to_pylist()}
+    for row in vad.to_pylist():  # the job keeps 16-bit PCM as int16; read_audio gives float32
+        mapped_segments = by_name[row["id"]]["vad"]
+        assert [(s["start_ms"], s["end_ms"]) for s in row["segments"]] == [
+            (s["start_ms"], s["end_ms"]) for s in mapped_segments
+        ], row["id"]
+        for ours, theirs in zip(row["segments"], mapped_segments, strict=True):
+            assert ours["energy_db"] == pytest.approx(theirs["energy_db"], abs=1e-3)

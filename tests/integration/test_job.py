@@ -168,12 +168,17 @@ def ids_exactly_once(table: pa.Table) -> list[str]:
 
 
 def done_records(outdir: Path) -> list[dict[str, Any]]:
-    text = (outdir / "_done.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """The batch records of the done log (``_done/*.jsonl``, oldest first)."""
+    return [
+        json.loads(line)
+        for segment in sorted((outdir / "_done").glob("*.jsonl"))
+        for line in segment.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def finished_shards(outdir: Path) -> list[dict[str, Any]]:
-    """The records of ``_done.jsonl`` so far (none while it is missing or half written)."""
+    """The records of the done log so far (none while it is missing)."""
     try:
         return done_records(outdir)
     except (FileNotFoundError, json.JSONDecodeError):
@@ -230,7 +235,7 @@ def test_speech_prep_over_a_folder_on_ray_equals_the_local_pipeline(
     pcm16, vad = sink_table(outdir, "pcm16"), sink_table(outdir, "vad")
     assert ids_exactly_once(pcm16) == ids
     assert ids_exactly_once(vad) == ids
-    assert len(shard_files(outdir, "pcm16")) == 2  # 7 items, 4 per shard
+    assert len(shard_files(outdir, "pcm16")) == 3  # 7 items in batches of 3: a shard a batch
 
     assert pcm16.schema.field("audio").type.value_type == pa.int16()
     assert set(pcm16.column("sample_rate").to_pylist()) == {16000}
@@ -378,7 +383,7 @@ def test_thousands_of_tiny_files_are_each_processed_once_on_ray(
         assert ids_exactly_once(sink_table(tmp_path / "out", sink)) == sorted(ids)
     records = done_records(tmp_path / "out")
     assert sum(len(r["items"]) for r in records) == 2000
-    assert len(records) == 7  # ceil(2000 / 300)
+    assert len(records) == 9  # ceil(2001 / 250): a shard a batch, one item failed
     (error,) = (tmp_path / "out" / "errors.jsonl").read_text().splitlines()
     assert json.loads(error)["item_id"] == "d00/broken.wav"
 

@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 
 import remotemedia_ray as rm
-from remotemedia_ray.dataset import JobConfig, JobResult, list_inputs, run_job
+from remotemedia_ray.dataset import JobConfig, JobResult, audio_path, list_inputs, run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "examples" / "speech_prep.json"
@@ -112,7 +112,7 @@ def test_parquet_shards_and_audio_files_have_folders_of_their_own(tmp_path: Path
     assert sorted(p.name for p in (out / "pcm16").iterdir()) == sorted(
         p.name for p in (out / "pcm16").glob("part-*.parquet")
     )
-    assert sorted(p.name for p in (out / "pcm16.audio").rglob("*")) == ["a.flac", "b.flac"]
+    assert sorted(p.name for p in (out / "pcm16.audio").rglob("*")) == ["a.wav.flac", "b.wav.flac"]
 
 
 def test_resume_keeps_the_audio_files_of_inputs_named_like_shards(tmp_path: Path) -> None:
@@ -122,7 +122,9 @@ def test_resume_keeps_the_audio_files_of_inputs_named_like_shards(tmp_path: Path
     out = tmp_path / "out"
     assert job(root, out, write_audio="flac")[0].exit_code == 0
     audio = files_under(out / "pcm16.audio")
-    assert sorted(audio) == ["part-1.flac", "part-2.flac", "plain.flac"]
+    tag = audio_path(".part-2.wav", "flac").name  # a name starting with "." gets a digest
+    assert tag.startswith("part-2.wav-") and tag.endswith(".flac")
+    assert sorted(audio) == ["part-1.wav.flac", tag, "plain.wav.flac"]
 
     result, _ = job(root, out, write_audio="flac", resume=True)
 

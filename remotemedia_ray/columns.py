@@ -1,0 +1,169 @@
+"""Sink outputs as Arrow columns: one schema for the dataset job and the Ray Data glue.
+
+Each kind of output has one column layout, whichever writer stores it:
+
+* an :class:`~remotemedia_ray.audio.AudioBuffer`: ``audio`` (``large_list``
+  of its sample type, interleaved), ``sample_rate`` (int32), ``channels`` (int16);
+* a list of records, such as the VAD's segments: ``segments``, a list of
+  structs whose number fields are float64 (``start_ms``, ``end_ms``,
+  ``energy_db``, ``confidence`` for the VAD);
+* a number: ``value`` (float64);
+* anything else: ``value``, as JSON text.
+
+The dataset job writes one sink per Parquet folder with these names
+(:func:`sink_table`); :func:`remotemedia_ray.data.map_pipeline` puts every
+sink in one table, so there the names are prefixed with the sink's id
+(``<sink>_audio``, ...) and the single column of other kinds is ``<sink>``
+itself. The types are the same.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from remotemedia_ray.audio import AudioBuffer, AudioFormat, audio_list_column
+from remotemedia_ray.errors import AudioFormatError
+
+__all__ = ["SEGMENT", "Layout", "cell", "column_names", "columns", "layout_of", "sink_table"]
+
+Kind = Literal["audio", "segments", "number", "json"]
+
+SEGMENT = pa.struct(
+    [
+        ("start_ms", pa.float64()),
+        ("end_ms", pa.float64()),
+        ("energy_db", pa.float64()),
+        ("confidence", pa.float64()),
+    ]
+)
+"""The struct of one VAD segment (the data model's ``SpeechSegment``)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one sink's outputs become columns: the kind of value and its Arrow type
+    (for audio, the sample type; for segments, the list type; else the column type)."""
+
+    kind: Kind
+    arrow_type: pa.DataType
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def layout_of(value: Any) -> Layout | None:
+    """The layout an output implies; None for an empty list (not known yet)."""
+    if isinstance(value, AudioBuffer):
+        return Layout("audio", value.format.arrow_type)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+        try:
+            inferred = pa.array([dict(v) for v in value]).type
+        except (pa.ArrowException, TypeError, ValueError):  # not a table of records
+            return Layout("json", pa.string())
+        fields = [
+            pa.field(f.name, pa.float64())
+            if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+            else f
+            for f in inferred
+        ]
+        return Layout("segments", pa.list_(pa.struct(fields)))
+    if isinstance(value, (list, tuple)) and not value:
+        return None
+    if _is_number(value):
+        return Layout("number", pa.float64())
+    return Layout("json", pa.string())
+
+
+def cell(value: Any, layout: Layout) -> Any:
+    """``value`` checked against ``layout`` and made ready for its column.
+
+    Raises:
+        TypeError, ValueError or pyarrow.ArrowException: ``value`` does not fit.
+    """
+    if layout.kind == "audio":
+        if not isinstance(value, AudioBuffer) or value.format.arrow_type != layout.arrow_type:
+            raise TypeError(f"expected {layout.arrow_type} audio, got {value!r}")
+        return value
+    if layout.kind == "segments":
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("expected a list of dicts")
+        records = [dict(v) for v in value]
+        pa.array([records], type=layout.arrow_type)  # raises if it does not fit
+        return records
+    if layout.kind == "number":
+        if not _is_number(value):
+            raise TypeError("expected a number")
+        return float(value)
+    return json.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, AudioBuffer):
+        return value.to_numpy().tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def column_names(layout: Layout, sink: str | None = None) -> tuple[str, ...]:
+    """The column names of a layout: bare (one sink per table), or for ``sink`` in a
+    table of several sinks."""
+    if layout.kind == "audio":
+        names = ("audio", "sample_rate", "channels")
+        return names if sink is None else tuple(f"{sink}_{n}" for n in names)
+    if sink is not None:
+        return (sink,)
+    return ("segments",) if layout.kind == "segments" else ("value",)
+
+
+def columns(
+    layout: Layout, cells: Sequence[Any], sink: str | None = None
+) -> dict[str, pa.Array | pa.ChunkedArray]:
+    """The column(s) of cells made by :func:`cell`; ``None`` (a failed item) is null.
+
+    Audio samples are wrapped, not copied (one chunk per item).
+    """
+    names = column_names(layout, sink)
+    if layout.kind != "audio":
+        return {names[0]: pa.array(list(cells), type=layout.arrow_type)}
+    buffers: list[AudioBuffer | None] = list(cells)
+    audio = audio_list_column(buffers, AudioFormat.from_dtype(layout.arrow_type))
+    rates = pa.array([None if b is None else b.sample_rate for b in buffers], pa.int32())
+    channels = pa.array([None if b is None else b.channels for b in buffers], pa.int16())
+    return dict(zip(names, (audio, rates, channels), strict=True))
+
+
+def sink_table(rows: Sequence[tuple[str, Any]]) -> pa.Table:
+    """One sink's outputs as a table: ``id`` plus the columns of their layout.
+
+    The layout is that of the first output that shows one (a batch of empty
+    segment lists gets the VAD's segment type). Outputs that do not all fit
+    one layout are stored as JSON text, except audio.
+
+    Raises:
+        AudioFormatError: audio outputs of different sample formats, or audio
+            mixed with other values.
+    """
+    ids = [item_id for item_id, _ in rows]
+    values = [value for _, value in rows]
+    layout = next((lay for v in values if (lay := layout_of(v)) is not None), None)
+    if layout is None:
+        layout = Layout("segments", pa.list_(SEGMENT))
+    try:
+        cells = [cell(v, layout) for v in values]
+    except (TypeError, ValueError, pa.ArrowException) as exc:
+        if layout.kind == "audio":
+            raise AudioFormatError(
+                f"the sink's outputs do not share one audio format: {exc}"
+            ) from None
+        layout = Layout("json", pa.string())
+        cells = [cell(v, layout) for v in values]
+    return pa.table({"id": pa.array(ids, pa.string()), **columns(layout, cells)})

@@ -1,0 +1,181 @@
+"""The done log: which items are finished, and which files hold their outputs.
+
+``OUTDIR/_done/`` holds segments, ``<time>-<run>-<n>.jsonl``, each a few lines of
+batch records ``{"shard": ..., "files": [...], "items": {item_id: key}}``
+(:class:`~remotemedia_ray.dataset.writers.BatchCommit`). The driver adds a
+record only after the worker's commit arrived, so every file a record names
+exists; it writes a new segment every :data:`FLUSH_S` seconds (and at the
+end, and when interrupted) instead of appending, because object stores cannot
+append. A segment appears whole or not at all, so a crash loses at most the
+last few seconds of records: their files are then unnamed, and unnamed files
+are deleted (:func:`sweep`) before a resumed run counts anything.
+
+The log is the truth: a file in a sink's folder that no record names was
+never finished (a crash, a batch Ray gave up on, a temporary file), and an
+item is done when a record names it, with the key its input had then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from remotemedia_ray.dataset.storage import Location
+from remotemedia_ray.dataset.writers import BatchCommit, audio_folder
+
+__all__ = ["DONE_DIR", "FLUSH_S", "DoneLog", "DoneState", "drop_items", "load", "sweep"]
+
+DONE_DIR = "_done"
+FLUSH_S = 2.0
+"""Seconds between two segments of the done log while commits arrive."""
+_FLUSH_RECORDS = 512
+
+
+@dataclass
+class DoneState:
+    """What the done log says: finished items, the files that hold them, its segments."""
+
+    items: dict[str, str] = field(default_factory=dict)
+    """``{item_id: key}`` of every finished item (the latest record wins)."""
+    files: set[str] = field(default_factory=set)
+    """Every file named, relative to OUTDIR."""
+    records: list[dict[str, Any]] = field(default_factory=list)
+    """The records, oldest first."""
+    segments: list[str] = field(default_factory=list)
+    """The segment files read (paths in the filesystem)."""
+
+
+def load(out: Location) -> DoneState:
+    """Read every segment of the done log (oldest first); a torn line is ignored."""
+    state = DoneState()
+    infos = sorted(out.list_files(out.join(DONE_DIR)), key=lambda info: info.base_name)
+    for info in infos:
+        if not info.base_name.endswith(".jsonl") or info.base_name.startswith("."):
+            continue
+        state.segments.append(info.path)
+        for line in out.read_bytes(info.path).decode("utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            state.records.append(record)
+            state.items.update(record["items"])
+            state.files.update(record.get("files", ()))
+    return state
+
+
+class DoneLog:
+    """The records of this run, written as new segments (see the module docs)."""
+
+    def __init__(self, out: Location, run_id: str) -> None:
+        self.out = out
+        self.run_id = run_id
+        self._pending: list[dict[str, Any]] = []
+        self._segments = 0
+        self._last = time.monotonic()
+
+    def add(self, commit: BatchCommit) -> None:
+        """Record a batch whose files exist; written with the next segment."""
+        self._pending.append(commit.to_record())
+        if len(self._pending) >= _FLUSH_RECORDS or time.monotonic() - self._last >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the records so far as one segment (nothing when there are none)."""
+        self._last = time.monotonic()
+        if not self._pending:
+            return
+        write_segment(self.out, self.run_id, self._segments, self._pending)
+        self._segments += 1
+        self._pending = []
+
+
+def write_segment(out: Location, run_id: str, number: int, records: list[dict[str, Any]]) -> str:
+    """Write ``records`` as a new segment; returns its path."""
+    name = f"{time.time_ns():020d}-{run_id}-{number:06d}.jsonl"
+    path = out.join(DONE_DIR, name)
+    out.write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode("utf-8"))
+    return path
+
+
+def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str) -> None:
+    """Forget ``item_ids`` (about to run again): their rows leave every shard, their
+    audio files and records go.
+
+    Shards are rewritten first, then the log is replaced by one compacted
+    segment, then the old segments are deleted; a crash in between leaves the
+    items recorded with their old keys, so the next ``--resume`` drops them again.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from remotemedia_ray.dataset.writers import audio_path
+
+    if not item_ids:
+        return
+    stale_files: set[str] = set()
+    for record in state.records:
+        stale = item_ids & set(record["items"])
+        if not stale:
+            continue
+        for rel in record.get("files", ()):
+            if rel.endswith(".parquet"):
+                path = out.inside(out.join(rel))
+                try:
+                    table = pq.read_table(path, filesystem=out.fs)
+                except FileNotFoundError:
+                    continue
+                keep = pc.invert(pc.is_in(table.column("id"), pa.array(sorted(stale))))
+                sink = pa.BufferOutputStream()
+                pq.write_table(table.filter(keep), sink)
+                out.write_bytes(path, sink.getvalue().to_pybytes())
+            else:
+                inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
+                if any(inner == audio_path(i, fmt).as_posix() for i in stale):
+                    stale_files.add(rel)
+        record["items"] = {k: v for k, v in record["items"].items() if k not in stale}
+        record["files"] = [f for f in record.get("files", ()) if f not in stale_files]
+    write_segment(out, run_id, 0, state.records)
+    for segment in state.segments:
+        out.delete(segment)
+    for rel in stale_files:
+        out.delete(out.inside(out.join(rel)))
+    state.items = {k: v for k, v in state.items.items() if k not in item_ids}
+    state.files -= stale_files
+
+
+def sweep(out: Location, sinks: Iterable[str], named: set[str]) -> int:
+    """Delete every file in the sinks' folders that the done log does not name.
+
+    That is what an interrupted or failed batch left (shards, audio files,
+    temporaries). Returns how many files were deleted. Locally, links are
+    never followed into other folders.
+    """
+    removed = 0
+    for sink in sinks:
+        for folder in (sink, audio_folder(sink)):
+            for rel in _files_under(out, folder):
+                if rel not in named:
+                    out.delete(out.inside(out.join(rel)))
+                    removed += 1
+    return removed
+
+
+def _files_under(out: Location, folder: str) -> list[str]:
+    """Every file under ``OUTDIR/folder``, relative to OUTDIR (POSIX form)."""
+    root = out.inside(out.join(folder))
+    if out.local:
+        found = []
+        for parent, _, names in os.walk(root):  # never descends into links
+            for name in names:
+                rel = os.path.relpath(os.path.join(parent, name), out.path)
+                found.append(rel.replace(os.sep, "/"))
+        return found
+    prefix = out.path.rstrip("/") + "/"
+    return [info.path[len(prefix) :] for info in out.list_files(root)]
