@@ -139,6 +139,8 @@ TARGETS = {"wav": {"a/b": 1.3, "a/c": 1.7}, "flac": {"a/b": 1.0}}
 """Throughput ratios issue #6 asks for, per corpus format (not asserted)."""
 BOTH_CORES = 1.8
 """Cores busy during (a) that count as "uses both cores" of the 2-CPU Ray."""
+DRIVER_CORES = 0.05
+"""The most of a core the job's driver may keep busy during (a) (issue #11)."""
 
 
 # -- corpus ---------------------------------------------------------------------------------
@@ -674,6 +676,12 @@ def report(fmt: str, runs: list[Run], n_files: int, audio_s: float) -> None:
             f"   a keeps {busy:.2f} of {RAY_CPUS} cores busy "
             f"(target: both cores, >= {BOTH_CORES:g}: {verdict(busy, BOTH_CORES)})"
         )
+    driver = ours.cores().driver
+    per_hour = driver * ours.best / (audio_s / 3600)
+    print(
+        f"   a's driver keeps {driver:.3f} of a core busy, {per_hour:.1f} CPU s per audio hour "
+        f"(target <= {DRIVER_CORES:g} of a core: {verdict(DRIVER_CORES, driver)})"
+    )
     for run in runs:
         if run.batch_size is not None:
             print(f"   {run.name} used batch_size={run.batch_size}")

@@ -1,11 +1,17 @@
-"""Listing the inputs of a dataset job: names and sizes only, nothing is decoded.
+"""Listing the inputs of a dataset job: names only, as a stream; nothing is decoded.
 
 An input specification is a directory (searched recursively for every
 format libsndfile reads), a glob pattern, a text file with one path per line,
 a single audio file, or a Parquet dataset with an audio column. Every input
 becomes an :class:`InputItem` with a stable id: the file's path relative to
 the input root (as it is named there, so a symbolic link keeps its own name),
-or the Parquet row's id.
+a list file's entry as written, or the Parquet row's id.
+
+Listing streams (:class:`Listing`): folders are walked one at a time in
+sorted order and a list file is read line by line, so a job over a million
+files starts at once and the driver never holds the whole corpus. To catch
+an entry listed twice, a list file or a glob keeps a 64-bit digest of each id
+it has seen (about 16 bytes an entry).
 
 An entry that cannot be used (a list file naming a missing file, or a second
 name with an id already taken) becomes an item with ``error`` set: the job
@@ -15,14 +21,18 @@ A storage URI (``s3://bucket/prefix``, see :mod:`~remotemedia_ray.dataset.storag
 is listed the same way through its filesystem: a prefix (recursively), a glob
 (``s3://bucket/corpus/**/*.flac``), a list file of paths relative to it (or
 URIs of the same store), or a Parquet dataset; its items carry the
-filesystem, and the workers read the bytes themselves.
+filesystem, and the workers read the bytes themselves (a missing file is
+found there, not while listing).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import glob as globlib
+import hashlib
 import os
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -31,10 +41,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from remotemedia_ray.dataset.storage import Location, is_uri, resolve
+from remotemedia_ray.dataset.storage import Location, is_uri, redact, resolve
 from remotemedia_ray.errors import InputError
 
-__all__ = ["InputItem", "audio_extensions", "list_inputs", "printable_name"]
+__all__ = ["InputItem", "Listing", "audio_extensions", "list_inputs", "printable_name"]
 
 
 @lru_cache(maxsize=1)
@@ -94,136 +104,257 @@ def printable_name(name: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def list_inputs(
-    spec: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None
-) -> list[InputItem]:
-    """The items of an input specification, sorted by id.
+class Listing:
+    """The items of an input specification, listed anew each time it is iterated.
 
     Args:
         spec: A directory, a glob pattern (``data/**/*.flac``), a ``.txt``/
-            ``.lst`` file of paths (relative paths are relative to the file), or
-            a ``.parquet`` file or a directory of them with an ``audio`` column
-            (a directory is a Parquet dataset only when it holds no audio files).
-        exclude: A directory whose files are never inputs (the job's OUTDIR).
+            ``.lst`` file of paths (relative paths are relative to the file), a
+            ``.parquet`` file or a directory of them with an ``audio`` column
+            (a directory is a Parquet dataset only when it holds no audio
+            files), an audio file, or the URI of one of these.
+        exclude: A local directory whose files are never inputs (the job's OUTDIR).
 
-    Items that cannot be read have ``error`` set (see the module docs): a list
-    file entry naming a missing file, or naming a file again under an id
-    already taken.
+    Items that cannot be read have ``error`` set (see the module docs).
+    Iterating raises :class:`~remotemedia_ray.errors.InputError` when the
+    specification names nothing that can be listed; :meth:`check` also
+    when it matches no audio file.
+    """
+
+    def __init__(
+        self, spec: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None
+    ) -> None:
+        self.spec = os.fspath(spec)
+        self.exclude = Path(exclude).resolve() if exclude is not None else None
+        self.location: Location | None = None
+        if is_uri(self.spec) and not self.spec.startswith("file://"):
+            self.location = resolve(self.spec, role="input")
+            self.shown = self.location.uri
+        else:
+            self.path = (
+                resolve(self.spec, role="input").path
+                if self.spec.startswith("file://")
+                else self.spec
+            )
+            self.shown = repr(self.path)
+
+    def __iter__(self) -> Iterator[InputItem]:
+        try:
+            if self.location is not None:
+                yield from _store_items(self.location)
+            else:
+                yield from _local_items(self.path, self.exclude)
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise InputError(
+                f"cannot list input {self.shown}: {exc.strerror or exc}{where}"
+            ) from None
+
+    def check(self) -> None:
+        """Look for the first usable item (a glance for most inputs).
+
+        Raises:
+            InputError: nothing usable matches, naming the input and the first problem.
+        """
+        first_error = None
+        for item in self:
+            if item.error is None:
+                return
+            first_error = first_error or item.error
+        detail = f": {first_error}" if first_error else ""
+        raise InputError(f"input {self.shown} matches no audio files{detail}")
+
+
+def list_inputs(
+    spec: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None
+) -> list[InputItem]:
+    """Every item of an input specification at once (see :class:`Listing`).
 
     Raises:
         InputError: nothing usable matches, the spec names nothing readable,
             a Parquet input lacks its columns, or a Parquet dataset repeats an id.
     """
-    text = os.fspath(spec)
-    if is_uri(text) and not text.startswith("file://"):
-        location = resolve(text, role="input")
-        try:
-            items = _list_store(location)
-        except OSError as exc:
-            raise InputError(f"cannot list input {location.uri}: {exc}") from None
-        if not any(item.error is None for item in items):
-            first = f": {items[0].error}" if items else ""
-            raise InputError(f"input {location.uri} matches no audio files{first}")
-        return items
-    if text.startswith("file://"):
-        text = resolve(text, role="input").path
-    try:
-        items = _list_inputs(text, exclude)
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and exc.filename != text else ""
-        raise InputError(f"cannot list input {text!r}: {exc.strerror or exc}{where}") from None
+    items = list(Listing(spec, exclude=exclude))
     if not any(item.error is None for item in items):
         first = f": {items[0].error}" if items else ""
-        raise InputError(f"input {text!r} matches no audio files{first}")
+        shown = redact(os.fspath(spec))
+        raise InputError(f"input {shown!r} matches no audio files{first}")
     return items
 
 
-def _list_inputs(text: str, exclude: str | os.PathLike[str] | None) -> list[InputItem]:
+class _Seen:
+    """Ids seen so far in a stream, as 64-bit digests in one open-addressing table.
+
+    About 16 bytes an id (the table is kept at most half full) in one flat
+    array that doubles when needed, so a million ids take 16 MB and no pile
+    of small objects (a Python set of them would take about 70 MB).
+    """
+
+    def __init__(self) -> None:
+        self._table = array("Q", [0]) * 1024
+        self._count = 0
+
+    def add(self, item_id: str) -> bool:
+        """Remember ``item_id``; whether it was seen before."""
+        raw = hashlib.blake2b(item_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        key = int.from_bytes(raw, "little") or 1  # 0 marks an empty slot
+        if self._insert(self._table, key):
+            return True
+        self._count += 1
+        if 2 * self._count > len(self._table):
+            bigger = array("Q", [0]) * (2 * len(self._table))
+            for old in self._table:
+                if old:
+                    self._insert(bigger, old)
+            self._table = bigger
+        return False
+
+    @staticmethod
+    def _insert(table: array[int], key: int) -> bool:
+        """Put ``key`` in ``table``; whether it was there already."""
+        mask = len(table) - 1
+        slot = key & mask
+        while True:
+            held = table[slot]
+            if held == key:
+                return True
+            if not held:
+                table[slot] = key
+                return False
+            slot = (slot + 1) & mask
+
+
+def _repeat_error(where: str, number: int, item_id: str, first: int | None) -> str:
+    earlier = f" (first on line {first})" if first is not None else ""
+    return f"{where}:{number}: lists {item_id!r} again{earlier}"
+
+
+def _local_items(text: str, exclude: Path | None) -> Iterator[InputItem]:
     path = Path(text)
-    skip = Path(exclude).resolve() if exclude is not None else None
 
     def wanted(file: Path) -> bool:
+        if exclude is None:
+            return True
         resolved = file.resolve()
-        return skip is None or (resolved != skip and skip not in resolved.parents)
+        return resolved != exclude and exclude not in resolved.parents
 
     exts = audio_extensions()
     if any(ch in text for ch in "*?[") and not path.exists():
-        root = Path(_glob_root(text))
-        files = [
-            Path(p)
-            for p in globlib.glob(text, recursive=True)
-            if Path(p).is_file() and Path(p).suffix.lower() in exts and wanted(Path(p))
-        ]
-        items = [InputItem(_relative_id(f, root), str(f.resolve())) for f in files]
+        yield from _glob_items(text, exts, wanted)
     elif path.is_dir():
-        files = [f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in exts]
-        files = [f for f in files if wanted(f)]
-        if files:
-            items = [InputItem(_relative_id(f, path), str(f.resolve())) for f in files]
-        else:
-            parquet = sorted(f for f in path.rglob("*.parquet") if wanted(f))
-            items = _parquet_items(parquet) if parquet else []
+        yield from _folder_items(path, exts, wanted)
     elif path.is_file() and path.suffix.lower() == ".parquet":
-        items = _parquet_items([path])
+        yield from _parquet_items([str(path)])
     elif path.is_file() and path.suffix.lower() in (".txt", ".lst", ".list"):
-        items = _list_file_items(path)
+        yield from _list_file_items(path)
     elif path.is_file() and path.suffix.lower() in exts:
-        items = [InputItem(printable_name(path.name), str(path.resolve()))]
+        yield InputItem(printable_name(path.name), str(path.resolve()))
     else:
         raise InputError(
             f"input {text!r} is not a directory, glob, list file, Parquet dataset or audio file"
         )
-    if any(item.row is not None for item in items):
-        # Parquet rows stay in file order (readers cache one file's table); ids are the
-        # dataset's own, so a repeated one is the dataset's mistake.
-        _check_unique(items, text)
-        return items
-    items.sort(key=lambda item: (item.item_id, item.path))
-    return _one_item_per_id(items)
 
 
-def _list_store(location: Location) -> list[InputItem]:
+def _folder_items(
+    root: Path, exts: frozenset[str], wanted: Callable[[Path], bool]
+) -> Iterator[InputItem]:
+    """Audio files under ``root``, one folder at a time (files, then sub-folders, by
+    name); a folder with no audio file at all is read as a Parquet dataset."""
+    found_audio = False
+    parquet: list[str] = []
+    visited: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        here = Path(folder)
+        visited.add(os.path.realpath(folder))
+        dirs.sort()  # a linked folder is walked once, under its first name: no loops
+        dirs[:] = [
+            d for d in dirs if wanted(here / d) and os.path.realpath(here / d) not in visited
+        ]
+        rendered: dict[str, str] = {}
+        for name in sorted(names):
+            file = here / name
+            suffix = file.suffix.lower()
+            if suffix == ".parquet" and not found_audio:
+                parquet.append(str(file.resolve()))
+            if suffix not in exts or not file.is_file() or not wanted(file):
+                continue
+            found_audio = True
+            item_id = _relative_id(file, root)
+            first = rendered.setdefault(item_id, str(file))
+            error = None
+            if first != str(file):  # two names that render alike (see printable_name)
+                error = f"{file}: its id {item_id!r} is already the id of {first}"
+            yield InputItem(item_id, str(file.resolve()), error=error)
+    if not found_audio and parquet:
+        yield from _parquet_items(sorted(parquet))
+
+
+def _glob_items(
+    pattern: str, exts: frozenset[str], wanted: Callable[[Path], bool]
+) -> Iterator[InputItem]:
+    root = Path(_glob_root(pattern))
+    seen = _Seen()
+    for name in globlib.iglob(pattern, recursive=True):
+        file = Path(name)
+        if file.suffix.lower() not in exts or not file.is_file() or not wanted(file):
+            continue
+        item_id = _relative_id(file, root)
+        error = None
+        if seen.add(item_id):
+            error = f"{file}: its id {item_id!r} is already the id of another match"
+        yield InputItem(item_id, str(file.resolve()), error=error)
+
+
+def _store_items(location: Location) -> Iterator[InputItem]:
     """The items of a URI input (see the module docs); ids are paths under the root."""
     fs, root = location.fs, location.path
     exts = audio_extensions()
     info = location.info()
     if info.type == pafs.FileType.NotFound and any(ch in root for ch in "*?["):
         base = _glob_root(root)
-        files = [
-            f
-            for f in location.list_files(base)
-            if _suffix(f.path) in exts
-            and (
-                fnmatch.fnmatchcase(f.path, root)
-                or fnmatch.fnmatchcase(f.path, root.replace("**/", ""))
-            )
-        ]
-        items = [InputItem(_store_id(f.path, base), f.path, fs=fs) for f in files]
+        plain = root.replace("**/", "")
+        for path in _store_walk(location, base):
+            if _suffix(path) in exts and (
+                fnmatch.fnmatchcase(path, root) or fnmatch.fnmatchcase(path, plain)
+            ):
+                yield InputItem(_store_id(path, base), path, fs=fs)
     elif info.type == pafs.FileType.Directory:
-        files = location.list_files()
-        audio = [f for f in files if _suffix(f.path) in exts]
-        if audio:
-            items = [InputItem(_store_id(f.path, root), f.path, fs=fs) for f in audio]
-        else:
-            parquet = sorted(f.path for f in files if _suffix(f.path) == ".parquet")
-            items = _parquet_items(parquet, fs) if parquet else []
+        found_audio = False
+        parquet: list[str] = []
+        for path in _store_walk(location, root):
+            if _suffix(path) in exts:
+                found_audio = True
+                yield InputItem(_store_id(path, root), path, fs=fs)
+            elif _suffix(path) == ".parquet" and not found_audio:
+                parquet.append(path)
+        if not found_audio and parquet:
+            yield from _parquet_items(parquet, fs)
     elif info.type == pafs.FileType.File and _suffix(root) == ".parquet":
-        items = _parquet_items([root], fs)
+        yield from _parquet_items([root], fs)
     elif info.type == pafs.FileType.File and _suffix(root) in (".txt", ".lst", ".list"):
-        items = _store_list_items(location)
+        yield from _store_list_items(location)
     elif info.type == pafs.FileType.File and _suffix(root) in exts:
-        items = [InputItem(printable_name(root.rsplit("/", 1)[-1]), root, fs=fs)]
+        yield InputItem(printable_name(root.rsplit("/", 1)[-1]), root, fs=fs)
     elif info.type == pafs.FileType.NotFound:
         raise InputError(f"input {location.uri} does not exist")
     else:
         raise InputError(
             f"input {location.uri} is not a prefix, glob, list file, Parquet dataset or audio file"
         )
-    if any(item.row is not None for item in items):
-        _check_unique(items, location.uri)
-        return items
-    items.sort(key=lambda item: (item.item_id, item.path))
-    return _one_item_per_id(items)
+
+
+def _store_walk(location: Location, top: str) -> Iterator[str]:
+    """Every file under ``top``, one folder (common prefix) at a time, by name."""
+    selector = pafs.FileSelector(top, recursive=False, allow_not_found=True)
+    infos = sorted(location.fs.get_file_info(selector), key=lambda info: info.path)
+    folders = []
+    for info in infos:
+        if info.type == pafs.FileType.File:
+            yield info.path
+        elif info.type == pafs.FileType.Directory:
+            folders.append(info.path)
+    for folder in folders:
+        yield from _store_walk(location, folder)
 
 
 def _suffix(path: str) -> str:
@@ -236,42 +367,58 @@ def _store_id(path: str, root: str) -> str:
     return printable_name(path[len(prefix) :] if path.startswith(prefix) else path)
 
 
-def _store_list_items(location: Location) -> list[InputItem]:
+def _store_list_items(location: Location) -> Iterator[InputItem]:
     """The entries of a list file in a store: paths relative to its folder, or URIs.
 
     Entries are not checked here (that would be a request each); a missing
     file is recorded when its worker tries to read it.
     """
-    try:
-        lines = location.read_bytes(location.path).decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"list file {location.uri} is not UTF-8 text (byte {exc.start}: {exc.reason})"
-        ) from None
     base = location.path.rsplit("/", 1)[0]
     scheme = f"{location.fs.type_name}://"
-    items: list[InputItem] = []
-    first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        error = None
-        if text.startswith(scheme):
-            path = text[len(scheme) :].split("?", 1)[0]
-            item_id = path
-        elif is_uri(text) or text.startswith("/"):
-            path, item_id = text, text
-            error = f"{location.uri}:{number}: {text!r} is not in this store ({scheme}...)"
-        else:
-            item_id = PurePosixPath(text).as_posix()
-            path = f"{base}/{item_id}"
-        if item_id in first_line:
-            first = first_line[item_id]
-            error = f"{location.uri}:{number}: lists {item_id!r} again (first on line {first})"
-        first_line.setdefault(item_id, number)
-        items.append(InputItem(item_id, path, error=error, fs=location.fs))
-    return items
+    seen = _Seen()
+    with location.fs.open_input_stream(location.path) as handle:
+        lines = _text_lines(handle, location.uri)
+        for number, line in enumerate(lines, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            error = None
+            if text.startswith(scheme):
+                path = text[len(scheme) :].split("?", 1)[0]
+                item_id = path
+            elif is_uri(text) or text.startswith("/"):
+                path, item_id = text, text
+                error = f"{location.uri}:{number}: {text!r} is not in this store ({scheme}...)"
+            else:
+                item_id = PurePosixPath(text).as_posix()
+                path = f"{base}/{item_id}"
+            if seen.add(item_id):
+                error = _repeat_error(location.uri, number, item_id, None)
+            yield InputItem(item_id, path, error=error, fs=location.fs)
+
+
+def _text_lines(handle: Any, shown: str) -> Iterator[str]:
+    """The lines of a UTF-8 text stream, read a block at a time."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending = ""
+    offset = 0
+    while True:
+        block = handle.read(1 << 20)
+        try:
+            pending += decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"list file {shown} is not UTF-8 text (byte {offset + exc.start}: {exc.reason})"
+            ) from None
+        offset += len(block)
+        *complete, pending = pending.split("\n")
+        yield from complete
+        if not block:
+            if pending:
+                yield pending
+            return
 
 
 def _glob_root(pattern: str) -> str:
@@ -295,74 +442,68 @@ def _relative_id(file: Path, root: Path) -> str:
     return printable_name(rel.as_posix())
 
 
-def _list_file_items(list_file: Path) -> list[InputItem]:
-    """One item per entry; a missing file, or a repeated entry, is an item with ``error``.
+def _list_file_items(list_file: Path) -> Iterator[InputItem]:
+    """One item per entry, read line by line; a missing file, or an entry listed
+    again, is an item with ``error``. An entry's id is the entry as written
+    (``./`` dropped): distinct for distinct entries, the same on every run."""
+    base = str(list_file.parent)
+    seen = _Seen()
+    repeats = 0
+    with open(list_file, "rb") as handle:  # plain os calls: a million entries take seconds
+        for number, line in enumerate(_text_lines(handle, str(list_file)), 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            item_id = _entry_id(text)
+            file = text if text.startswith("/") else os.path.join(base, text)
+            error = None
+            if seen.add(item_id):
+                first = _first_line(list_file, item_id) if repeats < _NAMED_REPEATS else None
+                repeats += 1
+                error = _repeat_error(str(list_file), number, item_id, first)
+            elif not os.path.isfile(file):
+                error = f"{list_file}:{number}: no such file {text!r}"
+            yield InputItem(item_id, os.path.realpath(file) if error is None else file, error=error)
 
-    A relative entry's id is the entry as written (``./`` dropped); an absolute
-    entry's id is its file name, or its whole path where two entries share the name.
+
+_NAMED_REPEATS = 100
+"""Repeated entries of a list file whose first line is looked up (by reading it again)."""
+
+
+def _first_line(list_file: Path, item_id: str) -> int | None:
+    """The first line of ``list_file`` whose entry has ``item_id``."""
+    with open(list_file, "rb") as handle:
+        for number, line in enumerate(_text_lines(handle, str(list_file)), 1):
+            text = line.strip()
+            if text and not text.startswith("#") and _entry_id(text) == item_id:
+                return number
+    return None
+
+
+def _entry_id(text: str) -> str:
+    """The id of a list file's entry: the entry as written (``./`` dropped)."""
+    if (
+        "//" not in text
+        and "/./" not in text
+        and not text.startswith("./")
+        and not text.endswith(("/", "/."))
+    ):
+        return text  # already in normal form (the common case, and fast)
+    return PurePosixPath(Path(text).as_posix()).as_posix()
+
+
+def _parquet_items(files: list[str], fs: pafs.FileSystem | None = None) -> Iterator[InputItem]:
+    """The rows of Parquet files, in file order (readers cache one file's table).
+
+    Ids are the dataset's own (its ``id`` column, else ``file#row``), so a
+    repeated one is the dataset's mistake: an InputError before any row is given.
     """
-    base = list_file.parent
-    try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"list file {list_file} is not UTF-8 text (byte {exc.start}: {exc.reason})"
-        ) from None
-    entries: list[tuple[int, str, Path]] = []
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if text and not text.startswith("#"):
-            entries.append((number, text, Path(text)))
-    names = [
-        path.name if path.is_absolute() else PurePosixPath(path.as_posix()).as_posix()
-        for _, _, path in entries
-    ]
-    taken: dict[str, int] = {}
-    for name in names:
-        taken[name] = taken.get(name, 0) + 1
-    items: list[InputItem] = []
-    first_line: dict[str, int] = {}
-    for (number, text, entry), name in zip(entries, names, strict=True):
-        item_id = entry.as_posix() if entry.is_absolute() and taken[name] > 1 else name
-        file = entry if entry.is_absolute() else base / entry
-        error = None
-        if item_id in first_line:
-            first = first_line[item_id]
-            error = f"{list_file}:{number}: lists {item_id!r} again (first on line {first})"
-        elif not file.is_file():
-            error = f"{list_file}:{number}: no such file {text!r}"
-        first_line.setdefault(item_id, number)
-        items.append(InputItem(item_id, str(file.resolve()), error=error))
-    return items
-
-
-def _one_item_per_id(items: list[InputItem]) -> list[InputItem]:
-    """Items sorted by id; an id seen before marks the later item as an error.
-
-    Ids are distinct by construction except where two names render alike
-    (``b"a\\xff"`` and a file really named ``a\\xff``): the first keeps the id.
-    """
-    seen: dict[str, InputItem] = {}
-    out: list[InputItem] = []
-    for item in items:
-        first = seen.get(item.item_id)
-        if first is None:
-            seen[item.item_id] = item
-        elif item.error is None:
-            error = f"{item.path}: its id {item.item_id!r} is already the id of {first.path}"
-            item = InputItem(item.item_id, item.path, item.row, error)
-        out.append(item)
-    return out
-
-
-def _parquet_items(
-    files: list[Path] | list[str], fs: pafs.FileSystem | None = None
-) -> list[InputItem]:
     import pyarrow.parquet as pq
 
     items: list[InputItem] = []
+    seen: set[str] = set()
     for name in files:
-        file = str(name) if fs is not None else str(Path(name).resolve())
+        file = name if fs is not None else str(Path(name).resolve())
         try:
             meta = (
                 pq.ParquetFile(fs.open_input_file(file)) if fs is not None else pq.ParquetFile(file)
@@ -377,13 +518,9 @@ def _parquet_items(
             )
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"cannot read Parquet input {file}: {exc}") from None
-        items.extend(InputItem(str(i), file, row, fs=fs) for row, i in enumerate(ids))
-    return items
-
-
-def _check_unique(items: list[InputItem], spec: str) -> None:
-    seen: set[str] = set()
-    for item in items:
-        if item.item_id in seen:
-            raise InputError(f"input {spec!r} lists {item.item_id!r} twice")
-        seen.add(item.item_id)
+        for row, item_id in enumerate(ids):
+            if str(item_id) in seen:
+                raise InputError(f"the Parquet input lists {str(item_id)!r} twice")
+            seen.add(str(item_id))
+            items.append(InputItem(str(item_id), file, row, fs=fs))
+    yield from items

@@ -38,18 +38,19 @@ memory then grows with the outputs kept, not with the input. With
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from remotemedia_ray.dataset import donelog
 from remotemedia_ray.dataset.donelog import DoneLog
-from remotemedia_ray.dataset.inputs import InputItem, list_inputs, printable_name
+from remotemedia_ray.dataset.inputs import InputItem, Listing, printable_name
 from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_outdir
 from remotemedia_ray.dataset.progress import Progress, realtime_text
 from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, ContentKey
@@ -145,7 +146,7 @@ class DatasetJob:
         self.out: Location | None = None
         self.run_id = uuid.uuid4().hex[:8]
         self.sinks: list[str] = []
-        self.items: list[InputItem] = []
+        self.listing: Listing | None = None
         self.skip: set[str] = set()
         self._lock: OutdirLock | None = None
         self._job_manifest: Manifest | None = None
@@ -153,12 +154,9 @@ class DatasetJob:
         self._named: set[str] = set()
         self._errors: list[dict[str, Any]] = []
         self._errors_written = 0
+        self._paths: dict[str, str] = {}
+        """How errors name the items in flight (item id -> path)."""
         self._elapsed = 0.0
-
-    @property
-    def readable(self) -> list[InputItem]:
-        """The inputs that were listed without a problem."""
-        return [item for item in self.items if item.error is None]
 
     def prepare(self) -> None:
         """Check the options and the manifest, list the inputs, lock and prepare OUTDIR.
@@ -177,7 +175,8 @@ class DatasetJob:
         self.sinks = list(PipelineGraph.from_manifest(manifest).sinks)
         self._job_manifest = _job_manifest(manifest, config.window_s)
         out = resolve(config.outdir, role="output")
-        self.items = list_inputs(config.input, exclude=out.path if out.local else None)
+        self.listing = Listing(config.input, exclude=out.path if out.local else None)
+        self.listing.check()
         self._lock = prepare_outdir(
             out,
             sinks=self.sinks,
@@ -187,7 +186,6 @@ class DatasetJob:
             stream=self.stream,
         )
         self.out = out
-        self.result.items_total = len(self.items)
 
     def resume(self) -> None:
         """With ``--resume``: drop unfinished outputs and find the items already done."""
@@ -197,10 +195,17 @@ class DatasetJob:
         state = donelog.load(out)
         donelog.sweep(out, self.sinks, state.files)
         out.delete(out.join(ERRORS))  # failed items run again
-        readable = self.readable
-        current = _resume_keys(self.config, readable, state.items)
+        candidates: set[str] = set()
+
+        def listed_and_done() -> Iterator[InputItem]:
+            for item in self._listing:
+                if item.error is None and item.item_id in state.items:
+                    candidates.add(item.item_id)
+                    yield item
+
+        current = _resume_keys(self.config, listed_and_done(), len(state.items))
         self.skip = {i for i, key in current.items() if state.items.get(i) == key}
-        rerun = set(state.items) & {i.item_id for i in readable} - self.skip
+        rerun = candidates - self.skip
         if rerun:
             donelog.drop_items(out, state, rerun, self.run_id)
         self._named = set(state.files)
@@ -211,18 +216,35 @@ class DatasetJob:
         assert self.out is not None, "prepare() first"
         return self.out
 
+    @property
+    def _listing(self) -> Listing:
+        assert self.listing is not None, "prepare() first"
+        return self.listing
+
+    def _todo(self, items: Iterator[InputItem], progress: Progress) -> Iterator[dict[str, Any]]:
+        """The pipeline inputs of the items to run, as they are listed.
+
+        Items that could not be listed are recorded as they come; every item
+        is counted, and the progress line learns the total once listing ends.
+        """
+        result = self.result
+        for item in items:
+            result.items_total += 1
+            if item.error is not None:
+                self._record([_listing_error(item)])
+            elif item.item_id not in self.skip:
+                self._paths[item.item_id] = item.shown
+                yield item.to_value()
+        progress.total = result.items_total - result.items_skipped
+
     def run(self) -> JobResult:
         """Run the manifest over every item not skipped; the workers write the outputs.
 
         On Ctrl-C the batches already written are recorded and ``exit_code`` is 130.
         """
         config, result, out = self.config, self.result, self._out
-        todo = [item for item in self.readable if item.item_id not in self.skip]
-        unlisted = [item for item in self.items if item.error is not None]
-        progress = self._progress(len(todo) + len(unlisted))
-        by_id = {item.item_id: item for item in todo}
+        progress = self._progress(None)
         start = time.monotonic()
-        self._record([_listing_error(item) for item in unlisted])
         log = DoneLog(out, self.run_id)
         writer = OutputWriter(
             out,
@@ -232,26 +254,35 @@ class DatasetJob:
             duration_node=DURATION,
             write_audio=config.write_audio,
         )
-        pipeline = self._pipeline(len(todo))
+        listed = iter(self._listing)
+        first = list(itertools.islice(listed, _PEEK))  # a small corpus gets smaller batches
+        small = len(first) < _PEEK
+        pipeline = self._pipeline(sum(i.error is None for i in first) if small else None)
+        todo = self._todo(itertools.chain(first, listed), progress)
         recorded = 0
         try:
             with pipeline:
-                values: Iterator[dict[str, Any]] = (item.to_value() for item in todo)
-                ids = (item.item_id for item in todo)
+                values, ids = _unzip((v["item_id"], v) for v in todo)
                 for commit in pipeline.write(values, writer, ids=ids):
                     record: BatchCommit = commit.record
                     log.add(record)
                     self._named.update(record.files)
+                    for item_id in record.items:
+                        self._paths.pop(item_id, None)
                     result.items_done += len(record.items)
                     result.audio_seconds += record.audio_seconds
                     failures = pipeline.failures[recorded:]
                     recorded += len(failures)
-                    self._record([_failure_entry(f, by_id.get(f.item_id)) for f in failures])
+                    self._record(
+                        [_failure_entry(f, self._paths.pop(f.item_id, None)) for f in failures]
+                    )
                     if self._too_many_errors():
                         break
                     progress.update(result.items_done, result.items_failed, result.audio_seconds)
                 failures = pipeline.failures[recorded:]
-                self._record([_failure_entry(f, by_id.get(f.item_id)) for f in failures])
+                self._record(
+                    [_failure_entry(f, self._paths.pop(f.item_id, None)) for f in failures]
+                )
                 self._metrics = pipeline.metrics
         except KeyboardInterrupt:
             result.exit_code = 130
@@ -265,13 +296,13 @@ class DatasetJob:
         self._elapsed = time.monotonic() - start
         return result
 
-    def _progress(self, total: int) -> Progress:
+    def _progress(self, total: int | None) -> Progress:
         mode = self.config.progress
         if mode == "auto":
             mode = "live" if self.stream.isatty() else "plain"
         return Progress(total, stream=self.stream, live=mode == "live", enabled=mode != "off")
 
-    def _pipeline(self, expected_items: int) -> Pipeline:
+    def _pipeline(self, expected_items: int | None) -> Pipeline:
         """The pipeline of the job's manifest, with the Ray options of the config."""
         from remotemedia_ray.runtime.pipeline import Pipeline
 
@@ -283,7 +314,7 @@ class DatasetJob:
             options["batch_size"] = min(config.batch_size, config.shard_rows)
         elif config.shard_rows < _AUTO_BATCH_LIMIT:
             options["batch_size"] = config.shard_rows
-        options.setdefault("expected_items", max(1, expected_items))
+        options.setdefault("expected_items", max(1, expected_items or 1 << 30))
         return Pipeline(
             self._job_manifest,
             runtime=config.runtime,
@@ -301,10 +332,21 @@ class DatasetJob:
             self._write_errors()
 
     def _write_errors(self) -> None:
-        """Write ``errors.jsonl`` whole (an object store cannot append) when it changed."""
+        """Write the new entries of ``errors.jsonl``.
+
+        Locally they are appended (the driver keeps none); an object store
+        cannot append, so there the file is written whole each time, from
+        every entry so far.
+        """
         if len(self._errors) == self._errors_written:
             return
         out = self._out
+        if out.local:
+            with open(out.join(ERRORS), "a", encoding="utf-8") as handle:
+                handle.writelines(redact(json.dumps(e)) + "\n" for e in self._errors)
+            self._errors.clear()
+            self._errors_written = 0
+            return
         text = "".join(json.dumps(entry) + "\n" for entry in self._errors)
         out.write_bytes(out.join(ERRORS), redact(text).encode("utf-8"))
         self._errors_written = len(self._errors)
@@ -355,6 +397,8 @@ class DatasetJob:
             self._lock = None
 
 
+_PEEK = 4096
+"""Entries listed before the pipeline starts, to size its batches for a small corpus."""
 _AUTO_BATCH_LIMIT = 32
 """The largest batch the Ray runtime picks by itself (one batch is one shard)."""
 _ERRORS_PER_WRITE = 256
@@ -376,11 +420,11 @@ def _listing_error(item: InputItem) -> dict[str, Any]:
     }
 
 
-def _failure_entry(failure: ItemFailure, item: InputItem | None) -> dict[str, Any]:
-    """The errors.jsonl entry of an item that failed in a node."""
+def _failure_entry(failure: ItemFailure, path: str | None) -> dict[str, Any]:
+    """The errors.jsonl entry of an item that failed in a node (``path``: how it is shown)."""
     return {
         "item_id": failure.item_id,
-        "path": item.shown if item else None,
+        "path": path,
         "node": failure.node_id,
         "error_type": type(failure.error).__name__,
         "error": printable_name(failure.error.message),
@@ -460,19 +504,18 @@ an OUTDIR of another layout is not resumed."""
 
 
 def _resume_keys(
-    config: JobConfig, items: list[InputItem], done: Mapping[str, str]
+    config: JobConfig, candidates: Iterator[InputItem], expected: int
 ) -> dict[str, str]:
     """Content keys of the items that an earlier run finished (computed in workers)."""
     from remotemedia_ray.runtime.pipeline import Pipeline
 
-    candidates = [item for item in items if item.item_id in done]
-    if not candidates:
+    if expected == 0:
         return {}
     keys_manifest = _with_internal_nodes(
         None, before=[_internal_node(KEY, ContentKey.node_type)], after=[], connections=[]
     )
     options = (
-        {"fuse": config.fuse, "expected_items": len(candidates), **config.ray_options}
+        {"fuse": config.fuse, "expected_items": expected, **config.ray_options}
         if config.runtime == "ray"
         else {}
     )
@@ -483,14 +526,15 @@ def _resume_keys(
         on_error="record",
         **options,
     ) as pipeline:
-        return {
-            out.item_id: out[KEY]
-            for out in pipeline.map(
-                (c.to_value() for c in candidates),
-                ids=(c.item_id for c in candidates),
-                ordered=False,
-            )
-        }
+        values, ids = _unzip((c.item_id, c.to_value()) for c in candidates)
+        return {out.item_id: out[KEY] for out in pipeline.map(values, ids=ids, ordered=False)}
+
+
+def _unzip(pairs: Iterator[tuple[str, Any]]) -> tuple[Iterator[Any], Iterator[str]]:
+    """The values and the ids of ``(id, value)`` pairs, as two lazy iterators (consumed
+    in step, as :meth:`Pipeline.map` does, they hold one pair between them)."""
+    first, second = itertools.tee(pairs)
+    return (value for _, value in first), (item_id for item_id, _ in second)
 
 
 def _check_config(config: JobConfig) -> None:

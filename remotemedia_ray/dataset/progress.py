@@ -10,11 +10,14 @@ __all__ = ["Progress", "realtime_text"]
 
 class Progress:
     """Files done/total, audio hours, x realtime, errors and ETA, on a terminal
-    as one live line, elsewhere as a plain line every ``interval_s`` seconds."""
+    as one live line, elsewhere as a plain line every ``interval_s`` seconds.
+
+    ``total`` is None while the inputs are still being listed (``files 12/?``).
+    """
 
     def __init__(
         self,
-        total: int,
+        total: int | None,
         *,
         stream: TextIO,
         live: bool,
@@ -34,10 +37,14 @@ class Progress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         finished = done + failed
         rate = finished / elapsed
-        eta = (self.total - finished) / rate if rate > 0 else float("inf")
+        if self.total is None:  # still listing
+            eta = float("inf")
+        else:
+            eta = (self.total - finished) / rate if rate > 0 else float("inf")
         eta_text = "--" if eta == float("inf") else f"{eta:,.0f}s"
+        total = "?" if self.total is None else self.total
         return (
-            f"files {finished}/{self.total}  audio {audio_s / 3600:.3f} h  "
+            f"files {finished}/{total}  audio {audio_s / 3600:.3f} h  "
             f"{realtime_text(audio_s / elapsed)} realtime  errors {failed}  ETA {eta_text}"
         )
 

@@ -385,3 +385,86 @@ def test_wrong_credentials_fail(
     assert "Traceback" not in run.stderr, run
     assert_no_secret(wrong, run)
     assert not list_files(s3.filesystem(), f"{OUT_BUCKET}/wrong-credentials")
+
+
+def test_long_files_are_read_in_windows_from_s3(
+    s3: S3Server, tmp_path: Path, reference: Rows
+) -> None:
+    """A file longer than the window is read with ranged requests, window by window, and
+    gives the rows of reading it whole."""
+    source = tmp_path / "long"
+    source.mkdir()
+    shutil.copy(AUDIO / GOOD[0], source / GOOD[0])
+    s3.upload(source, f"{IN_BUCKET}/long")
+    fs, root = s3.filesystem(), f"{OUT_BUCKET}/long"
+    run = run_cli(s3.uri(f"{IN_BUCKET}/long"), s3.uri(root), job_env(s3), "--window-seconds", "0.5")
+    assert run.returncode == 0, run
+    rows = sink_rows(fs, root)
+    for sink in SINKS:
+        (row,) = rows[sink]
+        (expected,) = [r for r in reference[sink] if r["id"] == GOOD[0]]
+        assert row == expected, sink
+
+
+@pytest.mark.parametrize("kind", ["glob", "list file"])
+def test_globs_and_list_files_in_a_store(
+    kind: str, s3: S3Server, s3_corpus: str, reference: Rows
+) -> None:
+    """``s3://bucket/prefix/*.wav`` and a list file in the bucket list like local ones."""
+    fs = s3.filesystem()
+    if kind == "glob":
+        source = s3.uri(f"{s3_corpus}/*.wav")
+        expected = [name for name in GOOD if name.endswith(".wav")]
+    else:
+        listing = "\n".join(["# the good files", *GOOD, "gone.wav"]) + "\n"
+        with fs.open_output_stream(f"{s3_corpus}/inputs.txt") as handle:
+            handle.write(listing.encode())
+        source, expected = s3.uri(f"{s3_corpus}/inputs.txt"), GOOD
+    root = f"{OUT_BUCKET}/{kind.replace(' ', '-')}"
+    run = run_cli(source, s3.uri(root), job_env(s3))
+    assert run.returncode == 0, run
+    rows = sink_rows(fs, root)
+    for sink in SINKS:
+        assert rows[sink] == [r for r in reference[sink] if r["id"] in expected], sink
+    if kind == "list file":
+        (error,) = read_jsonl(fs, f"{root}/errors.jsonl")
+        assert (error["item_id"], error["path"]) == ("gone.wav", f"s3://{s3_corpus}/gone.wav")
+
+
+def test_a_second_run_on_one_s3_outdir_is_refused(s3: S3Server, s3_corpus: str) -> None:
+    """The lock object keeps a second run off an OUTDIR in use, on S3 too."""
+    fs, root = s3.filesystem(), f"{OUT_BUCKET}/locked"
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "remotemedia_ray.cli",
+            "run",
+            str(MANIFEST),
+            "-i",
+            s3.uri(s3_corpus),
+            "-o",
+            s3.uri(root),
+        ],
+        env=job_env(s3),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while fs.get_file_info(f"{root}/_job.lock").type != pafs.FileType.File:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "no lock after 120 s"
+            time.sleep(0.05)
+        second = run_cli(s3.uri(s3_corpus), s3.uri(root), job_env(s3))
+        _first_out, first_err = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert second.returncode == 1, second
+    assert "in use" in second.stderr and "_job.lock" in second.stderr, second
+    assert first.returncode == 0, first_err
+    check_outputs(fs, root)
+    assert fs.get_file_info(f"{root}/_job.lock").type == pafs.FileType.NotFound
