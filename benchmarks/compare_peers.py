@@ -407,8 +407,8 @@ class CpuMeter:
 
     The raylet ignores SIGCHLD, so a finished worker's time is lost to the kernel's
     accounting: a thread reads /proc every ``interval_s`` and keeps each process's
-    last reading (a process that ends loses at most one interval). Linux only
-    (zeros elsewhere).
+    last reading (a process that ends loses at most one interval). That thread's
+    own CPU time is left out of this process's. Linux only (zeros elsewhere).
     """
 
     def __init__(self, interval_s: float = 0.2) -> None:
@@ -419,6 +419,8 @@ class CpuMeter:
         self._machine = (0.0, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._own = 0.0
+        """CPU seconds the meter's own thread used (not the run's: left out of ``driver``)."""
 
     @staticmethod
     def _machine_busy() -> float:
@@ -452,8 +454,10 @@ class CpuMeter:
             self._last[key] = (name, ticks)
 
     def _loop(self) -> None:
+        start = time.thread_time()
         while not self._stop.wait(self.interval_s):
             self._sample(first=False)
+        self._own = time.thread_time() - start
 
     def __enter__(self) -> CpuMeter:
         if Path("/proc/self/stat").exists():
@@ -476,7 +480,7 @@ class CpuMeter:
         for key, (name, ticks) in self._last.items():
             seconds = (ticks - self._first[key]) / tick
             if key[0] == self._me:
-                cpu.driver += seconds
+                cpu.driver += seconds - self._own
             elif name.startswith("ray::"):
                 cpu.workers += seconds
             else:

@@ -395,19 +395,26 @@ def audio_table(ids: Sequence[str], buffers: Sequence[AudioBuffer]) -> pa.Table:
 
 def audio_list_column(buffers: Sequence[AudioBuffer | None], fmt: AudioFormat) -> pa.ChunkedArray:
     """A large-list audio column with one chunk per buffer, wrapping each buffer's
-    own Arrow memory (no samples are copied); ``None`` entries become nulls.
+    own Arrow memory (no samples are copied); ``None`` entries become nulls (one
+    chunk for each run of them).
 
     Every buffer must be in ``fmt`` (the column has one value type).
     """
     list_type = pa.large_list(fmt.arrow_type)
     chunks = []
+    nulls = 0  # a run of missing values becomes one chunk
     for buffer in buffers:
         if buffer is None:
-            chunks.append(pa.nulls(1, type=list_type))
+            nulls += 1
             continue
+        if nulls:
+            chunks.append(pa.nulls(nulls, type=list_type))
+            nulls = 0
         samples = buffer.to_arrow()
         offsets = pa.array([0, len(samples)], type=pa.int64())
         chunks.append(pa.LargeListArray.from_arrays(offsets, samples))
+    if nulls:
+        chunks.append(pa.nulls(nulls, type=list_type))
     return pa.chunked_array(chunks, type=list_type)
 
 

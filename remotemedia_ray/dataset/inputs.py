@@ -259,32 +259,40 @@ def _folder_items(
     root: Path, exts: frozenset[str], wanted: Callable[[Path], bool]
 ) -> Iterator[InputItem]:
     """Audio files under ``root``, one folder at a time (files, then sub-folders, by
-    name); a folder with no audio file at all is read as a Parquet dataset."""
+    name); a folder with no audio file at all is read as a Parquet dataset.
+
+    Plain ``os`` calls on strings: a folder of a million files lists in seconds.
+    """
+    top = os.path.abspath(root)
     found_audio = False
     parquet: list[str] = []
     visited: set[str] = set()
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        here = Path(folder)
+    for folder, dirs, names in os.walk(top, followlinks=True):
         visited.add(os.path.realpath(folder))
         dirs.sort()  # a linked folder is walked once, under its first name: no loops
         dirs[:] = [
-            d for d in dirs if wanted(here / d) and os.path.realpath(here / d) not in visited
+            d
+            for d in dirs
+            if wanted(Path(folder, d)) and os.path.realpath(os.path.join(folder, d)) not in visited
         ]
+        prefix = "" if folder == top else folder[len(top) + 1 :].replace(os.sep, "/") + "/"
         rendered: dict[str, str] = {}
         for name in sorted(names):
-            file = here / name
-            suffix = file.suffix.lower()
+            full = os.path.join(folder, name)
+            suffix = os.path.splitext(name)[1].lower()
             if suffix == ".parquet" and not found_audio:
-                parquet.append(str(file.resolve()))
-            if suffix not in exts or not file.is_file() or not wanted(file):
+                parquet.append(full)
+            if suffix not in exts or not os.path.isfile(full):
+                continue
+            if os.path.islink(full) and not wanted(Path(full)):  # a link into OUTDIR
                 continue
             found_audio = True
-            item_id = _relative_id(file, root)
-            first = rendered.setdefault(item_id, str(file))
+            item_id = printable_name(prefix + name)
+            first = rendered.setdefault(item_id, full)
             error = None
-            if first != str(file):  # two names that render alike (see printable_name)
-                error = f"{file}: its id {item_id!r} is already the id of {first}"
-            yield InputItem(item_id, str(file.resolve()), error=error)
+            if first != full:  # two names that render alike (see printable_name)
+                error = f"{full}: its id {item_id!r} is already the id of {first}"
+            yield InputItem(item_id, full, error=error)
     if not found_audio and parquet:
         yield from _parquet_items(sorted(parquet))
 
