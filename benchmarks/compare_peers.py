@@ -743,7 +743,7 @@ def warm_up(files: list[Path], root: Path, out: Path) -> None:
 def batch_sizes_used() -> Iterator[list[int]]:
     """The batch size each Ray pipeline opened meanwhile settled on (the job sizes its
     default batches from the number of files once its actors exist)."""
-    from remotemedia_ray.runtime.ray_executor import RayExecutor
+    from remotemedia_ray._runtime.ray_executor import RayExecutor
 
     seen: list[int] = []
     start = RayExecutor.start

@@ -37,7 +37,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away local Ray
 from compare_nodes import best_time  # benchmarks/ is this script's folder
 
 import remotemedia_ray as rm
-from remotemedia_ray.runtime.batches import BatchItem, encode_batch
+from remotemedia_ray._runtime.batches import BatchItem, encode_batch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 RATE = 48_000

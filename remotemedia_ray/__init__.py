@@ -8,6 +8,9 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from remotemedia_ray import errors
+from remotemedia_ray._runtime.execution import ItemFailure, PipelineOutput
+from remotemedia_ray._runtime.ray_cluster import RayOptions
+from remotemedia_ray._runtime.retry import CircuitBreaker, RetryPolicy
 from remotemedia_ray.audio import (
     AudioBuffer,
     AudioChunks,
@@ -43,10 +46,7 @@ from remotemedia_ray.nodes.base import (
 )
 from remotemedia_ray.nodes.native import native_available
 from remotemedia_ray.nodes.registry import available_node_types, create_node, register_node
-from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
-from remotemedia_ray.runtime.pipeline import Pipeline, PipelineState
-from remotemedia_ray.runtime.ray_cluster import RayOptions
-from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
+from remotemedia_ray.pipeline import Pipeline, PipelineState
 
 try:
     __version__ = _version("remotemedia-ray")

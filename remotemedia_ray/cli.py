@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from remotemedia_ray.errors import RemoteMediaError
+from remotemedia_ray.manifest import RUNTIME_HINTS
 
 __all__ = ["main"]
 
@@ -114,8 +115,8 @@ def _shutdown_ray() -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from remotemedia_ray._runtime.plan import PipelinePlan
     from remotemedia_ray.manifest import Manifest
-    from remotemedia_ray.runtime.plan import PipelinePlan
 
     failures = 0
     for path in args.manifests:  # every file is checked, whatever the others gave
@@ -219,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--runtime", choices=["ray", "local"], default="ray", help="default: ray")
     run.add_argument(
         "--node-runtime",
-        choices=["auto", "cpython", "rust_native"],
+        choices=RUNTIME_HINTS,
         default=None,
         help="override every node's runtime_hint",
     )
@@ -272,7 +273,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("manifests", nargs="+", metavar="MANIFEST", help=".json/.yaml file")
     validate.add_argument(
         "--runtime",
-        choices=["auto", "cpython", "rust_native"],
+        choices=RUNTIME_HINTS,
         default=None,
         help="check that every node can run on this runtime (default: each node's hint)",
     )

@@ -45,9 +45,8 @@ from remotemedia_ray.errors import (
     MarshalingError,
     RemoteMediaError,
 )
-from remotemedia_ray.manifest import Manifest
-from remotemedia_ray.runtime.pipeline import OnError, Pipeline
-from remotemedia_ray.runtime.plan import RuntimeOverride
+from remotemedia_ray.manifest import Manifest, RuntimeHint, check_runtime_hint
+from remotemedia_ray.pipeline import OnError, Pipeline
 
 if TYPE_CHECKING:
     import ray.data
@@ -168,7 +167,7 @@ def map_pipeline(
     ds: ray.data.Dataset,
     manifest: Manifest | str | Path | Mapping[str, Any],
     *,
-    runtime: RuntimeOverride | None = None,
+    runtime: RuntimeHint | None = None,
     on_error: OnError = "raise",
     batch_size: int | None = 8,
     concurrency: int | tuple[int, int] | None = None,
@@ -229,8 +228,7 @@ def map_pipeline(
         for row in ds.take_all():
             print(row["id"], row["error"] or len(row["vad"]), row["pcm16_sample_rate"])
     """
-    if runtime not in (None, "auto", "cpython", "rust_native"):
-        raise ConfigError(f"runtime must be 'auto', 'cpython' or 'rust_native', got {runtime!r}")
+    check_runtime_hint(runtime, "runtime")
     if on_error not in ("raise", "record"):
         raise ConfigError(f"on_error must be 'raise' or 'record', got {on_error!r}")
     if batch_size is not None and batch_size < 1:
@@ -305,7 +303,7 @@ class _PipelineMapper:
     def __init__(
         self,
         manifest: Manifest,
-        runtime: RuntimeOverride | None,
+        runtime: RuntimeHint | None,
         on_error: OnError,
         keep_columns: tuple[str, ...],
     ) -> None:

@@ -37,16 +37,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from remotemedia_ray.errors import CycleError, ManifestError, NodeNotFound
+from remotemedia_ray.errors import ConfigError, CycleError, ManifestError, NodeNotFound
 from remotemedia_ray.graph import PipelineGraph
 
 __all__ = [
+    "RUNTIME_HINTS",
     "Connection",
     "CpuRequirement",
     "ExecutionOptions",
@@ -56,10 +57,28 @@ __all__ = [
     "NodeCapabilities",
     "NodeSpec",
     "RuntimeHint",
+    "check_runtime_hint",
 ]
 
 RuntimeHint = Literal["rust_native", "cpython", "auto"]
-"""Which implementation of a node to run: native Rust, numpy/Python, or the best available."""
+"""Which implementation of a node to run: native Rust, numpy/Python, or the best available
+(a node's ``runtime_hint``, and every override of it: ``node_runtime=``, ``--node-runtime``)."""
+
+RUNTIME_HINTS: tuple[str, ...] = get_args(RuntimeHint)
+"""The values of :data:`RuntimeHint`, in order (``rust_native``, ``cpython``, ``auto``)."""
+
+
+def check_runtime_hint(value: object, name: str) -> RuntimeHint | None:
+    """``value`` as a runtime override (None: no override).
+
+    Raises:
+        ConfigError: ``value`` is not one of :data:`RUNTIME_HINTS`, naming ``name``.
+    """
+    if value is not None and value not in RUNTIME_HINTS:
+        choices = ", ".join(repr(v) for v in RUNTIME_HINTS)
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+    return value  # type: ignore[return-value]
+
 
 _ID_PATTERN = r"^[a-zA-Z0-9_-]+$"
 _MAX_FILE_BYTES = 16 * 1024 * 1024

@@ -40,6 +40,8 @@ __all__ = [
 
 NodeStatus = Literal["success", "failed", "skipped"]
 NodeRuntime = Literal["rust_native", "cpython"]
+"""The implementation a node executor runs: native Rust or Python/numpy (the data
+model's ``NodeMetrics.runtime``; declared here, the package's lowest module)."""
 
 
 def millis(us: int) -> int:

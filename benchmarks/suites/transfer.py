@@ -1,7 +1,7 @@
 """Handing one batch of 1 KB .. 100 MB to a Ray actor.
 
 A batch is what travels between node actors: the Arrow table of
-:func:`remotemedia_ray.runtime.batches.encode_batch`, here holding one float32
+:func:`remotemedia_ray._runtime.batches.encode_batch`, here holding one float32
 audio item of ``batch_bytes``. ``setup`` starts an embedded Ray (2 CPUs, no
 dashboard), puts the batch in the object store and starts the actors;
 ``teardown`` shuts Ray down. Every timed call waits for the actor's result.
@@ -56,7 +56,7 @@ class BatchHandOff:
     timeout = 300
 
     def setup(self, batch_bytes: int) -> None:
-        from remotemedia_ray.runtime.batches import BatchItem, encode_batch
+        from remotemedia_ray._runtime.batches import BatchItem, encode_batch
 
         ray = start_ray()
         self.ray = ray

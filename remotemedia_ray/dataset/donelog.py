@@ -29,7 +29,7 @@ import pyarrow as pa
 from remotemedia_ray.dataset.storage import Location
 from remotemedia_ray.dataset.writers import BatchCommit, audio_folder
 
-__all__ = ["DONE_DIR", "FLUSH_S", "DoneLog", "DoneState", "drop_items", "load", "sweep"]
+__all__ = ["DONE_DIR", "FLUSH_S", "DoneLog", "DoneState", "drop_items", "load_done", "sweep"]
 
 DONE_DIR = "_done"
 FLUSH_S = 2.0
@@ -51,7 +51,7 @@ class DoneState:
     """The segment files read (paths in the filesystem)."""
 
 
-def load(out: Location) -> DoneState:
+def load_done(out: Location) -> DoneState:
     """Read every segment of the done log (oldest first); a torn line is ignored."""
     state = DoneState()
     infos = sorted(out.list_files(out.join(DONE_DIR)), key=lambda info: info.base_name)

@@ -30,7 +30,7 @@ URIs (``s3://bucket/prefix``; see :mod:`~remotemedia_ray.dataset.storage`).
 
 A file longer than ``window_s`` (10 minutes by default) is decoded and
 pushed through the nodes one window at a time, inside one worker, with the
-same outputs as whole-file processing (see :mod:`remotemedia_ray.runtime.local`);
+same outputs as whole-file processing (see :mod:`remotemedia_ray._runtime.local`);
 memory then grows with the outputs kept, not with the input. With
 ``fuse=False`` the nodes are separate actors and a long file is read whole.
 """
@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from remotemedia_ray.dataset import donelog
-from remotemedia_ray.dataset.donelog import DoneLog
+from remotemedia_ray._runtime.execution import ItemFailure
+from remotemedia_ray.dataset.donelog import DoneLog, drop_items, load_done, sweep
 from remotemedia_ray.dataset.inputs import InputItem, Listing, printable_name
 from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_outdir
 from remotemedia_ray.dataset.progress import Progress, realtime_text
@@ -58,13 +58,18 @@ from remotemedia_ray.dataset.storage import Location, redact, resolve
 from remotemedia_ray.dataset.writers import BatchCommit, OutputWriter, audio_folder
 from remotemedia_ray.errors import ConfigError
 from remotemedia_ray.graph import PipelineGraph
-from remotemedia_ray.manifest import Connection, Manifest, NodeSpec
+from remotemedia_ray.manifest import (
+    Connection,
+    Manifest,
+    NodeSpec,
+    RuntimeHint,
+    check_runtime_hint,
+)
 from remotemedia_ray.metrics import PipelineMetrics, micros, millis
 from remotemedia_ray.nodes.registry import internal_node_id
-from remotemedia_ray.runtime.execution import ItemFailure
 
 if TYPE_CHECKING:
-    from remotemedia_ray.runtime.pipeline import Pipeline
+    from remotemedia_ray.pipeline import Pipeline
 
 __all__ = ["DURATION", "KEY", "READ", "DatasetJob", "JobConfig", "JobResult", "run_job"]
 
@@ -85,7 +90,7 @@ class JobConfig:
     outdir: str | Path
     address: str | None = None
     runtime: Literal["ray", "local"] = "ray"
-    node_runtime: Literal["auto", "cpython", "rust_native"] | None = None
+    node_runtime: RuntimeHint | None = None
     resume: bool = False
     overwrite: bool = False
     max_errors: int | None = None
@@ -192,8 +197,8 @@ class DatasetJob:
         if not self.config.resume:
             return
         out = self._out
-        state = donelog.load(out)
-        donelog.sweep(out, self.sinks, state.files)
+        state = load_done(out)
+        sweep(out, self.sinks, state.files)
         out.delete(out.join(ERRORS))  # failed items run again
         candidates: set[str] = set()
 
@@ -207,7 +212,7 @@ class DatasetJob:
         self.skip = {i for i, key in current.items() if state.items.get(i) == key}
         rerun = candidates - self.skip
         if rerun:
-            donelog.drop_items(out, state, rerun, self.run_id)
+            drop_items(out, state, rerun, self.run_id)
         self._named = set(state.files)
         self.result.items_skipped = len(self.skip)
 
@@ -304,7 +309,7 @@ class DatasetJob:
 
     def _pipeline(self, expected_items: int | None) -> Pipeline:
         """The pipeline of the job's manifest, with the Ray options of the config."""
-        from remotemedia_ray.runtime.pipeline import Pipeline
+        from remotemedia_ray.pipeline import Pipeline
 
         config = self.config
         assert self._job_manifest is not None, "prepare() first"
@@ -361,7 +366,7 @@ class DatasetJob:
         if result.exit_code == 130 or self._metrics is None:
             return result
         out = self._out
-        donelog.sweep(out, self.sinks, self._named)
+        sweep(out, self.sinks, self._named)
         metrics, elapsed = self._metrics.without((KEY, DURATION)), self._elapsed
         # Validated again (model_copy would not check), so metrics.json keeps the seed's
         # types: whole milliseconds (rounded to the nearest), the microseconds beside them.
@@ -507,7 +512,7 @@ def _resume_keys(
     config: JobConfig, candidates: Iterator[InputItem], expected: int
 ) -> dict[str, str]:
     """Content keys of the items that an earlier run finished (computed in workers)."""
-    from remotemedia_ray.runtime.pipeline import Pipeline
+    from remotemedia_ray.pipeline import Pipeline
 
     if expected == 0:
         return {}
@@ -540,11 +545,7 @@ def _unzip(pairs: Iterator[tuple[str, Any]]) -> tuple[Iterator[Any], Iterator[st
 def _check_config(config: JobConfig) -> None:
     if config.runtime not in ("ray", "local"):
         raise ConfigError(f"--runtime must be 'ray' or 'local', got {config.runtime!r}")
-    if config.node_runtime not in (None, "auto", "cpython", "rust_native"):
-        raise ConfigError(
-            "--node-runtime must be 'auto', 'cpython' or 'rust_native', "
-            f"got {config.node_runtime!r}"
-        )
+    check_runtime_hint(config.node_runtime, "--node-runtime")
     if config.write_audio not in (None, "flac", "wav"):
         raise ConfigError(f"--write-audio must be 'flac' or 'wav', got {config.write_audio!r}")
     if config.progress not in ("auto", "live", "plain", "off"):

@@ -25,12 +25,13 @@ import enum
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from remotemedia_ray.audio import AudioBuffer
 from remotemedia_ray.errors import ManifestError, NodeExecutionError, RemoteMediaError
+from remotemedia_ray.metrics import NodeRuntime
 
 __all__ = [
     "Capability",
@@ -43,8 +44,6 @@ __all__ = [
     "parse_params",
 ]
 
-NodeRuntime = Literal["rust_native", "cpython"]
-"""The implementation a node executor runs: native Rust or Python/numpy."""
 
 P = TypeVar("P", bound=BaseModel)
 

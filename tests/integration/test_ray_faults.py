@@ -130,7 +130,7 @@ def node_pids(p: rm.Pipeline) -> dict[str, int]:
     """The worker pid of replica 0 of every node (its readiness probe answers it)."""
     import ray
 
-    pipeline_id = p._executor.pipeline_id  # type: ignore[union-attr]
+    pipeline_id = p.pipeline_id
     return {
         node_id: ray.get(ray.get_actor(f"rm:{pipeline_id}:{node_id}:0").ready.remote(), timeout=60)
         for node_id in p.plan.nodes
@@ -412,7 +412,8 @@ def _cleanup_manifest(tmp_path: Path) -> dict[str, Any]:
 
 
 def _pipeline_id(p: rm.Pipeline) -> str:
-    return p._executor.pipeline_id  # type: ignore[union-attr]
+    assert p.pipeline_id is not None, "the pipeline is not open on Ray"
+    return p.pipeline_id
 
 
 @pytest.mark.usefixtures("module_ray")

@@ -229,7 +229,8 @@ def test_no_actor_outlives_the_pipeline() -> None:
     m = GRAPHS["diamond"]
     with rm.Pipeline(m, runtime="ray") as p:
         p.run(1.0)
-        pipeline_id = p._executor.pipeline_id  # type: ignore[union-attr]
+        pipeline_id = p.pipeline_id
+        assert pipeline_id is not None
         names = [f"rm:{pipeline_id}:{node['id']}:0" for node in m["nodes"]]
         assert alive(names) == names
     assert alive(names) == []
@@ -280,7 +281,7 @@ def test_fused_speech_prep_equals_local() -> None:
 def test_every_call_of_a_batch_in_flight_can_be_cancelled(fuse: bool) -> None:
     import ray
 
-    from remotemedia_ray.runtime.ray_executor import RayExecutor
+    from remotemedia_ray._runtime.ray_executor import RayExecutor
 
     m = manifest(
         [("a", "MultiplyNode", {"factor": 2.0}), ("b", "AddNode", {"addend": 1.0})], [("a", "b")]

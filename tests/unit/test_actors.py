@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 import remotemedia_ray as rm
-from remotemedia_ray.runtime.actors import FusedActor, NodeActor
-from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, first_error
-from remotemedia_ray.runtime.plan import PIPELINE_INPUT, PipelinePlan
-from remotemedia_ray.runtime.retry import RetryPolicy
+from remotemedia_ray._runtime.actors import FusedActor, NodeActor
+from remotemedia_ray._runtime.batches import BatchItem, decode_batch, encode_batch, first_error
+from remotemedia_ray._runtime.plan import PIPELINE_INPUT, PipelinePlan
+from remotemedia_ray._runtime.retry import RetryPolicy
 
 MIXER = rm.Manifest.from_dict(
     {

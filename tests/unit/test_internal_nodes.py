@@ -12,9 +12,9 @@ import pytest
 
 import remotemedia_ray as rm
 from remotemedia_ray import cli
+from remotemedia_ray._runtime.plan import PipelinePlan
 from remotemedia_ray.dataset.readers import INTERNAL_NODES
 from remotemedia_ray.nodes import registry
-from remotemedia_ray.runtime.plan import PipelinePlan
 
 INTERNAL = sorted(INTERNAL_NODES)
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 import remotemedia_ray as rm
-from remotemedia_ray.runtime.plan import PipelinePlan
-from remotemedia_ray.runtime.ray_cluster import actor_options, fused_actor_options
-from remotemedia_ray.runtime.ray_executor import RayExecutor
+from remotemedia_ray._runtime.plan import PipelinePlan
+from remotemedia_ray._runtime.ray_cluster import actor_options, fused_actor_options
+from remotemedia_ray._runtime.ray_executor import RayExecutor
 
 LINEAR = {
     "version": "v1",

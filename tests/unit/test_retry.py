@@ -6,13 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from remotemedia_ray.errors import MarshalingError, PythonError, RetryableError
-from remotemedia_ray.runtime.retry import (
+from remotemedia_ray._runtime.retry import (
     CircuitBreaker,
     CircuitState,
     RetryPolicy,
     is_retryable,
 )
+from remotemedia_ray.errors import MarshalingError, PythonError, RetryableError
 
 
 class FakeClock:

@@ -31,24 +31,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
-from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.runtime.actors import (
+from remotemedia_ray._runtime.actors import (
     CONTROL_GROUP,
     FusedActor,
     NodeActor,
     write_sink_tables,
 )
-from remotemedia_ray.runtime.batches import BatchItem, decode_batch, encode_batch, item_outcomes
-from remotemedia_ray.runtime.execution import (
+from remotemedia_ray._runtime.batches import BatchItem, decode_batch, encode_batch, item_outcomes
+from remotemedia_ray._runtime.execution import (
     BatchSink,
     ItemFailure,
     PipelineOutput,
     SinkCommit,
     for_item,
 )
-from remotemedia_ray.runtime.plan import PIPELINE_INPUT, PipelinePlan
-from remotemedia_ray.runtime.ray_cluster import (
+from remotemedia_ray._runtime.plan import PIPELINE_INPUT, PipelinePlan
+from remotemedia_ray._runtime.ray_cluster import (
     RayConnection,
     RayOptions,
     actor_options,
@@ -57,7 +55,9 @@ from remotemedia_ray.runtime.ray_cluster import (
     fused_actor_options,
     node_gpus,
 )
-from remotemedia_ray.runtime.retry import RetryPolicy
+from remotemedia_ray._runtime.retry import RetryPolicy
+from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
+from remotemedia_ray.metrics import NodeMetrics
 
 __all__ = ["RayExecutor", "RayOptions"]
 

@@ -1,7 +1,7 @@
 """The in-process executor (``runtime="local"``): the reference semantics.
 
 Nodes run one item at a time in execution order, in this process, through
-the same :class:`~remotemedia_ray.runtime.execution.NodeRunner` the Ray
+the same :class:`~remotemedia_ray._runtime.execution.NodeRunner` the Ray
 actors use, so retries, errors and metrics behave identically.
 
 An item whose audio arrives as :class:`~remotemedia_ray.audio.AudioChunks`
@@ -20,11 +20,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from remotemedia_ray.audio import AudioBuffer, AudioChunks, concat_audio
-from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
-from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.nodes.base import ChunkStream
-from remotemedia_ray.runtime.execution import (
+from remotemedia_ray._runtime.execution import (
     BatchSink,
     ItemFailure,
     NodeRunner,
@@ -33,8 +29,12 @@ from remotemedia_ray.runtime.execution import (
     wrap_error,
     write_batch,
 )
-from remotemedia_ray.runtime.plan import PipelinePlan
-from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
+from remotemedia_ray._runtime.plan import PipelinePlan
+from remotemedia_ray._runtime.retry import CircuitBreaker, RetryPolicy
+from remotemedia_ray.audio import AudioBuffer, AudioChunks, concat_audio
+from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
+from remotemedia_ray.metrics import NodeMetrics
+from remotemedia_ray.nodes.base import ChunkStream
 
 __all__ = ["SINK_BATCH", "LocalExecutor"]
 

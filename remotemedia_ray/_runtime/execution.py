@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from remotemedia_ray._runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
 from remotemedia_ray.audio import AudioBuffer, AudioChunks
 from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder
 from remotemedia_ray.nodes.base import ChunkStream, NodeExecutor
-from remotemedia_ray.runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
 
 __all__ = [
     "BatchSink",
@@ -185,8 +185,8 @@ class NodeRunner:
         finally:
             self.recorder.sample_memory()
 
-    def execute(self, value: Any, *, item_id: str | None = None) -> Any:
-        """Execute on one input with retries; raises a tagged RemoteMediaError on failure."""
+    def _check_breaker(self, item_id: str | None) -> None:
+        """Refuse the call (recorded as a failure) while the circuit breaker is open."""
         if not self.breaker.allow():
             error = CircuitOpenError(
                 "circuit breaker open after repeated failures; call refused",
@@ -195,6 +195,10 @@ class NodeRunner:
             )
             self.recorder.record_failure(error)
             raise error
+
+    def execute(self, value: Any, *, item_id: str | None = None) -> Any:
+        """Execute on one input with retries; raises a tagged RemoteMediaError on failure."""
+        self._check_breaker(item_id)
         start = time.perf_counter()
 
         def attempt() -> Any:
@@ -223,14 +227,7 @@ class NodeRunner:
 
     def open_stream(self, *, item_id: str | None = None) -> ChunkStream | None:
         """The node's :class:`ChunkStream` for one long item, or None if it cannot stream."""
-        if not self.breaker.allow():
-            error = CircuitOpenError(
-                "circuit breaker open after repeated failures; call refused",
-                node_id=self.node_id,
-                item_id=item_id,
-            )
-            self.recorder.record_failure(error)
-            raise error
+        self._check_breaker(item_id)
         self.stream_ms = 0.0
         try:
             return self.executor.open_stream()

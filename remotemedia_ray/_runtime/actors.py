@@ -22,16 +22,14 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
-from remotemedia_ray.metrics import NodeMetrics
-from remotemedia_ray.runtime.batches import (
+from remotemedia_ray._runtime.batches import (
     BatchItem,
     decode_batch,
     encode_batch,
     first_error,
     item_outcomes,
 )
-from remotemedia_ray.runtime.execution import (
+from remotemedia_ray._runtime.execution import (
     BatchSink,
     ItemFailure,
     NodeRunner,
@@ -40,11 +38,13 @@ from remotemedia_ray.runtime.execution import (
     wrap_error,
     write_batch,
 )
-from remotemedia_ray.runtime.plan import PIPELINE_INPUT
-from remotemedia_ray.runtime.retry import CircuitBreaker, RetryPolicy
+from remotemedia_ray._runtime.plan import PIPELINE_INPUT
+from remotemedia_ray._runtime.retry import CircuitBreaker, RetryPolicy
+from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
+from remotemedia_ray.metrics import NodeMetrics
 
 if TYPE_CHECKING:
-    from remotemedia_ray.runtime.plan import PipelinePlan
+    from remotemedia_ray._runtime.plan import PipelinePlan
 
 __all__ = ["CONTROL_GROUP", "FusedActor", "NodeActor", "write_sink_tables"]
 
@@ -141,7 +141,7 @@ class FusedActor:
     """
 
     def __init__(self, plan: PipelinePlan, retry_policy: RetryPolicy) -> None:
-        from remotemedia_ray.runtime.local import LocalExecutor
+        from remotemedia_ray._runtime.local import LocalExecutor
 
         self.lock = threading.Lock()
         self.plan = plan

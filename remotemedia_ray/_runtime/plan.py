@@ -15,19 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from remotemedia_ray.graph import PipelineGraph
-from remotemedia_ray.manifest import Manifest, NodeSpec
+from remotemedia_ray.manifest import Manifest, NodeSpec, RuntimeHint
 from remotemedia_ray.nodes.base import NodeExecutor, NodeRuntime, parse_params
 from remotemedia_ray.nodes.registry import resolve_node_class
 
-__all__ = ["PIPELINE_INPUT", "NodePlan", "PipelinePlan", "RuntimeOverride"]
+__all__ = ["PIPELINE_INPUT", "NodePlan", "PipelinePlan"]
 
 PIPELINE_INPUT = "<pipeline input>"
 """The key of the pipeline input among a node's inputs (no node id can equal it)."""
-
-RuntimeOverride = Literal["rust_native", "cpython", "auto"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ class PipelinePlan:
     nodes: Mapping[str, NodePlan]
 
     @classmethod
-    def build(cls, manifest: Manifest, runtime: RuntimeOverride | None = None) -> PipelinePlan:
+    def build(cls, manifest: Manifest, runtime: RuntimeHint | None = None) -> PipelinePlan:
         """Validate ``manifest`` and resolve every node.
 
         Args:

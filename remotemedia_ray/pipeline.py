@@ -23,14 +23,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from remotemedia_ray._runtime.execution import BatchSink, ItemFailure, PipelineOutput, SinkCommit
+from remotemedia_ray._runtime.plan import PipelinePlan
+from remotemedia_ray._runtime.ray_cluster import RayOptions
+from remotemedia_ray._runtime.retry import RetryPolicy
 from remotemedia_ray.audio import AudioBuffer
 from remotemedia_ray.errors import ConfigError, RemoteMediaError
-from remotemedia_ray.manifest import Manifest
+from remotemedia_ray.manifest import Manifest, RuntimeHint
 from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics, micros
-from remotemedia_ray.runtime.execution import BatchSink, ItemFailure, PipelineOutput, SinkCommit
-from remotemedia_ray.runtime.plan import PipelinePlan, RuntimeOverride
-from remotemedia_ray.runtime.ray_cluster import RayOptions
-from remotemedia_ray.runtime.retry import RetryPolicy
 
 __all__ = ["OnError", "Pipeline", "PipelineState"]
 
@@ -128,7 +128,7 @@ class Pipeline:
         *,
         on_error: OnError = "raise",
         retry_policy: RetryPolicy | None = None,
-        node_runtime: RuntimeOverride | None = None,
+        node_runtime: RuntimeHint | None = None,
         options: RayOptions | None = None,
         **ray_options: Any,
     ) -> None:
@@ -183,6 +183,13 @@ class Pipeline:
         """The current :class:`PipelineState`."""
         return self._state
 
+    @property
+    def pipeline_id(self) -> str | None:
+        """The id in the names of this pipeline's Ray actors (``rm:<id>:<node>:<replica>``,
+        ``rm:<id>:fused:<replica>``), once it is open on Ray; None otherwise."""
+        pipeline_id = getattr(self._executor, "pipeline_id", None)
+        return pipeline_id if isinstance(pipeline_id, str) else None
+
     def open(self) -> Pipeline:
         """Build the pipeline (create and initialize every node); idempotent."""
         with self._lock:
@@ -203,10 +210,10 @@ class Pipeline:
 
     def _make_executor(self) -> _Executor:
         if self.runtime == "local":
-            from remotemedia_ray.runtime.local import LocalExecutor
+            from remotemedia_ray._runtime.local import LocalExecutor
 
             return LocalExecutor(self.plan, retry_policy=self.retry_policy)
-        from remotemedia_ray.runtime.ray_executor import RayExecutor
+        from remotemedia_ray._runtime.ray_executor import RayExecutor
 
         return RayExecutor(
             self.plan, address=self.address, retry_policy=self.retry_policy, options=self.options
@@ -278,8 +285,8 @@ class Pipeline:
         actors) calls ``sink.write(outputs, item_ids)`` with the outputs of the
         batch's items that succeeded; only the sink's small record comes back.
         The local runtime calls it in this process, every
-        :data:`~remotemedia_ray.runtime.local.SINK_BATCH` items. Yields one
-        :class:`~remotemedia_ray.runtime.execution.SinkCommit` per batch, as
+        :data:`~remotemedia_ray._runtime.local.SINK_BATCH` items. Yields one
+        :class:`~remotemedia_ray._runtime.execution.SinkCommit` per batch, as
         batches complete. Failures follow ``on_error`` as in :meth:`map`; an
         item the sink could not take fails at ``sink.node_id``.
         """

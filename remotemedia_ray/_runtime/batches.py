@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from remotemedia_ray._runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_list_column
 from remotemedia_ray.errors import MarshalingError, RemoteMediaError
-from remotemedia_ray.runtime.execution import ItemFailure, PipelineOutput
 
 __all__ = ["BatchItem", "decode_batch", "encode_batch", "first_error", "item_outcomes"]
 

@@ -32,7 +32,7 @@ from remotemedia_ray.errors import ConfigError, ManifestError, RemoteMediaError
 from remotemedia_ray.nodes.base import Capability
 
 if TYPE_CHECKING:
-    from remotemedia_ray.runtime.plan import NodePlan
+    from remotemedia_ray._runtime.plan import NodePlan
 
 __all__ = [
     "RayConnection",
