@@ -120,7 +120,7 @@ BENCH_SMOKE := --bench "^nodes\.NativeSpeedup\." \
 	--bench "^nodes\.\w+Node\.\w+\('\w+', 1\.0, 2\)" \
 	--bench "^pipelines\.\w+\.\w+\(('\w+', 'local'|'speech_prep', 'ray')\)" \
 	--bench "^transfer\.\w+\.\w+\(1000\)"
-DASHBOARD := $(abspath $(PY)) benchmarks/check_dashboard.py
+DASHBOARD := $(abspath $(PY)) -m benchmarks.check_dashboard
 
 ## bench: a quick asv pass over the current checkout (as installed in .venv), then the HTML dashboard
 bench: venv

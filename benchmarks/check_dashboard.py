@@ -1,7 +1,7 @@
 """Make the published asv dashboard work offline, and check it in a real browser.
 
-    python benchmarks/check_dashboard.py offline benchmarks/html
-    python benchmarks/check_dashboard.py check benchmarks/html [--screenshot PNG] [--graph NAME]
+    python -m benchmarks.check_dashboard offline benchmarks/html
+    python -m benchmarks.check_dashboard check benchmarks/html [--screenshot PNG] [--graph NAME]
 
 ``offline``: the pages of ``asv publish`` (asv >= 0.6) load jQuery, flot,
 bootstrap, stupidtable and md5 from CDNs; on a machine that reaches no CDN the

@@ -1,6 +1,6 @@
 """Native nodes vs the numpy reference vs the peers users would reach for.
 
-    python benchmarks/compare_nodes.py [--quick]
+    python -m benchmarks.compare_nodes [--quick]
 
 Everything runs in this one process, on one core, on the same data; each
 figure is the best of several repeats (these machines are noisy, so compare
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,28 +23,8 @@ import numpy as np
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import remotemedia_ray as rm
+from benchmarks.suites._common import best_seconds, speech_like, tone_noise
 from remotemedia_ray.nodes import native, reference, resampling
-
-
-def best_time(fn: Callable[[], object], *, repeat: int, min_time: float = 0.05) -> float:
-    """Seconds per call: the best of ``repeat`` runs of enough calls to last ``min_time``."""
-    fn()
-    number = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time or number >= 1 << 20:
-            break
-        number *= 2
-    best = elapsed / number
-    for _ in range(repeat - 1):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
 
 
 @dataclass
@@ -74,7 +53,7 @@ RATIOS: list[tuple[str, float, str]] = []
 def measure(
     task: str, name: str, fn: Callable[[], object], audio_s: float, samples: int, repeat: int
 ) -> Row:
-    row = Row(task, name, best_time(fn, repeat=repeat), audio_s, samples)
+    row = Row(task, name, best_seconds(fn, repeat=repeat, min_time=0.05), audio_s, samples)
     ROWS.append(row)
     print(
         f"  {name:<28} {row.seconds * 1e3:10.3f} ms  {row.msamples_per_s:9.1f} Msamples/s  "
@@ -88,28 +67,6 @@ def ratio(label: str, fast: Row, slow: Row, target: str) -> None:
     value = slow.seconds / fast.seconds
     RATIOS.append((label, value, target))
     print(f"  -> {label}: {value:.2f}x (target {target})", flush=True)
-
-
-def tone_noise(rate: int, seconds: float, channels: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(rate * seconds)) / rate
-    base = 0.3 * np.sin(2 * np.pi * 997 * t) + 0.05 * rng.standard_normal(t.size)
-    x = np.stack([base * (0.9 + 0.1 * c) for c in range(channels)], axis=1)
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def speech_like(rate: int, seconds: float, seed: int = 1) -> np.ndarray:
-    """Bursts of modulated noise (syllables) separated by quiet gaps."""
-    rng = np.random.default_rng(seed)
-    n = int(rate * seconds)
-    envelope = np.zeros(n)
-    pos = 0
-    while pos < n:
-        burst = int(rng.uniform(0.1, 0.6) * rate)
-        envelope[pos : pos + burst] = rng.uniform(0.05, 0.5)
-        pos += burst + int(rng.uniform(0.1, 0.5) * rate)
-    x = envelope * rng.standard_normal(n) + 0.001 * rng.standard_normal(n)
-    return np.clip(x, -1, 1).astype(np.float32).reshape(-1, 1)
 
 
 def bench_resample(repeat: int, seconds: float) -> None:
@@ -261,8 +218,8 @@ def bench_overhead(repeat: int) -> None:
     for node_type, params, kernel in cases:
         node = rm.create_node(node_type, runtime="rust_native")
         node.initialize(params)
-        t_node = best_time(lambda node=node: node.execute(buf), repeat=repeat)
-        t_kernel = best_time(kernel, repeat=repeat)
+        t_node = best_seconds(lambda node=node: node.execute(buf), repeat=repeat, min_time=0.05)
+        t_kernel = best_seconds(kernel, repeat=repeat, min_time=0.05)
         overhead_us = (t_node - t_kernel) * 1e6
         RATIOS.append((f"{node_type} execute overhead (us)", overhead_us, "<= 5 us"))
         print(

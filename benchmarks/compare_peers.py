@@ -1,6 +1,6 @@
 """The dataset job against the same job written with Ray Data, and as a plain loop.
 
-    python benchmarks/compare_peers.py [--files 1000] [--seconds 10] [--formats wav,flac]
+    python -m benchmarks.compare_peers [--files 1000] [--seconds 10] [--formats wav,flac]
         [--corpus DIR] [--quick] [--keep] [--repeat N] [--batch-size N ...]
 
 The corpus: ``--files`` files of ``--seconds`` s, 48 kHz 16-bit, about half

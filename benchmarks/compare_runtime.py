@@ -1,6 +1,6 @@
 """The Ray runtime against the local one, and what Ray's plumbing costs, in one process run.
 
-    python benchmarks/compare_runtime.py [--items N] [--quick]
+    python -m benchmarks.compare_runtime [--items N] [--quick]
 
 One local Ray (2 CPUs, no dashboard) is started once, before anything is
 timed; pipelines are opened (actors created and initialized) and warmed up
@@ -34,9 +34,8 @@ import numpy as np
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away local Ray
 
-from compare_nodes import best_time  # benchmarks/ is this script's folder
-
 import remotemedia_ray as rm
+from benchmarks.suites._common import best_seconds
 from remotemedia_ray._runtime.batches import BatchItem, encode_batch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -141,9 +140,9 @@ def actor_hop(ray: Any, echo: Any, repeat: int) -> None:
     table = encode_batch([BatchItem("0", small)])
     print(f"\nb. one actor hop, a batch of one 10 ms clip ({table.nbytes} B table)")
     with rm.Pipeline(one_node(), runtime="ray") as p:
-        pipeline_s = best_time(lambda: p.run(small), repeat=repeat, min_time=0.3)
-    bare_s = best_time(lambda: ray.get(echo.echo.remote(table)), repeat=repeat, min_time=0.3)
-    put_s = best_time(
+        pipeline_s = best_seconds(lambda: p.run(small), repeat=repeat, min_time=0.3)
+    bare_s = best_seconds(lambda: ray.get(echo.echo.remote(table)), repeat=repeat, min_time=0.3)
+    put_s = best_seconds(
         lambda: ray.get(echo.echo.remote(ray.put(table))), repeat=repeat, min_time=0.3
     )
     print(f"   pipeline p.run(x), 1 node                   {pipeline_s * 1e6:9.0f} us")
@@ -168,9 +167,9 @@ def hand_off(ray: Any, echo: Any, sizes_mb: list[float], repeat: int) -> None:
             table = encode_batch([BatchItem("0", buf)])
             ref = ray.put(table)
             n = max(3, repeat if size_mb < 50 else 2)
-            through = best_time(lambda: p.run(buf), repeat=n, min_time=0.2)  # noqa: B023
-            bare = best_time(lambda: ray.get(echo.echo.remote(table)), repeat=n, min_time=0.2)  # noqa: B023
-            read = best_time(lambda: ray.get(echo.nbytes.remote(ref)), repeat=n, min_time=0.2)  # noqa: B023
+            through = best_seconds(lambda: p.run(buf), repeat=n, min_time=0.2)  # noqa: B023
+            bare = best_seconds(lambda: ray.get(echo.echo.remote(table)), repeat=n, min_time=0.2)  # noqa: B023
+            read = best_seconds(lambda: ray.get(echo.nbytes.remote(ref)), repeat=n, min_time=0.2)  # noqa: B023
             gbs = [table.nbytes / s / 1e9 for s in (through, bare)]
             print(
                 f"   {_size(table.nbytes):>8} {through * 1e3:10.2f} ({gbs[0]:5.1f}) "

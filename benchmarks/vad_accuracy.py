@@ -1,6 +1,6 @@
 """Frame-level accuracy of VADNode against webrtcvad on a synthetic speech corpus.
 
-    python benchmarks/vad_accuracy.py [--recordings 8] [--utterances 5] [--seed 0]
+    python -m benchmarks.vad_accuracy [--recordings 8] [--utterances 5] [--seed 0]
         [--level-range -30 -6] [--spread 6] [--gap-range 0.2 1.5]
         [--manifest examples/speech_prep.json] [--runtime cpython|rust_native]
 

@@ -176,25 +176,25 @@ def test_a_stopped_run_resumes_to_the_outputs_of_an_uninterrupted_one(
     args = [str(MANIFEST), "-i", source, "-o", dest, "--batch-size", "2", "--max-in-flight", "1"]
 
     with ray_temp_dir() as ray_tmp:
-        proc = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-m", "remotemedia_ray.cli", "run", *args, "--quiet"],
             env=env(s3, ray_tmp),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, as a shell gives a command
-        )
-        try:
-            deadline = time.monotonic() + 300
-            while not done_records(fs, root):
-                assert proc.poll() is None, f"ended before the signal: {proc.stderr.read()!r}"  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "no batch finished in 300 s"
-                time.sleep(0.05)
-            os.killpg(proc.pid, sig)  # the whole process group: the CLI and its Ray
-            code = proc.wait(timeout=90)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        ) as proc:
+            try:
+                deadline = time.monotonic() + 300
+                while not done_records(fs, root):
+                    assert proc.poll() is None, f"ended before the signal: {proc.stderr.read()!r}"  # type: ignore[union-attr]
+                    assert time.monotonic() < deadline, "no batch finished in 300 s"
+                    time.sleep(0.05)
+                os.killpg(proc.pid, sig)  # the whole process group: the CLI and its Ray
+                code = proc.wait(timeout=90)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
         deadline = time.monotonic() + 60
         while processes_mentioning(ray_tmp) and time.monotonic() < deadline:

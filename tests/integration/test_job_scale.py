@@ -67,26 +67,26 @@ def run_job(source: Path, out: Path) -> tuple[int, float, str, int | None]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
     cli = [sys.executable, "-m", "remotemedia_ray.cli", "run", str(MANIFEST)]
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [*cli, "-i", str(source), "-o", str(out), "--quiet"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-    )
-    peak, errors_at_first_commit = 0.0, None
-    try:
-        while proc.poll() is None:
-            with contextlib.suppress(OSError, AssertionError):  # it may have just ended
-                peak = max(peak, peak_rss_mb(proc.pid))
-            if errors_at_first_commit is None and any((out / "_done").glob("*.jsonl")):
-                errors_at_first_commit = count_lines(out / "errors.jsonl")
-            time.sleep(0.05)
-        stdout = proc.stdout.read() if proc.stdout else ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        peak, errors_at_first_commit = 0.0, None
+        try:
+            while proc.poll() is None:
+                with contextlib.suppress(OSError, AssertionError):  # it may have just ended
+                    peak = max(peak, peak_rss_mb(proc.pid))
+                if errors_at_first_commit is None and any((out / "_done").glob("*.jsonl")):
+                    errors_at_first_commit = count_lines(out / "errors.jsonl")
+                time.sleep(0.05)
+            stdout = proc.stdout.read() if proc.stdout else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return proc.returncode, peak, stdout, errors_at_first_commit
 
 

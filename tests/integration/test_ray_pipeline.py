@@ -13,6 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import manifest
 
 import remotemedia_ray as rm
 from remotemedia_ray.metrics import millis
@@ -22,15 +23,6 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Written by hand from the seed's Rust types (data model section 5).
 SEED_SCHEMA = json.loads((EXAMPLES.parent / "tests" / "seed_metrics.schema.json").read_text())
-
-
-def manifest(nodes: list[tuple[str, str, dict[str, Any]]], edges: list[tuple[str, str]]) -> dict:
-    return {
-        "version": "v1",
-        "metadata": {"name": "test"},
-        "nodes": [{"id": i, "node_type": t, "params": p} for i, t, p in nodes],
-        "connections": [{"from": a, "to": b} for a, b in edges],
-    }
 
 
 def example_audio() -> list[rm.AudioBuffer]:

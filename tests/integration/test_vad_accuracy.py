@@ -13,11 +13,7 @@ the test uses 9.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -30,24 +26,13 @@ pytestmark = pytest.mark.skipif(
     reason="espeak-ng is not installed (`make test-deps` installs it); it synthesizes the corpus",
 )
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "vad_accuracy.py"
-
-
-def _benchmark() -> ModuleType:
-    """benchmarks/vad_accuracy.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("vad_accuracy", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, Any]:
     """Scores per condition name, for our VAD (every runtime, which must agree) and webrtcvad."""
     pytest.importorskip("webrtcvad")
-    bench = _benchmark()
+    from benchmarks import vad_accuracy as bench
+
     params = bench.manifest_vad_params()
     corpus = bench.build_corpus(bench.CorpusSpec(recordings=3, utterances=3, seed=0))
     runtimes = ["cpython", "rust_native"] if rm.native_available() else ["cpython"]
@@ -55,7 +40,9 @@ def results() -> dict[str, Any]:
 
 
 def test_example_manifest_turns_the_adaptive_noise_floor_on() -> None:
-    params = VADParams.model_validate(_benchmark().manifest_vad_params())
+    from benchmarks import vad_accuracy
+
+    params = VADParams.model_validate(vad_accuracy.manifest_vad_params())
     assert params.noise_floor_percentile is not None
 
 

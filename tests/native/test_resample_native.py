@@ -19,33 +19,30 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from resample_spec import (
+    AMPLITUDE,
+    DURATION_S,
+    OTHER_PAIRS,
+    SPEC_PAIRS,
+    db,
+    fit_sine,
+    interior,
+    pair_id,
+    rms,
+    tone,
+)
 
 from remotemedia_ray.errors import AudioFormatError, ConfigError
 from remotemedia_ray.nodes import resampling
 
 _native = pytest.importorskip("remotemedia_ray._native")
 
-SPEC_PAIRS = [(48000, 16000), (44100, 16000), (16000, 48000), (22050, 16000)]
-OTHER_PAIRS = [(16000, 16000), (8000, 16000), (16000, 44100), (96000, 48000)]
 ALL_PAIRS = SPEC_PAIRS + OTHER_PAIRS
 QUALITIES = resampling.QUALITIES
 DTYPES = [np.float32, np.float64, np.int16, np.int32]
-AMPLITUDE = 0.5
-DURATION_S = 0.5
-EDGE_S = 0.03  # dropped at each end: longer than the filter's reach (< 10 ms)
 # Both runtimes round to float32 at the end; f32 coefficients, inputs and
 # sums move the native result by a few float32 ulps of a full-scale signal.
 AGREEMENT = 1e-6
-
-
-def pair_id(pair: tuple[int, int]) -> str:
-    return f"{pair[0]}to{pair[1]}"
-
-
-def tone(freq: float, rate: int, seconds: float = DURATION_S) -> np.ndarray:
-    """A float64 (frames, 1) sine of amplitude AMPLITUDE."""
-    n = np.arange(round(seconds * rate))
-    return (AMPLITUDE * np.sin(2 * np.pi * freq * n / rate + 0.3))[:, None]
 
 
 def noise(frames: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -60,28 +57,6 @@ def audio_of(dtype: type, frames: int, channels: int, seed: int) -> np.ndarray:
         info = np.iinfo(dtype)
         return rng.integers(info.min, info.max, (frames, channels), dtype=dtype, endpoint=True)
     return rng.uniform(-1.0, 1.0, (frames, channels)).astype(dtype)
-
-
-def interior(y: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    edge = round(EDGE_S * rate)
-    return y[edge : len(y) - edge, 0].astype(np.float64), np.arange(edge, len(y) - edge)
-
-
-def fit_sine(y: np.ndarray, freq: float, rate: int) -> tuple[float, np.ndarray]:
-    """Least-squares amplitude of the sine at ``freq`` and the residual."""
-    seg, k = interior(y, rate)
-    w = 2 * np.pi * freq * k / rate
-    basis = np.stack([np.sin(w), np.cos(w)], axis=1)
-    coef, *_ = np.linalg.lstsq(basis, seg, rcond=None)
-    return float(np.hypot(*coef)), seg - basis @ coef
-
-
-def db(ratio: float) -> float:
-    return 20 * math.log10(max(ratio, 1e-300))
-
-
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x))))
 
 
 def stream(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 import remotemedia_ray as rm
 from remotemedia_ray._runtime.actors import FusedActor, NodeActor
 from remotemedia_ray._runtime.batches import BatchItem, decode_batch, encode_batch, first_error
+from remotemedia_ray._runtime.execution import ItemFailure, PipelineOutput, SinkCommit, write_batch
 from remotemedia_ray._runtime.plan import PIPELINE_INPUT, PipelinePlan
 from remotemedia_ray._runtime.retry import RetryPolicy
 
@@ -118,3 +120,63 @@ def test_first_error_is_the_first_failed_row(
     items = [BatchItem("i", error=None if e is None else rm.MarshalingError(e)) for e in errors]
     found = first_error(items)
     assert (None if found is None else found.message) == expected
+
+
+class _ListSink:
+    """A BatchSink that keeps what it is given (and can be told to fail)."""
+
+    node_id = "test:sink"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[list[str], list[dict[str, Any]]]] = []
+
+    def write(self, outputs: Any, item_ids: Any) -> dict[str, int]:
+        if self.fail:
+            raise OSError("disk full")
+        self.calls.append((list(item_ids), [dict(o) for o in outputs]))
+        return {"rows": len(item_ids)}
+
+
+def test_the_fused_actor_hands_a_batch_to_a_sink_and_returns_its_record() -> None:
+    actor = FusedActor(plan(), NO_RETRY)
+    earlier = rm.AudioFormatError("broken", node_id="reader", item_id="b")
+    batch = encode_batch([BatchItem("a", 1.0), BatchItem("b", error=earlier), BatchItem("c", 2.0)])
+    sink = _ListSink()
+    outcome = actor.execute_batch(batch, sink)
+    (failure,) = [o for o in outcome if isinstance(o, ItemFailure)]
+    (commit,) = [o for o in outcome if isinstance(o, SinkCommit)]
+    assert (failure.item_id, failure.node_id) == ("b", "reader")
+    assert commit.item_ids == ["a", "c"] and commit.record == {"rows": 2}
+    assert sink.calls == [(["a", "c"], [{"mix": 13.0}, {"mix": 16.0}])]  # 2a + (a + 10)
+    actor.cleanup()
+
+
+def test_a_sink_that_fails_fails_each_of_its_items_at_the_sink() -> None:
+    outcome = write_batch(
+        _ListSink(fail=True), [PipelineOutput("a", {"x": 1}), PipelineOutput("b", {"x": 2})]
+    )
+    assert [(o.item_id, o.node_id) for o in outcome] == [("a", "test:sink"), ("b", "test:sink")]
+    assert all(isinstance(o, ItemFailure) and o.error.item_id == o.item_id for o in outcome)
+    assert "disk full" in outcome[0].error.message
+
+
+def test_the_batch_codec_round_trips_audio_values_and_errors() -> None:
+    tone = rm.AudioBuffer.from_numpy(np.arange(6, dtype=np.float32).reshape(3, 2), 8000)
+    error = rm.NodeExecutionError("failed", node_id="n", item_id="e")
+    items = [
+        BatchItem("none-1", {"path": "x.wav"}),
+        BatchItem("none-2", [1, 2]),
+        BatchItem("audio", tone),
+        BatchItem("e", error=error),
+        BatchItem("none-3", None),
+    ]
+    table = encode_batch(items)
+    audio = table.column("audio")
+    assert audio.num_chunks == 3  # two nulls, the buffer, two nulls: runs of nulls are one chunk
+    back = decode_batch(table)
+    assert [b.item_id for b in back] == [i.item_id for i in items]
+    assert back[0].value == {"path": "x.wav"} and back[1].value == [1, 2] and back[4].value is None
+    np.testing.assert_array_equal(back[2].value.to_numpy(), tone.to_numpy())
+    assert (back[2].value.sample_rate, back[2].value.channels) == (8000, 2)
+    assert back[3].error is not None and back[3].error.message == "failed"

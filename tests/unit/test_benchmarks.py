@@ -7,7 +7,6 @@ dashboard is pointed at local copies of the libraries asv loads from CDNs.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import re
@@ -42,15 +41,10 @@ def discovered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
 
 
 def _dashboard() -> ModuleType:
-    """benchmarks/check_dashboard.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "check_dashboard", BENCHMARKS / "check_dashboard.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/check_dashboard.py, imported from the benchmarks package."""
+    from benchmarks import check_dashboard
+
+    return check_dashboard
 
 
 def _smoke_patterns() -> list[str]:

@@ -8,20 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import manifest
 
 import remotemedia_ray as rm
 
 FAST = rm.RetryPolicy(initial_backoff_s=0.001, max_backoff_s=0.004)
 EVENTS: list[tuple[str, str]] = []
-
-
-def manifest(nodes: list[tuple[str, str, dict[str, Any]]], edges: list[tuple[str, str]]) -> dict:
-    return {
-        "version": "v1",
-        "metadata": {"name": "test"},
-        "nodes": [{"id": i, "node_type": t, "params": p} for i, t, p in nodes],
-        "connections": [{"from": a, "to": b} for a, b in edges],
-    }
 
 
 @rm.register_node("TestTracked")

@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from helpers import manifest
 
 import remotemedia_ray as rm
 from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder, micros, millis
@@ -47,15 +48,6 @@ def seed_check(text: str) -> dict[str, Any]:
     data = json.loads(text, parse_float=Decimal)
     jsonschema.validate(data, SEED_SCHEMA)
     return data
-
-
-def manifest(nodes: list[tuple[str, str, dict[str, Any]]], edges: list[tuple[str, str]]) -> dict:
-    return {
-        "version": "v1",
-        "metadata": {"name": "metrics"},
-        "nodes": [{"id": i, "node_type": t, "params": p} for i, t, p in nodes],
-        "connections": [{"from": a, "to": b} for a, b in edges],
-    }
 
 
 def test_schema_accepts_the_seed_example_and_rejects_wrong_types() -> None:
