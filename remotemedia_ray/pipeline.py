@@ -278,20 +278,29 @@ class Pipeline:
         *,
         ids: Iterable[str] | None = None,
         on_error: OnError | None = None,
+        local_batch: int | None = None,
     ) -> Iterator[SinkCommit]:
         """Run many items and hand each batch's outputs to ``sink`` where they were produced.
 
         On Ray the actor that ran a batch (or, unfused, a task beside the sink
         actors) calls ``sink.write(outputs, item_ids)`` with the outputs of the
         batch's items that succeeded; only the sink's small record comes back.
-        The local runtime calls it in this process, every
-        :data:`~remotemedia_ray._runtime.local.SINK_BATCH` items. Yields one
+        The local runtime calls it in this process, every ``local_batch`` items
+        (default :data:`~remotemedia_ray._runtime.local.SINK_BATCH`). Yields one
         :class:`~remotemedia_ray._runtime.execution.SinkCommit` per batch, as
         batches complete. Failures follow ``on_error`` as in :meth:`map`; an
         item the sink could not take fails at ``sink.node_id``.
         """
         policy = on_error or self.on_error
         _check_on_error(policy)
+        if local_batch is not None and local_batch < 1:
+            raise ConfigError(f"local_batch must be >= 1, got {local_batch}")
+        self.open()
+        if local_batch is not None:
+            from remotemedia_ray._runtime.local import LocalExecutor
+
+            if isinstance(self._executor, LocalExecutor):
+                self._executor.sink_batch = local_batch
         id_iter = iter(ids) if ids is not None else None
         pairs = (
             (self._next_id(None if id_iter is None else str(next(id_iter))), item) for item in items

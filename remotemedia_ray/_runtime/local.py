@@ -60,6 +60,8 @@ class LocalExecutor:
         self._breaker_threshold = breaker_threshold
         self._breaker_cooldown_s = breaker_cooldown_s
         self._runners: dict[str, NodeRunner] = {}
+        self.sink_batch = SINK_BATCH
+        """Items per batch handed to a sink (see :meth:`stream`)."""
 
     def start(self) -> None:
         """Create and initialize every node (in execution order).
@@ -104,13 +106,13 @@ class LocalExecutor:
     ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]:
         """Run items one after another, yielding each result or failure (always in order).
 
-        With ``sink``, every :data:`SINK_BATCH` items' outputs are handed to it
+        With ``sink``, every :attr:`sink_batch` items' outputs are handed to it
         and its :class:`SinkCommit` is yielded instead of the outputs.
         """
         del ordered  # one item at a time: completion order is input order
         if sink is not None:
             source = iter(items)
-            while chunk := list(itertools.islice(source, SINK_BATCH)):
+            while chunk := list(itertools.islice(source, self.sink_batch)):
                 yield from write_batch(sink, [self._outcome(i, item) for i, item in chunk])
             return
         for item_id, item in items:

@@ -29,7 +29,17 @@ import pyarrow as pa
 from remotemedia_ray.dataset.storage import Location
 from remotemedia_ray.dataset.writers import BatchCommit, audio_folder
 
-__all__ = ["DONE_DIR", "FLUSH_S", "DoneLog", "DoneState", "drop_items", "load_done", "sweep"]
+__all__ = [
+    "COMPACT_AT",
+    "DONE_DIR",
+    "FLUSH_S",
+    "DoneLog",
+    "DoneState",
+    "compact",
+    "drop_items",
+    "load_done",
+    "sweep",
+]
 
 DONE_DIR = "_done"
 FLUSH_S = 2.0
@@ -141,13 +151,24 @@ def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str)
                     stale_files.add(rel)
         record["items"] = {k: v for k, v in record["items"].items() if k not in stale}
         record["files"] = [f for f in record.get("files", ()) if f not in stale_files]
-    write_segment(out, run_id, 0, state.records)
-    for segment in state.segments:
-        out.delete(segment)
+    compact(out, state, run_id)
     for rel in stale_files:
         out.delete(out.inside(out.join(rel)))
     state.items = {k: v for k, v in state.items.items() if k not in item_ids}
     state.files -= stale_files
+
+
+def compact(out: Location, state: DoneState, run_id: str) -> None:
+    """Replace the log's segments by one holding ``state.records`` (new segment first,
+    then the old ones go: a crash in between leaves every record twice, harmlessly)."""
+    written = write_segment(out, run_id, 0, state.records)
+    for segment in state.segments:
+        out.delete(segment)
+    state.segments = [written]
+
+
+COMPACT_AT = 64
+"""A resumed run folds a log of more segments than this into one."""
 
 
 def sweep(out: Location, sinks: Iterable[str], named: set[str]) -> int:

@@ -49,7 +49,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from remotemedia_ray._runtime.execution import ItemFailure
-from remotemedia_ray.dataset.donelog import DoneLog, drop_items, load_done, sweep
+from remotemedia_ray.dataset.donelog import (
+    COMPACT_AT,
+    DoneLog,
+    compact,
+    drop_items,
+    load_done,
+    sweep,
+)
 from remotemedia_ray.dataset.inputs import InputItem, Listing, printable_name
 from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_outdir
 from remotemedia_ray.dataset.progress import Progress, realtime_text
@@ -213,6 +220,8 @@ class DatasetJob:
         rerun = candidates - self.skip
         if rerun:
             drop_items(out, state, rerun, self.run_id)
+        elif len(state.segments) > COMPACT_AT:  # a long run's log: read at every resume
+            compact(out, state, self.run_id)
         self._named = set(state.files)
         self.result.items_skipped = len(self.skip)
 
@@ -268,7 +277,8 @@ class DatasetJob:
         try:
             with pipeline:
                 values, ids = _unzip((v["item_id"], v) for v in todo)
-                for commit in pipeline.write(values, writer, ids=ids):
+                batches = pipeline.write(values, writer, ids=ids, local_batch=config.shard_rows)
+                for commit in batches:
                     record: BatchCommit = commit.record
                     log.add(record)
                     self._named.update(record.files)

@@ -697,40 +697,6 @@ def test_unsafe_item_ids_never_write_outside_outdir(tmp_path: Path) -> None:
 # -- the command line -------------------------------------------------------------------
 
 
-def _cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "disabled"
-    return env
-
-
-def test_run_help_lists_the_flags() -> None:
-    done = subprocess.run(
-        [str(CLI), "run", "--help"], capture_output=True, text=True, env=_cli_env(), timeout=60
-    )
-    assert done.returncode == 0
-    for flag in (
-        "--input", "--output", "--address", "--runtime", "--node-runtime", "--resume",
-        "--overwrite", "--max-errors", "--write-audio", "--batch-size", "--max-in-flight",
-        "--shard-rows", "--quiet", "MANIFEST", "OUTDIR",
-    ):  # fmt: skip
-        assert flag in done.stdout, flag
-
-
-def test_a_missing_input_exits_1_naming_it(tmp_path: Path) -> None:
-    missing = tmp_path / "no-such-folder"
-    done = subprocess.run(
-        [str(CLI), "run", str(MANIFEST), "-i", str(missing), "-o", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        env=_cli_env(),
-        timeout=120,
-    )
-    assert done.returncode == 1
-    assert str(missing) in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_usage_errors_exit_1_with_a_message(tmp_path: Path) -> None:
     write_tree(tmp_path / "in", TREE[:1])
     (tmp_path / "a-file").write_text("not a folder")
@@ -946,3 +912,15 @@ def test_window_seconds_flag(tmp_path: Path) -> None:
         "--runtime", "local", "--window-seconds", "-1",
     )  # fmt: skip
     assert code == 1 and "--window-seconds must be > 0" in stderr
+
+
+def test_a_shard_holds_at_most_shard_rows_items_on_either_runtime(
+    ray_session: None, tmp_path: Path
+) -> None:
+    ids = write_tree(tmp_path / "in", TREE[:5])
+    for runtime in ("local", "ray"):
+        outdir = tmp_path / runtime
+        result, _ = job(tmp_path / "in", outdir, runtime=runtime, shard_rows=2)
+        assert (result.exit_code, result.items_done) == (0, len(ids))
+        sizes = sorted(pq.read_table(f).num_rows for f in shard_files(outdir, "pcm16"))
+        assert sizes == [1, 2, 2], runtime

@@ -1,8 +1,9 @@
-"""The remotemedia-ray command line: validate, nodes, schema."""
+"""The remotemedia-ray command line: validate, nodes, schema, and `run`'s usage (no Ray starts)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,14 @@ import pytest
 from remotemedia_ray import cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MANIFEST = EXAMPLES / "speech_prep.json"
+CLI = Path(sys.executable).parent / "remotemedia-ray"
+
+
+def _cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    return env
 
 
 def test_validate_accepts_every_example(capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,3 +196,31 @@ def test_nodes_lists_a_user_node_without_a_docstring(capsys: pytest.CaptureFixtu
     finally:
         with registry._lock:
             registry._classes.pop("TestCliUndocumented", None)
+
+
+def test_run_help_lists_the_flags() -> None:
+    done = subprocess.run(
+        [str(CLI), "run", "--help"], capture_output=True, text=True, env=_cli_env(), timeout=60
+    )
+    assert done.returncode == 0
+    for flag in (
+        "--input", "--output", "--address", "--runtime", "--node-runtime", "--resume",
+        "--overwrite", "--max-errors", "--write-audio", "--batch-size", "--max-in-flight",
+        "--shard-rows", "--quiet", "MANIFEST", "OUTDIR",
+    ):  # fmt: skip
+        assert flag in done.stdout, flag
+
+
+def test_a_missing_input_exits_1_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder"
+    done = subprocess.run(
+        [str(CLI), "run", str(MANIFEST), "-i", str(missing), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=_cli_env(),
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert str(missing) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()

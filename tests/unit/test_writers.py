@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 import remotemedia_ray as rm
-from remotemedia_ray.dataset.donelog import DoneLog, drop_items, load_done, sweep
+from remotemedia_ray.dataset.donelog import DoneLog, compact, drop_items, load_done, sweep
 from remotemedia_ray.dataset.storage import Location, is_uri, redact, resolve
 from remotemedia_ray.dataset.writers import OutputWriter, audio_path, shard_name
 
@@ -171,3 +171,21 @@ def test_writes_are_atomic_locally(tmp_path: Path) -> None:
     with pytest.raises(rm.ConfigError, match="outside"):
         out.inside(str(tmp_path.parent / "elsewhere"))
     assert io.BytesIO(out.read_bytes(target)).read() == b"two"
+
+
+def test_compacting_the_log_keeps_every_record_in_one_segment(tmp_path: Path) -> None:
+    out = resolve(tmp_path, role="output")
+    w = writer(tmp_path)
+    for n in range(5):
+        log = DoneLog(out, f"run{n}")
+        log.add(w.write(outputs(1), [f"item-{n}"]))
+        log.flush()
+    state = load_done(out)
+    assert len(state.segments) == 5
+
+    compact(out, state, "run9")
+
+    again = load_done(out)
+    assert len(again.segments) == 1 and again.segments == state.segments
+    assert again.items == {f"item-{n}": "key-0" for n in range(5)}
+    assert again.files == state.files
