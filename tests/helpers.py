@@ -3,6 +3,13 @@ folder of the root ``conftest.py`` there)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 NodeRow = tuple[str, str, dict[str, Any]]
@@ -19,3 +26,28 @@ def manifest(
         "nodes": [{"id": i, "node_type": t, "params": p} for i, t, p in nodes],
         "connections": [{"from": a, "to": b} for a, b in edges],
     }
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """The pids of the processes whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+@contextlib.contextmanager
+def ray_temp_dir() -> Iterator[str]:
+    """A short RAY_TMPDIR of our own (socket paths are limited to 107 bytes), so that an
+    embedded Ray's processes can be found, and ended, by their command line."""
+    folder = tempfile.mkdtemp(prefix="rmray")
+    try:
+        yield folder
+    finally:
+        for pid in processes_mentioning(folder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -144,7 +144,7 @@ def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str)
                 keep = pc.invert(pc.is_in(table.column("id"), pa.array(sorted(stale))))
                 sink = pa.BufferOutputStream()
                 pq.write_table(table.filter(keep), sink)
-                out.write_bytes(path, sink.getvalue().to_pybytes())
+                out.write_bytes(path, sink.getvalue())
             else:
                 inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
                 if any(inner == audio_path(i, fmt).as_posix() for i in stale):

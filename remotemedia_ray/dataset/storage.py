@@ -120,8 +120,10 @@ class Location:
             data: bytes = handle.read()
         return data
 
-    def write_bytes(self, path: str, data: bytes) -> None:
+    def write_bytes(self, path: str, data: bytes | pa.Buffer) -> None:
         """Put ``data`` at ``path`` in one step: readers see the old file or the new one.
+
+        ``data`` may be an Arrow buffer (a Parquet file just encoded), written as is.
 
         Locally the bytes go to a temporary name in the same folder that is
         synced and renamed over ``path``; an object store's PUT is atomic already
@@ -134,7 +136,7 @@ class Location:
             final = Path(path)
             tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{threading.get_ident()}")
             try:
-                tmp.write_bytes(data)
+                tmp.write_bytes(memoryview(data))
                 atomic_replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)

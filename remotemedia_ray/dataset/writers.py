@@ -192,9 +192,7 @@ class OutputWriter:
             buffer = pa.BufferOutputStream()
             pq.write_table(sink_table(rows), buffer)
             rel = f"{sink}/{name}"
-            self.out.write_bytes(
-                self.out.inside(self.out.join(rel)), buffer.getvalue().to_pybytes()
-            )
+            self.out.write_bytes(self.out.inside(self.out.join(rel)), buffer.getvalue())
             files.append(rel)
         return BatchCommit(
             shard=name,

@@ -12,15 +12,13 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from helpers import processes_mentioning, ray_temp_dir
 
 import remotemedia_ray as rm
 from remotemedia_ray.cli import main as cli_main
@@ -512,31 +511,6 @@ def test_an_outdir_inside_the_input_folder_is_not_read_back_as_input(tmp_path: P
 # -- Ctrl-C and resume ------------------------------------------------------------------
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if text.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-    return found
-
-
-@contextlib.contextmanager
-def _ray_temp_dir() -> Iterator[str]:
-    """A short RAY_TMPDIR of our own (socket paths are limited to 107 bytes), so
-    that the embedded Ray's processes can be found, and ended, by their command line."""
-    folder = tempfile.mkdtemp(prefix="rmjob")
-    try:
-        yield folder
-    finally:
-        for pid in _processes_mentioning(folder):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def test_ctrl_c_keeps_finished_shards_and_resume_completes_them(
     ray_session: None, tmp_path: Path
 ) -> None:
@@ -551,7 +525,7 @@ def test_ctrl_c_keeps_finished_shards_and_resume_completes_them(
         "--shard-rows", "4", "--batch-size", "2", "--max-in-flight", "1", "--quiet",
     ]  # fmt: skip
 
-    with _ray_temp_dir() as ray_tmp, open(tmp_path / "stderr.txt", "w+b") as stderr:
+    with ray_temp_dir() as ray_tmp, open(tmp_path / "stderr.txt", "w+b") as stderr:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env.update(RAY_AUTH_MODE="disabled", RAY_TMPDIR=ray_tmp)
         proc = subprocess.Popen(
@@ -575,9 +549,9 @@ def test_ctrl_c_keeps_finished_shards_and_resume_completes_them(
         assert code == 130, _text(stderr)
         assert "--resume" in _text(stderr)
         deadline = time.monotonic() + 30
-        while _processes_mentioning(ray_tmp) and time.monotonic() < deadline:
+        while processes_mentioning(ray_tmp) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not _processes_mentioning(ray_tmp), "the embedded Ray outlived the job"
+        assert not processes_mentioning(ray_tmp), "the embedded Ray outlived the job"
 
     assert not leftover_temporaries(outdir)
     records = done_records(outdir)

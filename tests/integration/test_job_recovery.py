@@ -8,14 +8,11 @@ stopped leaves, locally and on S3 (a real SeaweedFS server, ``tests/s3server.py`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +25,7 @@ import pytest
 import soundfile as sf
 
 # tests/ is on sys.path: pytest puts the folder of tests/conftest.py there.
+from helpers import processes_mentioning, ray_temp_dir
 from s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,29 +127,6 @@ def assert_only_named_files(fs: pafs.FileSystem, root: str) -> None:
     for sink in SINKS:
         found = {p[len(root) + 1 :] for p in files_under(fs, f"{root}/{sink}")}
         assert found <= named, f"files the done log does not name: {sorted(found - named)}"
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-    return found
-
-
-@contextlib.contextmanager
-def ray_temp_dir() -> Iterator[str]:
-    """A RAY_TMPDIR of our own, so the embedded Ray's processes can be found by name."""
-    folder = tempfile.mkdtemp(prefix="rmrec")
-    try:
-        yield folder
-    finally:
-        for pid in processes_mentioning(folder):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- a killed or interrupted driver -----------------------------------------------------
