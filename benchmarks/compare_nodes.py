@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import remotemedia_ray as rm
 from benchmarks.suites._common import best_seconds, speech_like, tone_noise
 from remotemedia_ray.nodes import native, reference, resampling
+from remotemedia_ray.nodes.resampling import ResampleSettings
 
 
 @dataclass
@@ -81,7 +82,12 @@ def bench_resample(repeat: int, seconds: float) -> None:
             print(f"{task} ({seconds:g} s)")
             n = x.size
             r_nat = measure(
-                task, "native", partial(nat.resample, x, src, dst, "high"), seconds, n, repeat
+                task,
+                "native",
+                partial(nat.resample, x, src, ResampleSettings(dst, "high")),
+                seconds,
+                n,
+                repeat,
             )
             r_sox = measure(
                 task,
@@ -95,7 +101,7 @@ def bench_resample(repeat: int, seconds: float) -> None:
                 r_ref = measure(
                     task,
                     "numpy reference",
-                    partial(resampling.resample, x, src, dst, "high"),
+                    partial(resampling.resample, x, src, ResampleSettings(dst, "high")),
                     seconds,
                     n,
                     max(2, repeat // 3),

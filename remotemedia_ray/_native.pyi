@@ -14,6 +14,9 @@ from typing import Any, NoReturn, final
 import numpy as np
 import numpy.typing as npt
 
+from remotemedia_ray.nodes.reference.vad import VadSettings
+from remotemedia_ray.nodes.resampling import ResampleSettings
+
 __all__ = [
     "Resampler",
     "__version__",
@@ -43,18 +46,12 @@ def channel_mix(samples_in: npt.NDArray[Any], mode: str, channel: int = 0) -> np
     """Downmix to mono ("mean") or keep one channel ("select"): ``(frames, 1)``."""
 
 def vad_segments(
-    samples_in: npt.NDArray[Any],
-    sample_rate: int,
-    threshold_db: float = ...,  # -30.0 (pyo3 cannot show a negative default)
-    frame_length_ms: float = 30.0,
-    hangover_ms: float = 0.0,
-    min_speech_ms: float = 0.0,
-    min_silence_ms: float = 0.0,
-    context_ms: float = 0.0,
-    noise_floor_percentile: float | None = None,
-    noise_floor_margin_db: float = 3.0,
+    samples_in: npt.NDArray[Any], sample_rate: int, settings: VadSettings
 ) -> list[dict[str, float]]:
-    """Speech segments ``{start_ms, end_ms, energy_db, confidence}`` in time order."""
+    """Speech segments ``{start_ms, end_ms, energy_db, confidence}`` in time order.
+
+    ``settings`` is read by attribute (its eight fields) and checked by the kernel.
+    """
 
 def vad_frame_energies(
     samples_in: npt.NDArray[Any], frame_len: int, first_frame: int = 0
@@ -68,14 +65,7 @@ def vad_segments_from_energies(
     counts: npt.NDArray[np.int64],
     frames: int,
     sample_rate: int,
-    threshold_db: float = ...,  # -30.0 (pyo3 cannot show a negative default)
-    frame_length_ms: float = 30.0,
-    hangover_ms: float = 0.0,
-    min_speech_ms: float = 0.0,
-    min_silence_ms: float = 0.0,
-    context_ms: float = 0.0,
-    noise_floor_percentile: float | None = None,
-    noise_floor_margin_db: float = 3.0,
+    settings: VadSettings,
 ) -> list[dict[str, float]]:
     """Speech segments of a whole input of ``frames`` time steps from its energies."""
 
@@ -95,12 +85,10 @@ class Resampler:
             reduced ratio with a term above 8192, or an unknown quality.
         AudioFormatError: ``source_rate`` not an int in ``[1, 1536000]``, or
             a channel count outside ``[1, 65536]`` (each named in the message).
-        TypeError: ``quality`` is not a str.
+        TypeError: ``settings`` lacks ``target_rate`` or a str ``quality``.
     """
 
-    def __new__(
-        cls, source_rate: int, target_rate: int, channels: int, quality: str = "high"
-    ) -> Resampler: ...
+    def __new__(cls, source_rate: int, channels: int, settings: ResampleSettings) -> Resampler: ...
     def process(self, chunk: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Feed the next ``(frames, channels)`` chunk; return the outputs now complete.
 
@@ -151,13 +139,13 @@ class Resampler:
         """Raises TypeError: a Resampler cannot be pickled or copied."""
 
 def resample(
-    samples: npt.NDArray[Any], source_rate: int, target_rate: int, quality: str = "high"
+    samples: npt.NDArray[Any], source_rate: int, settings: ResampleSettings
 ) -> npt.NDArray[np.float32]:
-    """Resample ``(frames, channels)`` audio from ``source_rate`` to ``target_rate`` Hz.
+    """Resample ``(frames, channels)`` audio from ``source_rate`` to ``settings.target_rate`` Hz.
 
     ``samples`` is float32, float64, int16 or int32 (integers scaled by
-    ``1 / 2**(bits-1)``); other layouts are copied. ``quality`` is "low",
-    "medium", "high" (default) or "very_high". Returns float32
+    ``1 / 2**(bits-1)``); other layouts are copied. ``settings.quality`` is
+    "low", "medium", "high" or "very_high". Returns float32
     ``((2*frames*target_rate + source_rate) // (2*source_rate), channels)``,
     C-contiguous, time-aligned with the input (no delay); equal rates return
     the input as float32. Meets the same specification as
@@ -168,5 +156,5 @@ def resample(
         AudioFormatError: A bad ``source_rate``, a malformed array, a NaN or
             infinite sample (its frame and channel named), or a float64
             beyond the float32 range.
-        TypeError: ``quality`` is not a str.
+        TypeError: ``settings`` lacks ``target_rate`` or a str ``quality``.
     """

@@ -4,6 +4,7 @@ folder of the root ``conftest.py`` there)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -26,6 +27,16 @@ def manifest(
         "nodes": [{"id": i, "node_type": t, "params": p} for i, t, p in nodes],
         "connections": [{"from": a, "to": b} for a, b in edges],
     }
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``remotemedia-ray`` in this process; returns exit code, stdout and stderr."""
+    from remotemedia_ray.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -26,6 +26,8 @@ from remotemedia_ray.nodes.base import (
     NodeExecutor,
     parse_params,
 )
+from remotemedia_ray.nodes.reference import VadSettings
+from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
     "BUILTIN_NODES",
@@ -68,17 +70,7 @@ class KernelBackend(Protocol):
         """ChannelMixNode."""
 
     def vad_segments(
-        self,
-        samples: np.ndarray,
-        sample_rate: int,
-        threshold_db: float = ...,
-        frame_length_ms: float = ...,
-        hangover_ms: float = ...,
-        min_speech_ms: float = ...,
-        min_silence_ms: float = ...,
-        context_ms: float = ...,
-        noise_floor_percentile: float | None = ...,
-        noise_floor_margin_db: float = ...,
+        self, samples: np.ndarray, sample_rate: int, settings: VadSettings = ...
     ) -> list[dict[str, float]]:
         """VADNode."""
 
@@ -93,24 +85,17 @@ class KernelBackend(Protocol):
         counts: np.ndarray,
         frames: int,
         sample_rate: int,
-        threshold_db: float = ...,
-        frame_length_ms: float = ...,
-        hangover_ms: float = ...,
-        min_speech_ms: float = ...,
-        min_silence_ms: float = ...,
-        context_ms: float = ...,
-        noise_floor_percentile: float | None = ...,
-        noise_floor_margin_db: float = ...,
+        settings: VadSettings = ...,
     ) -> list[dict[str, float]]:
         """VADNode on a long input: the segments from all its energies."""
 
     def resample(
-        self, samples: np.ndarray, source_rate: int, target_rate: int, quality: str = ...
+        self, samples: np.ndarray, source_rate: int, settings: ResampleSettings
     ) -> np.ndarray:
         """ResampleNode."""
 
     def stream_resampler(
-        self, source_rate: int, target_rate: int, channels: int, quality: str = ...
+        self, source_rate: int, channels: int, settings: ResampleSettings
     ) -> resampling.ChunkResampler:
         """ResampleNode on a long input: a resampler fed chunk by chunk."""
 
@@ -170,6 +155,11 @@ class VADParams(_Params):
         default=3.0, ge=0, le=60, description="Margin above the noise floor, dB."
     )
 
+    def settings(self) -> VadSettings:
+        """The kernels' settings (``threshold`` is their ``threshold_db``)."""
+        fields = self.model_dump(exclude={"threshold", "sample_rate"})
+        return VadSettings(threshold_db=self.threshold, **fields)
+
 
 class ResampleParams(_Params):
     """Parameters of :class:`ResampleNode`."""
@@ -178,6 +168,10 @@ class ResampleParams(_Params):
     quality: Literal["low", "medium", "high", "very_high"] = Field(
         default="high", description="Filter quality preset."
     )
+
+    def settings(self) -> ResampleSettings:
+        """The resamplers' settings."""
+        return ResampleSettings(**self.model_dump())
 
 
 class FormatConverterParams(_Params):
@@ -242,27 +236,16 @@ class VADNode(_AudioNode):
     """
 
     Params = VADParams
+    settings: VadSettings
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         self.params = parse_params(VADParams, params, node=self.node_id)
+        self.settings = self.params.settings()
 
     def execute(self, input: Any) -> list[dict[str, float]]:
         audio = self._audio(input)
         self._check_rate(audio)
-        return self.kernels.vad_segments(audio.to_numpy_2d(), audio.sample_rate, **self._settings())
-
-    def _settings(self) -> dict[str, Any]:
-        p = self.params
-        return {
-            "threshold_db": p.threshold,
-            "frame_length_ms": p.frame_length_ms,
-            "hangover_ms": p.hangover_ms,
-            "min_speech_ms": p.min_speech_ms,
-            "min_silence_ms": p.min_silence_ms,
-            "context_ms": p.context_ms,
-            "noise_floor_percentile": p.noise_floor_percentile,
-            "noise_floor_margin_db": p.noise_floor_margin_db,
-        }
+        return self.kernels.vad_segments(audio.to_numpy_2d(), audio.sample_rate, self.settings)
 
     def open_stream(self) -> ChunkStream:
         """Two passes in one: every chunk's frame energies now, the decisions at the end.
@@ -351,7 +334,7 @@ class _VADChunks(ChunkStream):
             np.concatenate(self.counts) if self.counts else empty[1],
             self.shape.frames,
             first.sample_rate,
-            **self.node._settings(),
+            self.node.settings,
         )
 
 
@@ -359,16 +342,16 @@ class ResampleNode(_AudioNode):
     """Band-limited resampling to ``target_rate``; output is f32, time-aligned."""
 
     Params = ResampleParams
+    settings: ResampleSettings
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         self.params = parse_params(ResampleParams, params, node=self.node_id)
+        self.settings = self.params.settings()
 
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
-        out = self.kernels.resample(
-            audio.to_numpy_2d(), audio.sample_rate, self.params.target_rate, self.params.quality
-        )
-        return AudioBuffer.from_numpy(out, self.params.target_rate)
+        out = self.kernels.resample(audio.to_numpy_2d(), audio.sample_rate, self.settings)
+        return AudioBuffer.from_numpy(out, self.settings.target_rate)
 
     def open_stream(self) -> ChunkStream:
         """A streaming resampler: bit-identical to one call for any chunking."""
@@ -384,17 +367,19 @@ class _ResampleChunks(ChunkStream):
     def push(self, chunk: AudioBuffer) -> AudioBuffer:
         audio = self.node._audio(chunk)
         self.shape.check(audio)
-        p = self.node.params
+        settings = self.node.settings
         if self.resampler is None:
             self.resampler = self.node.kernels.stream_resampler(
-                audio.sample_rate, p.target_rate, audio.channels, p.quality
+                audio.sample_rate, audio.channels, settings
             )
-        return AudioBuffer.from_numpy(self.resampler.process(audio.to_numpy_2d()), p.target_rate)
+        return AudioBuffer.from_numpy(
+            self.resampler.process(audio.to_numpy_2d()), settings.target_rate
+        )
 
     def finish(self) -> AudioBuffer:
         if self.resampler is None:
             raise AudioFormatError(f"{self.node._label()}: a stream ended without any chunk")
-        return AudioBuffer.from_numpy(self.resampler.flush(), self.node.params.target_rate)
+        return AudioBuffer.from_numpy(self.resampler.flush(), self.node.settings.target_rate)
 
 
 class FormatConverterNode(_AudioNode):

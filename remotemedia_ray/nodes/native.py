@@ -20,8 +20,15 @@ from typing import Any, Literal, TypeGuard
 import numpy as np
 
 from remotemedia_ray.audio import AudioFormat
-from remotemedia_ray.errors import AudioFormatError, MarshalingError, NodeExecutionError
+from remotemedia_ray.errors import (
+    AudioFormatError,
+    ConfigError,
+    MarshalingError,
+    NodeExecutionError,
+)
 from remotemedia_ray.nodes import reference
+from remotemedia_ray.nodes.reference.vad import DEFAULT_SETTINGS, VadSettings
+from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
     "NATIVE_NODES",
@@ -178,32 +185,12 @@ class NativeKernels:
 
     @staticmethod
     def vad_segments(
-        samples: np.ndarray,
-        sample_rate: int,
-        threshold_db: float = -30.0,
-        frame_length_ms: float = 30.0,
-        hangover_ms: float = 0.0,
-        min_speech_ms: float = 0.0,
-        min_silence_ms: float = 0.0,
-        context_ms: float = 0.0,
-        noise_floor_percentile: float | None = None,
-        noise_floor_margin_db: float = 3.0,
+        samples: np.ndarray, sample_rate: int, settings: VadSettings = DEFAULT_SETTINGS
     ) -> list[dict[str, float]]:
         """Speech segments (see reference.vad_segments)."""
         x = _kernel_input(samples)
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
-            raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         return native_module().vad_segments(  # type: ignore[no-any-return]
-            x,
-            int(sample_rate),
-            float(threshold_db),
-            float(frame_length_ms),
-            float(hangover_ms),
-            float(min_speech_ms),
-            float(min_silence_ms),
-            float(context_ms),
-            None if noise_floor_percentile is None else float(noise_floor_percentile),
-            float(noise_floor_margin_db),
+            x, _rate(sample_rate), _vad_settings(settings)
         )
 
     @staticmethod
@@ -221,49 +208,47 @@ class NativeKernels:
         counts: np.ndarray,
         frames: int,
         sample_rate: int,
-        threshold_db: float = -30.0,
-        frame_length_ms: float = 30.0,
-        hangover_ms: float = 0.0,
-        min_speech_ms: float = 0.0,
-        min_silence_ms: float = 0.0,
-        context_ms: float = 0.0,
-        noise_floor_percentile: float | None = None,
-        noise_floor_margin_db: float = 3.0,
+        settings: VadSettings = DEFAULT_SETTINGS,
     ) -> list[dict[str, float]]:
         """Segments from a whole input's energies (see reference.vad_segments_from_energies)."""
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
-            raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         return native_module().vad_segments_from_energies(  # type: ignore[no-any-return]
             np.ascontiguousarray(sums, dtype=np.float64),
             np.ascontiguousarray(counts, dtype=np.int64),
             int(frames),
-            int(sample_rate),
-            float(threshold_db),
-            float(frame_length_ms),
-            float(hangover_ms),
-            float(min_speech_ms),
-            float(min_silence_ms),
-            float(context_ms),
-            None if noise_floor_percentile is None else float(noise_floor_percentile),
-            float(noise_floor_margin_db),
+            _rate(sample_rate),
+            _vad_settings(settings),
         )
 
     @staticmethod
-    def resample(
-        samples: np.ndarray, source_rate: int, target_rate: int, quality: str = "high"
-    ) -> np.ndarray:
-        """Band-limited resampling to ``target_rate``; float32 output."""
-        x = _kernel_input(samples)
+    def resample(samples: np.ndarray, source_rate: int, settings: ResampleSettings) -> np.ndarray:
+        """Band-limited resampling to ``settings.target_rate``; float32 output."""
         return native_module().resample(  # type: ignore[no-any-return]
-            x, int(source_rate), int(target_rate), quality
+            _kernel_input(samples), source_rate, _resample_settings(settings)
         )
 
     @staticmethod
-    def stream_resampler(
-        source_rate: int, target_rate: int, channels: int, quality: str = "high"
-    ) -> Any:
+    def stream_resampler(source_rate: int, channels: int, settings: ResampleSettings) -> Any:
         """The Rust streaming resampler (``_native.Resampler``)."""
-        return native_module().Resampler(int(source_rate), int(target_rate), int(channels), quality)
+        return native_module().Resampler(source_rate, channels, _resample_settings(settings))
+
+
+def _rate(sample_rate: object) -> int:
+    """A sample rate as an int, refusing what is not an integer (as the reference does)."""
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, (int, np.integer)):
+        raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _vad_settings(settings: object) -> VadSettings:
+    if not isinstance(settings, VadSettings):
+        raise ConfigError(f"settings must be a VadSettings, got {type(settings).__name__}")
+    return settings
+
+
+def _resample_settings(settings: object) -> ResampleSettings:
+    if not isinstance(settings, ResampleSettings):
+        raise ConfigError(f"settings must be a ResampleSettings, got {type(settings).__name__}")
+    return settings
 
 
 def _native_nodes() -> dict[str, type]:

@@ -114,6 +114,7 @@ __all__ = [
     "ChunkResampler",
     "FilterDesign",
     "QualityPreset",
+    "ResampleSettings",
     "StreamingResampler",
     "design_filter",
     "output_frames",
@@ -199,6 +200,23 @@ class FilterDesign:
         return self.first_offset + self.taps_per_phase - 1
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResampleSettings:
+    """The settings of the resampler, one object from the node to either kernel.
+
+    ``ResampleNode`` builds one from its params when it is initialized; the
+    numpy resampler reads it here, the Rust one converts it once when a
+    resampler is made. The resamplers check both values (and name a bad one).
+
+    Attributes:
+        target_rate: The output sample rate in Hz, an int in ``[1, MAX_RATE]``.
+        quality: One of :data:`QUALITIES`.
+    """
+
+    target_rate: int
+    quality: str = "high"
+
+
 def output_frames(frames: int, source_rate: int, target_rate: int) -> int:
     """The output length: ``round_half_up(frames * target_rate / source_rate)``.
 
@@ -219,27 +237,27 @@ def design_filter(source_rate: int, target_rate: int, quality: str = "high") -> 
 
 
 def resample(
-    samples: np.ndarray, source_rate: int, target_rate: int, quality: str = "high"
+    samples: np.ndarray, source_rate: int, settings: ResampleSettings
 ) -> npt.NDArray[np.float32]:
-    """Resample ``(frames, channels)`` audio from ``source_rate`` to ``target_rate``.
+    """Resample ``(frames, channels)`` audio from ``source_rate`` to ``settings.target_rate``.
 
     Args:
         samples: 2-D ``(frames, channels)`` float32, float64, int16 or int32
             audio; integers are scaled by ``1 / 2**(bits-1)``.
         source_rate: The input sample rate in Hz.
-        target_rate: The output sample rate in Hz.
-        quality: One of :data:`QUALITIES`.
+        settings: The target rate and quality.
 
     Returns:
         float32 ``(output_frames(frames, source_rate, target_rate), channels)``,
         C-contiguous, time-aligned with the input (no delay).
 
     Raises:
-        AudioFormatError: Bad rates, quality, shape or dtype, or a NaN or
+        ConfigError: A bad target rate or quality, or a ratio too large.
+        AudioFormatError: A bad source rate, shape or dtype, or a NaN or
             infinite sample (the message names its frame and channel).
     """
     channels = samples.shape[1] if isinstance(samples, np.ndarray) and samples.ndim == 2 else 1
-    streamer = StreamingResampler(source_rate, target_rate, max(channels, 1), quality)
+    streamer = StreamingResampler(source_rate, max(channels, 1), settings)
     head = streamer._process(samples, "samples")
     tail = streamer.flush()
     if len(tail) == 0:
@@ -270,21 +288,21 @@ class StreamingResampler:
 
     Args:
         source_rate: The input sample rate in Hz.
-        target_rate: The output sample rate in Hz.
         channels: The number of channels every chunk must have.
-        quality: One of :data:`QUALITIES`.
+        settings: The target rate and quality.
 
     Raises:
-        AudioFormatError: Bad rates, channel count or quality.
+        ConfigError: A bad target rate or quality, or a ratio too large.
+        AudioFormatError: A bad source rate or channel count.
     """
 
-    def __init__(
-        self, source_rate: int, target_rate: int, channels: int, quality: str = "high"
-    ) -> None:
-        self._quality = _check_quality(quality)
-        up, down = _reduced_ratio(source_rate, target_rate)
+    def __init__(self, source_rate: int, channels: int, settings: ResampleSettings) -> None:
+        if not isinstance(settings, ResampleSettings):
+            raise ConfigError(f"settings must be a ResampleSettings, got {type(settings).__name__}")
+        quality = self._quality = _check_quality(settings.quality)
+        up, down = _reduced_ratio(source_rate, settings.target_rate)
         self._source_rate = int(source_rate)
-        self._target_rate = int(target_rate)
+        self._target_rate = int(settings.target_rate)
         self._channels = _check_channels(channels)
         self._design: FilterDesign | None = None if up == down else _design(up, down, quality)
         self._received = 0

@@ -28,6 +28,15 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(params=["local", "ray"])
+def job_runtime(request: pytest.FixtureRequest) -> str:
+    """Each of the job's runtimes in turn; ``"ray"`` comes with the shared Ray running."""
+    runtime: str = request.param
+    if runtime == "ray":
+        request.getfixturevalue("ray_session")
+    return runtime
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):

@@ -8,7 +8,6 @@ Ray (the shared ``ray_session``, or an embedded Ray in a subprocess).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -28,10 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from helpers import processes_mentioning, ray_temp_dir
+from helpers import processes_mentioning, ray_temp_dir, run_cli
 
 import remotemedia_ray as rm
-from remotemedia_ray.cli import main as cli_main
 from remotemedia_ray.dataset import JobConfig, JobResult, run_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,14 +198,6 @@ def job(input_spec: Path | str, outdir: Path, **options: Any) -> tuple[JobResult
     return run_job(config, stream=stream), stream.getvalue()
 
 
-def cli(*args: str) -> tuple[int, str, str]:
-    """``remotemedia-ray`` in this process; returns exit code, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli_main(list(args))
-    return code, out.getvalue(), err.getvalue()
-
-
 # -- the main path ----------------------------------------------------------------------
 
 
@@ -223,7 +213,7 @@ def test_speech_prep_over_a_folder_on_ray_equals_the_local_pipeline(
 
     monkeypatch.setattr(sf, "read", decoded_on_the_driver)  # Ray workers are not patched
     monkeypatch.setattr(sf, "info", decoded_on_the_driver)
-    code, stdout, _ = cli(
+    code, stdout, _ = run_cli(
         "run", str(MANIFEST), "-i", str(tmp_path / "in"), "-o", str(outdir),
         "--runtime", "ray", "--batch-size", "3", "--shard-rows", "4",
     )  # fmt: skip
@@ -350,7 +340,7 @@ def test_max_errors_sets_exit_code_3_when_exceeded(
     tmp_path: Path, max_errors: int, exit_code: int
 ) -> None:
     _tree_with_bad_files(tmp_path / "in")
-    code, stdout, _ = cli(
+    code, stdout, _ = run_cli(
         "run", str(MANIFEST), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
         "--runtime", "local", "--max-errors", str(max_errors),
     )  # fmt: skip
@@ -476,7 +466,7 @@ def test_a_nonempty_outdir_needs_resume_or_overwrite(tmp_path: Path) -> None:
     assert job(root, outdir)[0].exit_code == 0
     before = snapshot(outdir)
 
-    code, _, stderr = cli(
+    code, _, stderr = run_cli(
         "run", str(MANIFEST), "-i", str(root), "-o", str(outdir), "--runtime", "local"
     )
 
@@ -671,27 +661,6 @@ def test_unsafe_item_ids_never_write_outside_outdir(tmp_path: Path) -> None:
 # -- the command line -------------------------------------------------------------------
 
 
-def test_usage_errors_exit_1_with_a_message(tmp_path: Path) -> None:
-    write_tree(tmp_path / "in", TREE[:1])
-    (tmp_path / "a-file").write_text("not a folder")
-    base = ["run", str(MANIFEST), "-i", str(tmp_path / "in"), "--runtime", "local"]
-    cases = {
-        "missing manifest": ["run", str(tmp_path / "nope.json"), "-i", str(tmp_path / "in"),
-                             "-o", str(tmp_path / "o1")],
-        "resume and overwrite": [*base, "-o", str(tmp_path / "o2"), "--resume", "--overwrite"],
-        "shard rows 0": [*base, "-o", str(tmp_path / "o3"), "--shard-rows", "0"],
-        "negative max errors": [*base, "-o", str(tmp_path / "o4"), "--max-errors", "-1"],
-        "outdir is a file": [*base, "-o", str(tmp_path / "a-file")],
-    }  # fmt: skip
-    for name, argv in cases.items():
-        try:
-            code, _, stderr = cli(*argv)
-        except Exception as exc:  # the point: nothing may escape
-            pytest.fail(f"{name}: {type(exc).__name__} escaped the CLI: {exc}")
-        assert code == 1, name
-        assert stderr.startswith("error: "), (name, stderr)
-
-
 def test_a_manifest_may_use_any_valid_id_and_never_clashes_with_the_jobs_nodes(
     tmp_path: Path,
 ) -> None:
@@ -726,7 +695,7 @@ def test_a_manifest_cannot_name_the_jobs_internal_node_types(tmp_path: Path) -> 
                 {"version": "v1", "nodes": [{"id": "x", "node_type": node_type}], "connections": []}
             )
         )
-        code, stdout, stderr = cli(
+        code, stdout, stderr = run_cli(
             "run", str(path), "-i", str(tmp_path / "in"), "-o", str(tmp_path / f"out-{node_type}"),
             "--runtime", "local",
         )  # fmt: skip
@@ -737,44 +706,11 @@ def test_a_manifest_cannot_name_the_jobs_internal_node_types(tmp_path: Path) -> 
         assert not any(name in stderr.split("registered types: ")[1] for name in internal)
 
 
-def test_usage_errors_are_config_or_input_errors(tmp_path: Path) -> None:
-    write_tree(tmp_path / "in", TREE[:1])
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "a-file").write_text("not a folder")
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "old.txt").write_text("an earlier run")
-    cases: list[tuple[type[Exception], dict[str, Any], str]] = [
-        (rm.ConfigError, {"shard_rows": 0}, "--shard-rows"),
-        (rm.ConfigError, {"window_s": -1.0}, "--window-seconds"),
-        (rm.ConfigError, {"max_errors": -1}, "--max-errors"),
-        (rm.ConfigError, {"resume": True, "overwrite": True}, "--resume and --overwrite"),
-        (rm.ConfigError, {"batch_size": 0}, "--batch-size"),
-        (rm.ConfigError, {"outdir": tmp_path / "a-file"}, "not a directory"),
-        (rm.ConfigError, {"outdir": tmp_path / "a-file" / "sub"}, "output directory"),
-        (rm.ConfigError, {"outdir": tmp_path / "full"}, "is not empty"),
-        (rm.InputError, {"input": str(tmp_path / "missing")}, "missing"),
-        (rm.InputError, {"input": str(tmp_path / "empty")}, "matches no audio files"),
-    ]
-    for error, options, needle in cases:
-        settings: dict[str, Any] = {
-            "manifest": MANIFEST,
-            "input": str(tmp_path / "in"),
-            "outdir": tmp_path / "out",
-            "runtime": "local",
-            **options,
-        }
-        with pytest.raises(error, match=needle) as raised:
-            run_job(JobConfig(**settings), stream=io.StringIO())
-        assert isinstance(raised.value, ValueError), options
-        assert not isinstance(raised.value, rm.ManifestError), options
-    assert not (tmp_path / "out").exists()
-
-
 def test_parquet_input_with_a_repeated_id_is_refused(tmp_path: Path) -> None:
     buffer = rm.AudioBuffer.from_numpy(tone(16000, 0.2, 1, 0).astype(np.float32), 16000)
     pq.write_table(rm.audio_table(["a", "b", "a"], [buffer] * 3), tmp_path / "rows.parquet")
 
-    code, _, stderr = cli(
+    code, _, stderr = run_cli(
         "run", str(MANIFEST), "-i", str(tmp_path / "rows.parquet"), "-o", str(tmp_path / "out"),
         "--runtime", "local",
     )  # fmt: skip
@@ -785,7 +721,7 @@ def test_parquet_input_with_a_repeated_id_is_refused(tmp_path: Path) -> None:
 
 def test_quiet_prints_no_progress(tmp_path: Path) -> None:
     write_tree(tmp_path / "in", TREE[:2])
-    code, stdout, stderr = cli(
+    code, stdout, stderr = run_cli(
         "run", str(MANIFEST), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
         "--runtime", "local", "--quiet",
     )  # fmt: skip
@@ -874,14 +810,14 @@ def test_long_files_in_windows_give_the_whole_file_rows(tmp_path: Path) -> None:
 def test_window_seconds_flag(tmp_path: Path) -> None:
     root = tmp_path / "in"
     _write_long(root)
-    code, stdout, _ = cli(
+    code, stdout, _ = run_cli(
         "run", str(MANIFEST), "-i", str(root), "-o", str(tmp_path / "out"),
         "--runtime", "local", "--window-seconds", "5", "--quiet",
     )  # fmt: skip
     assert code == 0, stdout
     job(root, tmp_path / "whole", window_s=None)
     assert _rows(tmp_path / "out") == _rows(tmp_path / "whole")
-    code, _, stderr = cli(
+    code, _, stderr = run_cli(
         "run", str(MANIFEST), "-i", str(root), "-o", str(tmp_path / "bad"),
         "--runtime", "local", "--window-seconds", "-1",
     )  # fmt: skip

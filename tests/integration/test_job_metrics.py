@@ -11,7 +11,6 @@ from typing import Any
 
 import jsonschema
 import numpy as np
-import pytest
 import soundfile as sf
 
 from remotemedia_ray.dataset.job import READ, JobConfig, run_job
@@ -43,12 +42,8 @@ def write_inputs(folder: Path) -> None:
     (folder / "broken.wav").write_bytes(b"RIFF not really a wav file")
 
 
-@pytest.mark.parametrize("runtime", ["local", "ray"])
-def test_metrics_json_and_summary_follow_the_seed_types(
-    tmp_path: Path, runtime: str, request: pytest.FixtureRequest
-) -> None:
-    if runtime == "ray":
-        request.getfixturevalue("ray_session")
+def test_metrics_json_and_summary_follow_the_seed_types(tmp_path: Path, job_runtime: str) -> None:
+    runtime = job_runtime
     write_inputs(tmp_path / "in")
     config = JobConfig(
         manifest=MANIFEST,

@@ -72,12 +72,10 @@ def files_under(folder: Path) -> dict[str, bytes]:
 # -- 1. file names that are not UTF-8 ------------------------------------------------------
 
 
-@pytest.mark.parametrize("runtime", ["local", "ray"])
 def test_a_file_name_that_is_not_utf8_gets_an_escaped_id_and_every_good_row_is_written(
-    tmp_path: Path, runtime: str, request: pytest.FixtureRequest
+    tmp_path: Path, job_runtime: str
 ) -> None:
-    if runtime == "ray":
-        request.getfixturevalue("ray_session")
+    runtime = job_runtime
     root = tmp_path / "in"
     good = [wav(root / f"good{n}.wav", seed=n).name for n in range(3)]
     wav(os.path.join(os.fsencode(root), b"bad\xff.wav"), seed=7)

@@ -7,6 +7,7 @@ import pytest
 
 import remotemedia_ray as rm
 from remotemedia_ray.nodes import native
+from remotemedia_ray.nodes.reference import VadSettings
 
 pytestmark = pytest.mark.skipif(not rm.native_available(), reason="native extension not built")
 
@@ -118,9 +119,9 @@ def test_wrong_shapes_and_channels_are_clear_errors() -> None:
 
 def test_absurd_parameters_do_not_crash() -> None:
     x = np.ones((1000, 3), np.float32) * 0.5
-    segs = NAT.vad_segments(x, 16000, frame_length_ms=1e12)
+    segs = NAT.vad_segments(x, 16000, VadSettings(frame_length_ms=1e12))
     assert len(segs) == 1 and segs[0]["end_ms"] == pytest.approx(62.5)
-    assert NAT.vad_segments(x, 2**31 - 1, frame_length_ms=1e-9)
+    assert NAT.vad_segments(x, 2**31 - 1, VadSettings(frame_length_ms=1e-9))
     with pytest.raises(rm.AudioFormatError, match="sample_rate"):
         NAT.vad_segments(x, 2**40)
     with pytest.raises(rm.ConfigError, match="target_format"):

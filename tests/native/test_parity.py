@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import remotemedia_ray as rm
 from remotemedia_ray.nodes import native
 from remotemedia_ray.nodes.builtin import ReferenceKernels
+from remotemedia_ray.nodes.reference import VadSettings
 
 pytestmark = pytest.mark.skipif(not rm.native_available(), reason="native extension not built")
 
@@ -204,8 +205,8 @@ def test_vad_segments_are_bit_identical(
         noise_floor_percentile=percentile,
         noise_floor_margin_db=margin,
     )
-    ref = REF.vad_segments(x, rate, **kwargs)
-    nat = NAT.vad_segments(x, rate, **kwargs)
+    ref = REF.vad_segments(x, rate, VadSettings(**kwargs))
+    nat = NAT.vad_segments(x, rate, VadSettings(**kwargs))
     assert nat == ref
 
 
@@ -236,10 +237,24 @@ def test_vad_rejects_bad_parameters_in_both_runtimes(kwargs: dict[str, float]) -
     x = np.zeros((100, 1), np.float32)
     for kernels in (REF, NAT):
         with pytest.raises(rm.ConfigError, match=next(iter(kwargs))):
-            kernels.vad_segments(x, 16000, **kwargs)
+            kernels.vad_segments(x, 16000, VadSettings(**kwargs))
     for kernels in (REF, NAT):
         with pytest.raises(rm.AudioFormatError, match="sample_rate"):
             kernels.vad_segments(x, 0)
+
+
+def test_settings_travel_as_one_object_in_both_runtimes() -> None:
+    x = np.zeros((100, 1), np.float32)
+    for kernels in (REF, NAT):
+        with pytest.raises(rm.ConfigError, match="VadSettings"):
+            kernels.vad_segments(x, 16000, {"threshold_db": -30.0})  # type: ignore[arg-type]
+        with pytest.raises(rm.ConfigError, match="ResampleSettings"):
+            kernels.resample(x, 48000, 16000)  # type: ignore[arg-type]
+        with pytest.raises(rm.ConfigError, match="ResampleSettings"):
+            kernels.stream_resampler(48000, 1, {"target_rate": 16000})  # type: ignore[arg-type]
+    quiet = VadSettings(threshold_db=-90.0, min_speech_ms=60.0)
+    tone = (0.01 * np.sin(np.arange(16000) / 5.0)).astype(np.float32)[:, None]
+    assert REF.vad_segments(tone, 16000, quiet) == NAT.vad_segments(tone, 16000, quiet) != []
 
 
 def test_native_nodes_equal_numpy_nodes_through_a_pipeline() -> None:

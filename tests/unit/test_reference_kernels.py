@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 from remotemedia_ray.audio import AudioFormat
 from remotemedia_ray.errors import AudioFormatError, ConfigError, MarshalingError
 from remotemedia_ray.nodes.reference import (
+    VadSettings,
     add,
     channel_mix,
     check_finite,
@@ -525,10 +526,10 @@ def _threshold_db_for(linear: float) -> float:
 def test_frame_exactly_at_threshold_is_not_speech() -> None:
     half = col(np.full(960, 16384), np.int16)  # mean square exactly 0.25
     t = _threshold_db_for(0.25)
-    assert vad_segments(half, SR, threshold_db=t) == []
-    assert len(vad_segments(half, SR, threshold_db=math.nextafter(t, -math.inf))) == 1
+    assert vad_segments(half, SR, VadSettings(threshold_db=t)) == []
+    assert len(vad_segments(half, SR, VadSettings(threshold_db=math.nextafter(t, -math.inf)))) == 1
     full = col(np.tile([1.0, -1.0], 480))  # mean square exactly 1.0 = 0 dB
-    assert vad_segments(full, SR, threshold_db=0.0) == []
+    assert vad_segments(full, SR, VadSettings(threshold_db=0.0)) == []
     sums = np.array([4.0, 4.0000000000000001, 4.000000000000001])
     counts = np.array([4, 4, 4])
     assert frame_decisions(sums, counts, 0.0).tolist() == [False, False, True]
@@ -633,17 +634,17 @@ def test_noise_floor_finds_a_burst_in_steady_noise() -> None:
     rng = np.random.default_rng(11)
     x = rng.standard_normal(SR) * 0.03  # about -30 dBFS of noise
     x[8000:9600] += tone(0.1, amplitude=0.3)
-    plain = vad_segments(col(x), SR, threshold_db=-60.0)
+    plain = vad_segments(col(x), SR, VadSettings(threshold_db=-60.0))
     assert [(s["start_ms"], s["end_ms"]) for s in plain] == [(0.0, 1000.0)]
-    [seg] = vad_segments(col(x), SR, threshold_db=-60.0, noise_floor_percentile=20.0)
+    [seg] = vad_segments(col(x), SR, VadSettings(threshold_db=-60.0, noise_floor_percentile=20.0))
     assert (seg["start_ms"], seg["end_ms"]) == (480.0, 600.0)
     assert seg["confidence"] == min(1.0, max(0.0, 1.0 - 10.0 ** (-(seg["energy_db"] + 60) / 10)))
     [seg] = vad_segments(
-        col(x), SR, threshold_db=-60.0, noise_floor_percentile=20.0, context_ms=30.0
+        col(x), SR, VadSettings(threshold_db=-60.0, noise_floor_percentile=20.0, context_ms=30.0)
     )
     assert (seg["start_ms"], seg["end_ms"]) == (450.0, 630.0)
     # without any non-speech the floor is speech, and a margin drops the quieter frames
-    assert vad_segments(col(tone(1.0)), SR, noise_floor_percentile=20.0) == []
+    assert vad_segments(col(tone(1.0)), SR, VadSettings(noise_floor_percentile=20.0)) == []
 
 
 def test_smooth_decisions_rejects_bad_input() -> None:
@@ -676,7 +677,7 @@ def test_full_scale_tone_is_one_segment() -> None:
 
 def test_tone_silence_tone_gives_exact_boundaries() -> None:
     x = col(np.concatenate([tone(0.5), np.zeros(round(0.3 * SR)), tone(0.2)]))
-    segs = vad_segments(x, SR, frame_length_ms=30.0)
+    segs = vad_segments(x, SR, VadSettings(frame_length_ms=30.0))
     # frames of 480 samples: frame 16 (7680..8160) still holds 320 tone samples;
     # frame 26 (12480..12960) holds the first 160 samples of the second tone;
     # the 34th frame is partial (160 samples) and the end is capped at 16000.
@@ -708,33 +709,33 @@ def test_energy_spans_all_channels() -> None:
 def test_integer_input_equals_scaled_float_input(dtype: type, scale: float) -> None:
     q = np.round(np.concatenate([tone(0.4), np.zeros(3000), tone(0.1, 0.01)]) * (scale / 2))
     q = np.hstack([col(q), col(q[::-1])]).astype(dtype)
-    segs = vad_segments(q, SR, threshold_db=-40.0)
+    segs = vad_segments(q, SR, VadSettings(threshold_db=-40.0))
     assert len(segs) >= 1
-    assert segs == vad_segments(q.astype(np.float64) / scale, SR, threshold_db=-40.0)
+    assert segs == vad_segments(q.astype(np.float64) / scale, SR, VadSettings(threshold_db=-40.0))
     if dtype is np.int16:  # exact in f32 too
         as_f32 = (q.astype(np.float64) / scale).astype(np.float32)
-        assert segs == vad_segments(as_f32, SR, threshold_db=-40.0)
+        assert segs == vad_segments(as_f32, SR, VadSettings(threshold_db=-40.0))
 
 
 def test_smoothing_options_end_to_end() -> None:
     x = col(np.concatenate([tone(0.09), np.zeros(960), tone(0.09)]))  # frames: SSS__SSS
     plain = vad_segments(x, SR)
     assert [(s["start_ms"], s["end_ms"]) for s in plain] == [(0.0, 90.0), (150.0, 240.0)]
-    [merged] = vad_segments(x, SR, min_silence_ms=61.0)  # 3 frames > gap of 2
+    [merged] = vad_segments(x, SR, VadSettings(min_silence_ms=61.0))  # 3 frames > gap of 2
     assert (merged["start_ms"], merged["end_ms"]) == (0.0, 240.0)
     sums, counts = frame_energies(x, 480)
     total = 0.0
     for s in sums.tolist():
         total += s
     assert merged["energy_db"] == 10 * math.log10(total / int(counts.sum()))
-    held = vad_segments(x, SR, hangover_ms=30.0)
+    held = vad_segments(x, SR, VadSettings(hangover_ms=30.0))
     assert [(s["start_ms"], s["end_ms"]) for s in held] == [(0.0, 120.0), (150.0, 240.0)]
-    assert vad_segments(x, SR, min_speech_ms=100.0) == []  # 4 frames > runs of 3
+    assert vad_segments(x, SR, VadSettings(min_speech_ms=100.0)) == []  # 4 frames > runs of 3
 
 
 def test_threshold_so_high_its_power_overflows_gives_no_segments() -> None:
-    assert vad_segments(col(tone(0.1)), SR, threshold_db=4000.0) == []
-    [seg] = vad_segments(col(tone(0.1)), SR, threshold_db=-4000.0)
+    assert vad_segments(col(tone(0.1)), SR, VadSettings(threshold_db=4000.0)) == []
+    [seg] = vad_segments(col(tone(0.1)), SR, VadSettings(threshold_db=-4000.0))
     assert seg["confidence"] == 1.0
 
 
@@ -763,13 +764,18 @@ def test_threshold_so_high_its_power_overflows_gives_no_segments() -> None:
     ],
 )
 def test_vad_rejects_invalid_parameters_by_name(kwargs: dict[str, Any], name: str) -> None:
-    args: dict[str, Any] = {"sample_rate": SR, **kwargs}
-    # the input's rate is the audio's fault; the rest are parameters
+    rate = kwargs.pop("sample_rate", SR)
+    # the input's rate is the audio's fault; the rest are settings
     error = AudioFormatError if name == "sample_rate" else ConfigError
     with pytest.raises(error, match=name):
-        vad_segments(np.zeros((100, 1)), **args)
+        vad_segments(np.zeros((100, 1)), rate, VadSettings(**kwargs))
     with pytest.raises(error, match=name):  # even for empty audio
-        vad_segments(np.zeros((0, 1)), **args)
+        vad_segments(np.zeros((0, 1)), rate, VadSettings(**kwargs))
+
+
+def test_vad_settings_must_be_a_settings_object() -> None:
+    with pytest.raises(ConfigError, match="VadSettings"):
+        vad_segments(np.zeros((10, 1)), SR, {"threshold_db": -30.0})  # type: ignore[arg-type]
 
 
 def test_vad_rejects_non_finite_samples() -> None:
@@ -921,7 +927,10 @@ def test_property_vad_segments(
     min_silence: float,
 ) -> None:
     segs = _unchanged(
-        lambda a: vad_segments(a, rate, threshold, frame_ms, hangover, min_speech, min_silence), x
+        lambda a: vad_segments(
+            a, rate, VadSettings(threshold, frame_ms, hangover, min_speech, min_silence)
+        ),
+        x,
     )
     duration = x.shape[0] * 1000.0 / rate
     previous_end = -1.0

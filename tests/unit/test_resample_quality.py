@@ -32,6 +32,7 @@ from remotemedia_ray.errors import AudioFormatError, ConfigError
 from remotemedia_ray.nodes import resampling
 from remotemedia_ray.nodes.resampling import (
     QUALITIES,
+    ResampleSettings,
     StreamingResampler,
     design_filter,
     output_frames,
@@ -45,7 +46,7 @@ from remotemedia_ray.nodes.resampling import (
 def test_output_length_rounds_half_up(pair: tuple[int, int]) -> None:
     source, target = pair
     for frames in (0, 1, 2, 3, 147, 441, 1000, source // 2 + 1):
-        y = resample(np.zeros((frames, 1), dtype=np.float32), source, target)
+        y = resample(np.zeros((frames, 1), dtype=np.float32), source, ResampleSettings(target))
         assert len(y) == (2 * frames * target + source) // (2 * source)
         assert len(y) == output_frames(frames, source, target)
         assert len(y) == math.floor(frames * target / source + 0.5)
@@ -53,9 +54,9 @@ def test_output_length_rounds_half_up(pair: tuple[int, int]) -> None:
 
 def test_output_length_exact_half_rounds_up() -> None:
     # 3 frames at 48k -> 16k is exactly 1.0; 3 frames 16k -> 8k is 1.5 -> 2.
-    assert len(resample(np.zeros((3, 1)), 48000, 16000)) == 1
-    assert len(resample(np.zeros((3, 1)), 16000, 8000)) == 2
-    assert len(resample(np.zeros((1, 1)), 16000, 8000)) == 1  # 0.5 -> 1
+    assert len(resample(np.zeros((3, 1)), 48000, ResampleSettings(16000))) == 1
+    assert len(resample(np.zeros((3, 1)), 16000, ResampleSettings(8000))) == 2
+    assert len(resample(np.zeros((1, 1)), 16000, ResampleSettings(8000))) == 1  # 0.5 -> 1
 
 
 @pytest.mark.parametrize("pair", SPEC_PAIRS, ids=pair_id)
@@ -63,7 +64,9 @@ def test_passband_is_flat_within_a_hundredth_of_a_db(pair: tuple[int, int]) -> N
     source, target = pair
     nyq_low = min(source, target) / 2
     for freq in (50.0, 997.0, 0.3 * nyq_low, 0.6 * nyq_low, 0.8 * nyq_low, 0.9 * nyq_low):
-        amplitude, _ = fit_sine(resample(tone(freq, source), source, target), freq, target)
+        amplitude, _ = fit_sine(
+            resample(tone(freq, source), source, ResampleSettings(target)), freq, target
+        )
         gain_db = db(amplitude / AMPLITUDE)
         assert abs(gain_db) <= 0.01, f"{freq:.1f} Hz: gain {gain_db:+.6f} dB"
 
@@ -75,7 +78,7 @@ def test_downsampling_rejects_tones_above_output_nyquist_by_120_db(pair: tuple[i
     freqs = [1.05 * nyq_out, 1.07 * nyq_out, 1.1 * nyq_out]
     freqs += list(np.linspace(1.15 * nyq_out, 0.995 * nyq_in, 7))
     for freq in freqs:
-        seg, _ = interior(resample(tone(freq, source), source, target), target)
+        seg, _ = interior(resample(tone(freq, source), source, ResampleSettings(target)), target)
         level = db(rms(seg) / (AMPLITUDE / math.sqrt(2)))
         assert level <= -120, f"{freq:.1f} Hz leaks at {level:.1f} dB"
 
@@ -85,7 +88,9 @@ def test_upsampling_images_are_120_db_down(pair: tuple[int, int]) -> None:
     source, target = pair
     nyq_low = source / 2
     for freq in (997.0, 0.25 * nyq_low, 0.5 * nyq_low, 0.75 * nyq_low, 0.9 * nyq_low):
-        amplitude, residual = fit_sine(resample(tone(freq, source), source, target), freq, target)
+        amplitude, residual = fit_sine(
+            resample(tone(freq, source), source, ResampleSettings(target)), freq, target
+        )
         level = db(rms(residual) / (amplitude / math.sqrt(2)))
         assert level <= -120, f"images of {freq:.1f} Hz at {level:.1f} dB"
 
@@ -93,7 +98,9 @@ def test_upsampling_images_are_120_db_down(pair: tuple[int, int]) -> None:
 @pytest.mark.parametrize("pair", SPEC_PAIRS, ids=pair_id)
 def test_sinad_of_997_hz_tone_is_at_least_130_db(pair: tuple[int, int]) -> None:
     source, target = pair
-    amplitude, residual = fit_sine(resample(tone(997.0, source), source, target), 997.0, target)
+    amplitude, residual = fit_sine(
+        resample(tone(997.0, source), source, ResampleSettings(target)), 997.0, target
+    )
     sinad = db((amplitude / math.sqrt(2)) / rms(residual))
     assert sinad >= 130, f"SINAD {sinad:.1f} dB"
 
@@ -105,7 +112,7 @@ def test_output_is_time_aligned_with_no_delay(pair: tuple[int, int]) -> None:
     parts = [(100.0, 0.3, 0.2), (1234.5, 1.1, 0.15), (0.7 * nyq_low, 2.0, 0.1)]
     n = np.arange(round(DURATION_S * source))
     x = sum(a * np.sin(2 * np.pi * f * n / source + ph) for f, ph, a in parts)
-    seg, k = interior(resample(x[:, None], source, target), target)
+    seg, k = interior(resample(x[:, None], source, ResampleSettings(target)), target)
     expected = sum(a * np.sin(2 * np.pi * f * k / target + ph) for f, ph, a in parts)
     assert np.max(np.abs(seg - expected)) < 2e-6
 
@@ -119,7 +126,7 @@ def test_matches_the_documented_formula_including_edges(pair: tuple[int, int]) -
     design = design_filter(source, target)
     up, down, delay, proto = design.up, design.down, design.delay, design.prototype
     x = np.random.default_rng(7).uniform(-1, 1, (300, 1))
-    y = resample(x, source, target)
+    y = resample(x, source, ResampleSettings(target))
     expected = np.zeros(len(y))
     for k in range(len(y)):
         for i in range(len(x)):
@@ -141,7 +148,7 @@ def test_high_design_meets_its_stated_parameters() -> None:
 
 @pytest.mark.parametrize("quality", QUALITIES)
 def test_every_quality_passes_a_997_hz_tone(quality: str) -> None:
-    y = resample(tone(997.0, 44100), 44100, 16000, quality)
+    y = resample(tone(997.0, 44100), 44100, ResampleSettings(16000, quality))
     amplitude, residual = fit_sine(y, 997.0, 16000)
     assert abs(db(amplitude / AMPLITUDE)) < 0.1
     assert db(rms(residual) / AMPLITUDE) < -50
@@ -150,7 +157,9 @@ def test_every_quality_passes_a_997_hz_tone(quality: str) -> None:
 def test_better_quality_rejects_more() -> None:
     levels = []
     for quality in QUALITIES:
-        seg, _ = interior(resample(tone(8600.0, 48000), 48000, 16000, quality), 16000)
+        seg, _ = interior(
+            resample(tone(8600.0, 48000), 48000, ResampleSettings(16000, quality)), 16000
+        )
         levels.append(db(rms(seg) / AMPLITUDE))
     assert levels == sorted(levels, reverse=True)
     assert levels[0] < -55
@@ -160,7 +169,7 @@ def test_better_quality_rejects_more() -> None:
 def test_other_rate_pairs_pass_a_997_hz_tone(pair: tuple[int, int]) -> None:
     source, target = pair
     x = tone(997.0, source)
-    y = resample(x, source, target)
+    y = resample(x, source, ResampleSettings(target))
     assert y.shape == (output_frames(len(x), source, target), 1)
     amplitude, residual = fit_sine(y, 997.0, target)
     assert abs(db(amplitude / AMPLITUDE)) <= 0.01
@@ -169,11 +178,13 @@ def test_other_rate_pairs_pass_a_997_hz_tone(pair: tuple[int, int]) -> None:
 
 def test_equal_rates_return_the_input_as_float32() -> None:
     x = np.asfortranarray(np.random.default_rng(1).uniform(-1, 1, (1000, 2)))
-    y = resample(x, 16000, 16000)
+    y = resample(x, 16000, ResampleSettings(16000))
     assert y.dtype == np.float32 and y.flags.c_contiguous
     np.testing.assert_array_equal(y, x.astype(np.float32))
     ints = np.array([[-32768], [0], [16384]], dtype=np.int16)
-    np.testing.assert_array_equal(resample(ints, 8000, 8000), [[-1.0], [0.0], [0.5]])
+    np.testing.assert_array_equal(
+        resample(ints, 8000, ResampleSettings(8000)), [[-1.0], [0.0], [0.5]]
+    )
 
 
 # --- streaming -------------------------------------------------------------
@@ -182,7 +193,7 @@ def test_equal_rates_return_the_input_as_float32() -> None:
 def stream(
     x: np.ndarray, source: int, target: int, sizes: list[int], quality: str = "high"
 ) -> np.ndarray:
-    r = StreamingResampler(source, target, x.shape[1], quality)
+    r = StreamingResampler(source, x.shape[1], ResampleSettings(target, quality))
     pieces, start = [], 0
     for size in sizes:
         pieces.append(r.process(x[start : start + size]))
@@ -204,14 +215,14 @@ def test_size_one_chunks_are_bit_identical_to_one_call(pair: tuple[int, int]) ->
     source, target = pair
     x = noise(source // 50)  # 20 ms
     out = stream(x, source, target, [1] * len(x))
-    np.testing.assert_array_equal(out, resample(x, source, target))
+    np.testing.assert_array_equal(out, resample(x, source, ResampleSettings(target)))
 
 
 @pytest.mark.parametrize("pair", ALL_PAIRS, ids=pair_id)
 def test_prime_huge_and_empty_chunks_are_bit_identical(pair: tuple[int, int]) -> None:
     source, target = pair
     x = noise(source // 4, seed=3)
-    whole = resample(x, source, target)
+    whole = resample(x, source, ResampleSettings(target))
     for sizes in ([7] * 50 + [13, 0, 0, 101, 1009], [0, len(x) + 5], [len(x) - 1], [2, 3, 5, 7919]):
         out = stream(x, source, target, sizes)
         assert out.dtype == np.float32 and out.flags.c_contiguous
@@ -230,7 +241,7 @@ def test_random_chunkings_are_bit_identical(
     source, target = pair
     x = noise(source // 8, channels=2, seed=len(sizes))
     out = stream(x, source, target, sizes, quality)
-    np.testing.assert_array_equal(out, resample(x, source, target, quality))
+    np.testing.assert_array_equal(out, resample(x, source, ResampleSettings(target, quality)))
 
 
 @pytest.mark.parametrize("quality", ["low", "high"])
@@ -261,7 +272,7 @@ def test_batching_strategies_round_every_output_identically_in_float64(
 
 
 def test_stream_memory_stays_bounded() -> None:
-    r = StreamingResampler(44100, 16000, 1)
+    r = StreamingResampler(44100, 1, ResampleSettings(16000))
     design = r.design
     assert design is not None
     x = noise(441 * 200)
@@ -274,7 +285,7 @@ def test_stream_memory_stays_bounded() -> None:
 
 
 def test_outputs_are_emitted_once_their_lookahead_has_arrived() -> None:
-    r = StreamingResampler(48000, 16000, 1)
+    r = StreamingResampler(48000, 1, ResampleSettings(16000))
     n = 3000
     out = r.process(noise(n))
     # Output k needs inputs up to 3k + lookahead.
@@ -283,7 +294,7 @@ def test_outputs_are_emitted_once_their_lookahead_has_arrived() -> None:
 
 
 def test_process_after_flush_raises() -> None:
-    r = StreamingResampler(48000, 16000, 1)
+    r = StreamingResampler(48000, 1, ResampleSettings(16000))
     r.process(noise(100))
     r.flush()
     assert len(r.flush()) == 0
@@ -298,26 +309,28 @@ def test_process_after_flush_raises() -> None:
 def test_channels_are_independent_and_equal_to_mono(pair: tuple[int, int]) -> None:
     source, target = pair
     x = noise(source // 10, channels=3, seed=5)
-    y = resample(x, source, target)
+    y = resample(x, source, ResampleSettings(target))
     assert y.shape == (output_frames(len(x), source, target), 3)
     for c in range(3):
-        np.testing.assert_array_equal(y[:, c : c + 1], resample(x[:, c : c + 1], source, target))
+        np.testing.assert_array_equal(
+            y[:, c : c + 1], resample(x[:, c : c + 1], source, ResampleSettings(target))
+        )
     np.testing.assert_array_equal(stream(x, source, target, [1, 10, 100] * 5), y)
-    from_fortran = resample(np.asfortranarray(x), source, target)
+    from_fortran = resample(np.asfortranarray(x), source, ResampleSettings(target))
     assert from_fortran.flags.c_contiguous
     np.testing.assert_array_equal(from_fortran, y)
 
 
 def test_empty_input_gives_empty_output() -> None:
     for source, target in ALL_PAIRS:
-        y = resample(np.zeros((0, 2), dtype=np.int16), source, target)
+        y = resample(np.zeros((0, 2), dtype=np.int16), source, ResampleSettings(target))
         assert y.shape == (0, 2) and y.dtype == np.float32
 
 
 def test_one_sample_input() -> None:
     x = np.array([[0.5]])
-    assert resample(x, 48000, 16000).shape == (0, 1)
-    up = resample(x, 16000, 48000)
+    assert resample(x, 48000, ResampleSettings(16000)).shape == (0, 1)
+    up = resample(x, 16000, ResampleSettings(48000))
     assert up.shape == (3, 1)
     g = design_filter(16000, 48000).prototype
     d = design_filter(16000, 48000).delay
@@ -330,15 +343,16 @@ def test_integer_input_is_scaled_to_unit_range(dtype: type) -> None:
     ints = np.random.default_rng(2).integers(
         np.iinfo(dtype).min, np.iinfo(dtype).max, (4410, 2), dtype=dtype, endpoint=True
     )
-    expected = resample(ints.astype(np.float64) / 2 ** (bits - 1), 44100, 16000)
-    np.testing.assert_array_equal(resample(ints, 44100, 16000), expected)
+    expected = resample(ints.astype(np.float64) / 2 ** (bits - 1), 44100, ResampleSettings(16000))
+    np.testing.assert_array_equal(resample(ints, 44100, ResampleSettings(16000)), expected)
     np.testing.assert_array_equal(stream(ints, 44100, 16000, [333] * 10), expected)
 
 
 def test_float32_input_matches_float64_of_same_values() -> None:
     x = noise(4800).astype(np.float32)
     np.testing.assert_array_equal(
-        resample(x, 48000, 16000), resample(x.astype(np.float64), 48000, 16000)
+        resample(x, 48000, ResampleSettings(16000)),
+        resample(x.astype(np.float64), 48000, ResampleSettings(16000)),
     )
 
 
@@ -346,12 +360,12 @@ def test_nan_input_error_names_frame_and_channel() -> None:
     x = noise(1000, channels=2)
     x[123, 1] = np.nan
     with pytest.raises(AudioFormatError, match=r"frame 123, channel 1"):
-        resample(x, 48000, 16000)
+        resample(x, 48000, ResampleSettings(16000))
 
 
 def test_infinite_sample_in_a_later_chunk_names_its_stream_frame() -> None:
     x = noise(1000)
-    r = StreamingResampler(48000, 16000, 1)
+    r = StreamingResampler(48000, 1, ResampleSettings(16000))
     first = r.process(x[:600])
     bad = x[600:].copy()
     bad[10, 0] = np.inf
@@ -359,7 +373,9 @@ def test_infinite_sample_in_a_later_chunk_names_its_stream_frame() -> None:
         r.process(bad)
     # The rejected chunk left the stream as it was.
     rest = np.concatenate([r.process(x[600:]), r.flush()])
-    np.testing.assert_array_equal(np.concatenate([first, rest]), resample(x, 48000, 16000))
+    np.testing.assert_array_equal(
+        np.concatenate([first, rest]), resample(x, 48000, ResampleSettings(16000))
+    )
 
 
 @pytest.mark.parametrize(
@@ -378,16 +394,16 @@ def test_bad_rates_raise_naming_the_parameter(source: object, target: object, ma
     # the target rate (and the ratio it makes) is a parameter; the source rate is the audio's
     error = AudioFormatError if match.startswith("source_rate") else ConfigError
     with pytest.raises(error, match=match):
-        resample(np.zeros((10, 1)), source, target)  # type: ignore[arg-type]
+        resample(np.zeros((10, 1)), source, ResampleSettings(target))  # type: ignore[arg-type]
     with pytest.raises(error, match=match):
-        StreamingResampler(source, target, 1)  # type: ignore[arg-type]
+        StreamingResampler(source, 1, ResampleSettings(target))  # type: ignore[arg-type]
 
 
 def test_unknown_quality_names_the_allowed_values() -> None:
     with pytest.raises(ConfigError, match="quality.*'low', 'medium', 'high', 'very_high'"):
-        resample(np.zeros((10, 1)), 48000, 16000, "ultra")
+        resample(np.zeros((10, 1)), 48000, ResampleSettings(16000, "ultra"))
     with pytest.raises(ConfigError, match="quality"):
-        StreamingResampler(48000, 16000, 1, "HIGH")
+        StreamingResampler(48000, 1, ResampleSettings(16000, "HIGH"))
 
 
 @pytest.mark.parametrize(
@@ -403,12 +419,12 @@ def test_unknown_quality_names_the_allowed_values() -> None:
 )
 def test_malformed_samples_raise(samples: object, match: str) -> None:
     with pytest.raises(AudioFormatError, match=match):
-        resample(samples, 48000, 16000)  # type: ignore[arg-type]
+        resample(samples, 48000, ResampleSettings(16000))  # type: ignore[arg-type]
 
 
 def test_stream_rejects_chunks_with_other_channel_counts() -> None:
-    r = StreamingResampler(48000, 16000, 2)
+    r = StreamingResampler(48000, 2, ResampleSettings(16000))
     with pytest.raises(AudioFormatError, match="3 channels, expected 2"):
         r.process(np.zeros((10, 3)))
     with pytest.raises(AudioFormatError, match="channels"):
-        StreamingResampler(48000, 16000, 0)
+        StreamingResampler(48000, 0, ResampleSettings(16000))

@@ -29,6 +29,7 @@ from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, File
 from remotemedia_ray.nodes import reference
 from remotemedia_ray.nodes.builtin import BUILTIN_NODES
 from remotemedia_ray.nodes.native import NATIVE_NODES
+from remotemedia_ray.nodes.reference import VadSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RUNTIMES = [
@@ -177,14 +178,17 @@ def test_vad_energies_of_pieces_give_whole_segments(runtime: str) -> None:
     kernels = node("VADNode", runtime).kernels
     frame_len = reference.vad_frame_len(16000, 30.0)
     settings_ = {"context_ms": 30.0, "noise_floor_percentile": 20.0, "hangover_ms": 90.0}
-    whole = kernels.vad_segments(x, 16000, **settings_)
+    whole = kernels.vad_segments(x, 16000, VadSettings(**settings_))
     cut = 7 * frame_len
     first = kernels.vad_frame_energies(x[:cut], frame_len, 0)
     rest = kernels.vad_frame_energies(x[cut:], frame_len, cut)
     sums = np.concatenate([first[0], rest[0]])
     counts = np.concatenate([first[1], rest[1]])
     assert sums.dtype == np.float64 and counts.dtype == np.int64
-    assert kernels.vad_segments_from_energies(sums, counts, len(x), 16000, **settings_) == whole
+    assert (
+        kernels.vad_segments_from_energies(sums, counts, len(x), 16000, VadSettings(**settings_))
+        == whole
+    )
     assert whole  # the loud part is found
     with pytest.raises(rm.AudioFormatError, match="do not describe"):
         kernels.vad_segments_from_energies(sums[1:], counts[1:], len(x), 16000)

@@ -26,6 +26,7 @@ from remotemedia_ray.nodes.reference.convert import convert_format
 from remotemedia_ray.nodes.reference.mix import MixMode as MixMode
 from remotemedia_ray.nodes.reference.mix import channel_mix
 from remotemedia_ray.nodes.reference.vad import (
+    VadSettings,
     decision_energies,
     frame_decisions,
     frame_energies,
@@ -39,6 +40,7 @@ from remotemedia_ray.nodes.reference.vad import (
 )
 
 __all__ = [
+    "VadSettings",
     "add",
     "channel_mix",
     "check_finite",

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,8 @@ from remotemedia_ray.errors import AudioFormatError, ConfigError
 from remotemedia_ray.nodes.reference._samples import audio_format, check_finite, finite_float
 
 __all__ = [
+    "DEFAULT_SETTINGS",
+    "VadSettings",
     "decision_energies",
     "frame_decisions",
     "frame_energies",
@@ -72,6 +75,46 @@ __all__ = [
 ]
 
 _LANES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class VadSettings:
+    """The settings of the energy VAD, one object from the node to either kernel.
+
+    ``VADNode`` builds one from its params when it is initialized; the numpy
+    kernels read it here, the Rust kernels convert it once into their
+    ``VadParams``. The kernels check every value (and name the bad one); this
+    class does not, so the two runtimes refuse the same settings the same way.
+    The defaults are the plain detector.
+
+    Attributes:
+        threshold_db: Speech threshold on a frame's mean square, in dBFS (finite).
+        frame_length_ms: Frame length in milliseconds (finite, > 0).
+        hangover_ms: Speech kept after each speech run (>= 0; 0 = off).
+        min_speech_ms: Speech runs shorter than this are dropped (>= 0; 0 = off).
+        min_silence_ms: Silence gaps shorter than this are filled (>= 0; 0 = off).
+        context_ms: Average each frame's mean square with those of its
+            neighbours within this many ms on each side before deciding
+            (>= 0; 0 = off).
+        noise_floor_percentile: Adaptive threshold: the percentile (0..100) of
+            the decision energies of the input taken as its noise floor, or
+            None (off). Needs some non-speech in the input to mean "noise".
+        noise_floor_margin_db: With a noise floor, speech must exceed it by
+            this many dB (finite, >= 0), as well as ``threshold_db``.
+    """
+
+    threshold_db: float = -30.0
+    frame_length_ms: float = 30.0
+    hangover_ms: float = 0.0
+    min_speech_ms: float = 0.0
+    min_silence_ms: float = 0.0
+    context_ms: float = 0.0
+    noise_floor_percentile: float | None = None
+    noise_floor_margin_db: float = 3.0
+
+
+DEFAULT_SETTINGS = VadSettings()
+"""The plain detector: each frame against -30 dBFS, no smoothing."""
 
 
 def _pow10(exponent: float) -> float:
@@ -355,113 +398,72 @@ def vad_frame_energies(
     return frame_energies(samples, frame_len)
 
 
-def _vad_settings(
-    sample_rate: int,
-    threshold_db: float,
-    frame_length_ms: float,
-    hangover_ms: float,
-    min_speech_ms: float,
-    min_silence_ms: float,
-    context_ms: float,
-    noise_floor_percentile: float | None,
-    noise_floor_margin_db: float,
+def _checked(
+    sample_rate: int, settings: VadSettings
 ) -> tuple[int, float, float, dict[str, int], float]:
-    """Checked VAD parameters: rate, threshold, frame ms, smoothing frame counts, margin."""
+    """Checked VAD settings: rate, threshold, frame ms, smoothing frame counts, margin."""
+    if not isinstance(settings, VadSettings):
+        raise ConfigError(f"settings must be a VadSettings, got {type(settings).__name__}")
     if (
         isinstance(sample_rate, (bool, np.bool_))
         or not isinstance(sample_rate, (int, np.integer))
         or sample_rate <= 0
     ):
         raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    threshold = finite_float(threshold_db, "threshold_db", ConfigError)
-    frame_ms = finite_float(frame_length_ms, "frame_length_ms", ConfigError)
+    s = settings
+    threshold = finite_float(s.threshold_db, "threshold_db", ConfigError)
+    frame_ms = finite_float(s.frame_length_ms, "frame_length_ms", ConfigError)
     if frame_ms <= 0:
-        raise ConfigError(f"frame_length_ms must be > 0, got {frame_length_ms!r}")
+        raise ConfigError(f"frame_length_ms must be > 0, got {s.frame_length_ms!r}")
     smoothing: dict[str, int] = {}
-    for name, ms in (
-        ("hangover_ms", hangover_ms),
-        ("min_speech_ms", min_speech_ms),
-        ("min_silence_ms", min_silence_ms),
-        ("context_ms", context_ms),
-    ):
+    for name in ("hangover_ms", "min_speech_ms", "min_silence_ms", "context_ms"):
+        ms = getattr(s, name)
         value = finite_float(ms, name, ConfigError)
         if value < 0:
             raise ConfigError(f"{name} must be >= 0, got {ms!r}")
         smoothing[name] = smoothing_frames(value, frame_ms)
-    if noise_floor_percentile is not None:
-        percentile = finite_float(noise_floor_percentile, "noise_floor_percentile", ConfigError)
+    if s.noise_floor_percentile is not None:
+        percentile = finite_float(s.noise_floor_percentile, "noise_floor_percentile", ConfigError)
         if not 0.0 <= percentile <= 100.0:
             raise ConfigError(
-                f"noise_floor_percentile must be in [0, 100], got {noise_floor_percentile!r}"
+                f"noise_floor_percentile must be in [0, 100], got {s.noise_floor_percentile!r}"
             )
-    margin = finite_float(noise_floor_margin_db, "noise_floor_margin_db", ConfigError)
+    margin = finite_float(s.noise_floor_margin_db, "noise_floor_margin_db", ConfigError)
     if margin < 0:
-        raise ConfigError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
+        raise ConfigError(f"noise_floor_margin_db must be >= 0, got {s.noise_floor_margin_db!r}")
     return int(sample_rate), threshold, frame_ms, smoothing, margin
 
 
 def vad_segments(
-    samples: npt.NDArray[Any],
-    sample_rate: int,
-    threshold_db: float = -30.0,
-    frame_length_ms: float = 30.0,
-    hangover_ms: float = 0.0,
-    min_speech_ms: float = 0.0,
-    min_silence_ms: float = 0.0,
-    context_ms: float = 0.0,
-    noise_floor_percentile: float | None = None,
-    noise_floor_margin_db: float = 3.0,
+    samples: npt.NDArray[Any], sample_rate: int, settings: VadSettings = DEFAULT_SETTINGS
 ) -> list[dict[str, float]]:
     """Energy-based voice activity detection: speech segments in time order.
 
     See the module docstring for the exact steps (frame length, 8-lane energy,
     decision energy, fixed and adaptive threshold, smoothing, segment energy
-    and confidence). The defaults are the plain detector: each frame's own
-    energy against the fixed threshold, no smoothing.
+    and confidence). The default settings are the plain detector: each
+    frame's own energy against the fixed threshold, no smoothing.
 
     Args:
         samples: 2-D audio ``(frames, channels)`` of float32/float64/int16/int32.
         sample_rate: Samples per second, > 0.
-        threshold_db: Speech threshold on a frame's mean square, in dBFS (finite).
-        frame_length_ms: Frame length in milliseconds (finite, > 0).
-        hangover_ms: Speech kept after each speech run (>= 0; 0 = off).
-        min_speech_ms: Speech runs shorter than this are dropped (>= 0; 0 = off).
-        min_silence_ms: Silence gaps shorter than this are filled (>= 0; 0 = off).
-        context_ms: Average each frame's mean square with those of its
-            neighbours within this many ms on each side before deciding
-            (>= 0; 0 = off).
-        noise_floor_percentile: Adaptive threshold: the percentile (0..100) of
-            the decision energies of this input taken as its noise floor, or
-            None (off). Needs some non-speech in the input to mean "noise".
-        noise_floor_margin_db: With a noise floor, speech must exceed it by
-            this many dB (finite, >= 0), as well as ``threshold_db``.
+        settings: The detector's settings (see :class:`VadSettings`).
 
     Returns:
         One ``{"start_ms", "end_ms", "energy_db", "confidence"}`` dict of floats
         per segment; ``[]`` for audio without samples.
 
     Raises:
-        AudioFormatError: Bad shape or dtype, a NaN/inf sample, or an invalid
-            parameter (named).
+        AudioFormatError: Bad shape or dtype, a NaN/inf sample, or a bad rate.
+        ConfigError: An invalid setting (named).
         MarshalingError: ``samples`` is not a numpy array.
     """
     audio_format(samples)
-    settings = (
-        sample_rate,
-        threshold_db,
-        frame_length_ms,
-        hangover_ms,
-        min_speech_ms,
-        min_silence_ms,
-        context_ms,
-        noise_floor_percentile,
-        noise_floor_margin_db,
-    )
-    rate, _, frame_ms, _, _ = _vad_settings(*settings)
+    rate, _, frame_ms, _, _ = _checked(sample_rate, settings)
     if samples.size == 0:
         return []
     sums, counts = vad_frame_energies(samples, vad_frame_len(rate, frame_ms))
-    return vad_segments_from_energies(sums, counts, samples.shape[0], *settings)
+    return vad_segments_from_energies(sums, counts, samples.shape[0], sample_rate, settings)
 
 
 def vad_segments_from_energies(
@@ -469,42 +471,28 @@ def vad_segments_from_energies(
     counts: npt.NDArray[np.int64],
     frames: int,
     sample_rate: int,
-    threshold_db: float = -30.0,
-    frame_length_ms: float = 30.0,
-    hangover_ms: float = 0.0,
-    min_speech_ms: float = 0.0,
-    min_silence_ms: float = 0.0,
-    context_ms: float = 0.0,
-    noise_floor_percentile: float | None = None,
-    noise_floor_margin_db: float = 3.0,
+    settings: VadSettings = DEFAULT_SETTINGS,
 ) -> list[dict[str, float]]:
     """Speech segments of a whole input from its per-frame energies (steps 4 to 7).
 
-    ``vad_segments(x, ...)`` is ``vad_segments_from_energies(*vad_frame_energies(x,
-    frame_len), len(x), ...)``; a long input's energies can be gathered piece
-    by piece with :func:`vad_frame_energies` (pieces of whole frames).
+    ``vad_segments(x, rate, settings)`` is ``vad_segments_from_energies(
+    *vad_frame_energies(x, frame_len), len(x), rate, settings)``; a long
+    input's energies can be gathered piece by piece with
+    :func:`vad_frame_energies` (pieces of whole frames).
 
     Args:
         sums: Per-frame sums of squares, ``ceil(frames / frame_len)`` of them.
         counts: Per-frame sample counts (each >= 1), as many as ``sums``.
         frames: Time steps of the whole input.
-        sample_rate: Other parameters: as :func:`vad_segments`.
+        sample_rate: Samples per second, > 0.
+        settings: As :func:`vad_segments`.
 
     Raises:
         AudioFormatError: Energies that do not describe ``frames`` time steps,
-            or an invalid parameter (named).
+            or a bad rate.
+        ConfigError: An invalid setting (named).
     """
-    rate, threshold, frame_ms, smoothing, margin = _vad_settings(
-        sample_rate,
-        threshold_db,
-        frame_length_ms,
-        hangover_ms,
-        min_speech_ms,
-        min_silence_ms,
-        context_ms,
-        noise_floor_percentile,
-        noise_floor_margin_db,
-    )
+    rate, threshold, frame_ms, smoothing, margin = _checked(sample_rate, settings)
     sums = np.asarray(sums, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.int64)
     frame_len = vad_frame_len(rate, frame_ms)
@@ -524,7 +512,7 @@ def vad_segments_from_energies(
             counts,
             threshold,
             context_frames=smoothing["context_ms"],
-            noise_floor_percentile=noise_floor_percentile,
+            noise_floor_percentile=settings.noise_floor_percentile,
             noise_floor_margin_db=margin,
         ),
         hangover_frames=smoothing["hangover_ms"],

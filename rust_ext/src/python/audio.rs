@@ -133,39 +133,52 @@ fn channel_mix<'py>(
     })
 }
 
-/// The VAD parameters, with the sample rate checked.
-#[allow(clippy::too_many_arguments)]
-fn vad_params(
-    sample_rate: i64,
+/// The VAD's settings as Python holds them (`remotemedia_ray.nodes.reference.VadSettings`,
+/// read by attribute): converted once into the kernel's [`VadParams`].
+#[derive(FromPyObject)]
+struct VadSettings {
+    #[pyo3(attribute)]
     threshold_db: f64,
+    #[pyo3(attribute)]
     frame_length_ms: f64,
+    #[pyo3(attribute)]
     hangover_ms: f64,
+    #[pyo3(attribute)]
     min_speech_ms: f64,
+    #[pyo3(attribute)]
     min_silence_ms: f64,
+    #[pyo3(attribute)]
     context_ms: f64,
+    #[pyo3(attribute)]
     noise_floor_percentile: Option<f64>,
+    #[pyo3(attribute)]
     noise_floor_margin_db: f64,
-) -> PyResult<VadParams> {
-    let rate = u32::try_from(sample_rate)
-        .ok()
-        .filter(|r| *r > 0)
-        .ok_or_else(|| {
-            invalid_input(
-                "sample_rate",
-                format!("must be a positive integer, got {sample_rate}"),
-            )
-        })?;
-    Ok(VadParams {
-        sample_rate: rate,
-        threshold_db,
-        frame_length_ms,
-        hangover_ms,
-        min_speech_ms,
-        min_silence_ms,
-        context_ms,
-        noise_floor_percentile,
-        noise_floor_margin_db,
-    })
+}
+
+impl VadSettings {
+    /// The kernel's parameters for input at `sample_rate` (checked here).
+    fn params(self, sample_rate: i64) -> PyResult<VadParams> {
+        let rate = u32::try_from(sample_rate)
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| {
+                invalid_input(
+                    "sample_rate",
+                    format!("must be a positive integer, got {sample_rate}"),
+                )
+            })?;
+        Ok(VadParams {
+            sample_rate: rate,
+            threshold_db: self.threshold_db,
+            frame_length_ms: self.frame_length_ms,
+            hangover_ms: self.hangover_ms,
+            min_speech_ms: self.min_speech_ms,
+            min_silence_ms: self.min_silence_ms,
+            context_ms: self.context_ms,
+            noise_floor_percentile: self.noise_floor_percentile,
+            noise_floor_margin_db: self.noise_floor_margin_db,
+        })
+    }
 }
 
 fn segment_list<'py>(py: Python<'py>, segments: Vec<Segment>) -> PyResult<Bound<'py, PyList>> {
@@ -183,36 +196,13 @@ fn segment_list<'py>(py: Python<'py>, segments: Vec<Segment>) -> PyResult<Bound<
 
 /// Speech segments as a list of `{start_ms, end_ms, energy_db, confidence}` dicts.
 #[pyfunction]
-#[pyo3(signature = (
-    samples_in, sample_rate, threshold_db = -30.0, frame_length_ms = 30.0,
-    hangover_ms = 0.0, min_speech_ms = 0.0, min_silence_ms = 0.0,
-    context_ms = 0.0, noise_floor_percentile = None, noise_floor_margin_db = 3.0
-))]
-#[allow(clippy::too_many_arguments)]
 fn vad_segments<'py>(
     py: Python<'py>,
     samples_in: AudioIn<'py>,
     sample_rate: i64,
-    threshold_db: f64,
-    frame_length_ms: f64,
-    hangover_ms: f64,
-    min_speech_ms: f64,
-    min_silence_ms: f64,
-    context_ms: f64,
-    noise_floor_percentile: Option<f64>,
-    noise_floor_margin_db: f64,
+    settings: VadSettings,
 ) -> PyResult<Bound<'py, PyList>> {
-    let params = vad_params(
-        sample_rate,
-        threshold_db,
-        frame_length_ms,
-        hangover_ms,
-        min_speech_ms,
-        min_silence_ms,
-        context_ms,
-        noise_floor_percentile,
-        noise_floor_margin_db,
-    )?;
+    let params = settings.params(sample_rate)?;
     let segments = with_audio!(samples_in, |view: S| {
         let (x, _frames, channels) = samples(&view)?;
         run_kernel(py, || vad_kernel(x, channels, &params))?
@@ -249,38 +239,15 @@ fn vad_frame_energies<'py>(
 /// Speech segments of a whole input of `frames` time steps from its per-frame
 /// energies (as `vad_frame_energies` gives them, piece by piece).
 #[pyfunction]
-#[pyo3(signature = (
-    sums, counts, frames, sample_rate, threshold_db = -30.0, frame_length_ms = 30.0,
-    hangover_ms = 0.0, min_speech_ms = 0.0, min_silence_ms = 0.0,
-    context_ms = 0.0, noise_floor_percentile = None, noise_floor_margin_db = 3.0
-))]
-#[allow(clippy::too_many_arguments)]
 fn vad_segments_from_energies<'py>(
     py: Python<'py>,
     sums: PyReadonlyArray1<'py, f64>,
     counts: PyReadonlyArray1<'py, i64>,
     frames: i64,
     sample_rate: i64,
-    threshold_db: f64,
-    frame_length_ms: f64,
-    hangover_ms: f64,
-    min_speech_ms: f64,
-    min_silence_ms: f64,
-    context_ms: f64,
-    noise_floor_percentile: Option<f64>,
-    noise_floor_margin_db: f64,
+    settings: VadSettings,
 ) -> PyResult<Bound<'py, PyList>> {
-    let params = vad_params(
-        sample_rate,
-        threshold_db,
-        frame_length_ms,
-        hangover_ms,
-        min_speech_ms,
-        min_silence_ms,
-        context_ms,
-        noise_floor_percentile,
-        noise_floor_margin_db,
-    )?;
+    let params = settings.params(sample_rate)?;
     let n_time = usize::try_from(frames)
         .map_err(|_| invalid_input("frames", format!("must be >= 0, got {frames}")))?;
     let sums = sums.as_array().to_vec();

@@ -2,11 +2,12 @@
 //! one-call `resample` function.
 //!
 //! Only argument checks and conversions live here; the algorithm is
-//! [`crate::kernels::resample`]. Arguments are checked in the order of the
-//! numpy reference (rates, channels, quality, then the audio), with the same
-//! words, and every refusal is a `ConfigError` (the target rate, the quality) or an
-//! `AudioFormatError` (the audio) via [`KernelError`],
-//! except a quality that is not a `str` at all (`TypeError`, from pyo3).
+//! [`crate::kernels::resample`]. The settings arrive as one Python object
+//! (`ResampleSettings`, read by attribute). Arguments are checked in the order
+//! of the numpy reference (quality, rates, channels, then the audio), with the
+//! same words, and every refusal is a `ConfigError` (the target rate, the
+//! quality) or an `AudioFormatError` (the audio) via [`KernelError`], except
+//! settings without a `str` quality or an attribute (`TypeError`, from pyo3).
 
 use numpy::{PyArray2, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
@@ -64,8 +65,24 @@ fn rate_arg(value: &Bound<'_, PyAny>, name: &'static str) -> PyResult<i64> {
     )
 }
 
-fn quality_arg(quality: &str) -> PyResult<Quality> {
-    Ok(Quality::from_name(quality)?)
+/// The resampler's settings as Python holds them
+/// (`remotemedia_ray.nodes.resampling.ResampleSettings`, read by attribute).
+#[derive(FromPyObject)]
+struct ResampleSettings<'py> {
+    #[pyo3(attribute)]
+    target_rate: Bound<'py, PyAny>,
+    #[pyo3(attribute)]
+    quality: String,
+}
+
+impl ResampleSettings<'_> {
+    /// The checked quality, target rate and source rate, in the reference's order.
+    fn checked(&self, source_rate: &Bound<'_, PyAny>) -> PyResult<(Quality, i64, i64)> {
+        let quality = Quality::from_name(&self.quality)?;
+        let source = rate_arg(source_rate, "source_rate")?;
+        let target = rate_arg(&self.target_rate, "target_rate")?;
+        Ok((quality, source, target))
+    }
 }
 
 /// The audio argument as an [`AudioIn`]: a 2-D numpy array of float32,
@@ -149,20 +166,16 @@ pub struct PyResampler {
 #[pymethods]
 impl PyResampler {
     #[new]
-    #[pyo3(signature = (source_rate, target_rate, channels, quality = "high"))]
     fn new(
         source_rate: &Bound<'_, PyAny>,
-        target_rate: &Bound<'_, PyAny>,
         channels: &Bound<'_, PyAny>,
-        quality: &str,
+        settings: ResampleSettings<'_>,
     ) -> PyResult<Self> {
-        let source = rate_arg(source_rate, "source_rate")?;
-        let target = rate_arg(target_rate, "target_rate")?;
+        let (quality, source, target) = settings.checked(source_rate)?;
         let limits = format!("must be between 1 and {MAX_CHANNELS}");
         let channels = int_arg(channels, "channels", "an int", &limits)?;
         let channels = usize::try_from(channels)
             .map_err(|_| invalid("channels", format!("{limits}, got {channels}")))?;
-        let quality = quality_arg(quality)?;
         Ok(PyResampler {
             inner: Kernel::new(source, target, channels, quality)?,
         })
@@ -272,17 +285,13 @@ impl PyResampler {
 /// Hz. Returns float32 `(round_half_up(frames * target / source), channels)`,
 /// time-aligned with the input.
 #[pyfunction]
-#[pyo3(signature = (samples, source_rate, target_rate, quality = "high"))]
 fn resample<'py>(
     py: Python<'py>,
     samples: &Bound<'py, PyAny>,
     source_rate: &Bound<'py, PyAny>,
-    target_rate: &Bound<'py, PyAny>,
-    quality: &str,
+    settings: ResampleSettings<'py>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let source = rate_arg(source_rate, "source_rate")?;
-    let target = rate_arg(target_rate, "target_rate")?;
-    let quality = quality_arg(quality)?;
+    let (quality, source, target) = settings.checked(source_rate)?;
     let audio = audio_arg(py, samples, "samples", None)?;
     with_audio!(audio, |view: S| {
         let (x, _, channels) = audio_slice(&view)?;
