@@ -16,6 +16,8 @@ from remotemedia_ray.audio import (
     AudioChunks,
     AudioFormat,
     BufferChunks,
+    Clip,
+    Clips,
     audio_table,
     buffers_from_table,
 )
@@ -62,6 +64,8 @@ __all__ = [
     "Capability",
     "ChunkStream",
     "CircuitBreaker",
+    "Clip",
+    "Clips",
     "ConfigError",
     "CycleError",
     "ExecutionOptions",

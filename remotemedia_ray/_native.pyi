@@ -14,6 +14,7 @@ from typing import Any, NoReturn, final
 import numpy as np
 import numpy.typing as npt
 
+from remotemedia_ray.nodes.reference.segment import SegmentSettings
 from remotemedia_ray.nodes.reference.vad import VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
 
@@ -25,6 +26,7 @@ __all__ = [
     "combine",
     "convert_format",
     "resample",
+    "segment_bounds",
     "vad_frame_energies",
     "vad_segments",
     "vad_segments_from_energies",
@@ -68,6 +70,18 @@ def vad_segments_from_energies(
     settings: VadSettings,
 ) -> list[dict[str, float]]:
     """Speech segments of a whole input of ``frames`` time steps from its energies."""
+
+def segment_bounds(
+    samples_in: npt.NDArray[Any],
+    sample_rate: int,
+    starts_ms: npt.NDArray[np.float64],
+    ends_ms: npt.NDArray[np.float64],
+    settings: SegmentSettings,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Utterance clips (start and end frames) of one input from its speech segments.
+
+    ``settings`` is read by attribute and checked by the kernel.
+    """
 
 @final
 class Resampler:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import abc
 import enum
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ __all__ = [
     "AudioChunks",
     "AudioFormat",
     "BufferChunks",
+    "Clip",
+    "Clips",
     "audio_list_column",
     "audio_table",
     "buffers_from_table",
@@ -521,3 +524,51 @@ class BufferChunks(AudioChunks):
         for size in self.sizes:
             yield AudioBuffer.from_numpy(samples[start : start + size], self.sample_rate)
             start += size
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One piece of an item: an utterance cut from its audio, and what nodes made of it.
+
+    Attributes:
+        value: The clip's value: its audio as SegmentNode cut it, then the
+            output of each node after it.
+        start_s: Where it starts in the item's audio, seconds.
+        end_s: Where it ends, seconds.
+    """
+
+    value: Any
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Clips:
+    """The outputs of a node that yields many per input (SegmentNode's utterances).
+
+    Every node downstream runs once per clip (it gets ``clip.value``), and the
+    dataset job writes one row per clip, with the id :meth:`id_of` gives. An
+    item with no clips has no rows.
+    """
+
+    clips: tuple[Clip, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __iter__(self) -> Iterator[Clip]:
+        return iter(self.clips)
+
+    def __getitem__(self, index: int) -> Clip:
+        return self.clips[index]
+
+    @staticmethod
+    def id_of(item_id: str, index: int) -> str:
+        """The id of clip ``index`` of item ``item_id``: ``{item}/{index}``, stable across runs."""
+        return f"{item_id}/{index}"
+
+    def map(self, fn: Callable[[int, Any], Any]) -> Clips:
+        """The same clips with each value replaced by ``fn(index, value)``."""
+        return Clips(
+            tuple(Clip(fn(i, c.value), c.start_s, c.end_s) for i, c in enumerate(self.clips))
+        )

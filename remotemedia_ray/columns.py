@@ -28,10 +28,19 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat, audio_list_column
+from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clips, audio_list_column
 from remotemedia_ray.errors import AudioFormatError
 
-__all__ = ["SEGMENT", "Layout", "cell", "column_names", "columns", "layout_of", "sink_table"]
+__all__ = [
+    "CLIP_COLUMNS",
+    "SEGMENT",
+    "Layout",
+    "cell",
+    "column_names",
+    "columns",
+    "layout_of",
+    "sink_table",
+]
 
 Kind = Literal["audio", "segments", "number", "json"]
 
@@ -141,6 +150,11 @@ def columns(
     return dict(zip(names, (audio, rates, channels), strict=True))
 
 
+CLIP_COLUMNS = ("parent_id", "start_s", "end_s")
+"""The columns a clip's row has besides ``id`` and its value's: the item it was
+cut from and where it lies in that item's audio (seconds)."""
+
+
 def sink_table(rows: Sequence[tuple[str, Any]]) -> pa.Table:
     """One sink's outputs as a table: ``id`` plus the columns of their layout.
 
@@ -148,12 +162,49 @@ def sink_table(rows: Sequence[tuple[str, Any]]) -> pa.Table:
     segment lists gets the VAD's segment type). Outputs that do not all fit
     one layout are stored as JSON text, except audio.
 
+    :class:`~remotemedia_ray.audio.Clips` give one row per clip (none for an
+    item without clips): id ``{item}/{index}``, then :data:`CLIP_COLUMNS`,
+    then the columns of the clips' values.
+
     Raises:
-        AudioFormatError: audio outputs of different sample formats, or audio
-            mixed with other values.
+        AudioFormatError: audio outputs of different sample formats, audio
+            mixed with other values, or clips mixed with other values.
     """
-    ids = [item_id for item_id, _ in rows]
-    values = [value for _, value in rows]
+    if any(isinstance(value, Clips) for _, value in rows):
+        return _clip_table(rows)
+    return _value_table([item_id for item_id, _ in rows], [value for _, value in rows])
+
+
+def _clip_table(rows: Sequence[tuple[str, Any]]) -> pa.Table:
+    ids: list[str] = []
+    parents: list[str] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    values: list[Any] = []
+    for item_id, value in rows:
+        if not isinstance(value, Clips):
+            raise AudioFormatError(
+                f"the sink's outputs mix clips with other values (item {item_id!r} gave "
+                f"{type(value).__name__})"
+            )
+        for index, clip in enumerate(value):
+            ids.append(Clips.id_of(item_id, index))
+            parents.append(item_id)
+            starts.append(clip.start_s)
+            ends.append(clip.end_s)
+            values.append(clip.value)
+    table = _value_table(ids, values)
+    extra = (
+        pa.array(parents, pa.string()),
+        pa.array(starts, pa.float64()),
+        pa.array(ends, pa.float64()),
+    )
+    for position, (name, column) in enumerate(zip(CLIP_COLUMNS, extra, strict=True)):
+        table = table.add_column(position + 1, name, column)
+    return table
+
+
+def _value_table(ids: list[str], values: list[Any]) -> pa.Table:
     layout = next((lay for v in values if (lay := layout_of(v)) is not None), None)
     if layout is None:
         layout = Layout("segments", pa.list_(SEGMENT))

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_table
+from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, Clips, audio_table
 from remotemedia_ray.columns import Layout, cell, layout_of
 from remotemedia_ray.columns import columns as sink_columns
 from remotemedia_ray.dataset import audio_extensions, decode_audio
@@ -351,6 +351,12 @@ class _PipelineMapper:
             for output in outputs:
                 if sink in self._layouts:
                     break
+                if isinstance(output[sink], Clips):
+                    raise ConfigError(
+                        f"sink {sink!r} yields several outputs per item (clips); "
+                        "map_pipeline gives one row per item: write clips with "
+                        "`remotemedia-ray run` instead"
+                    )
                 layout = layout_of(output[sink])
                 if layout is not None:
                     self._layouts[sink] = layout

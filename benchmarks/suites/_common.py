@@ -7,10 +7,12 @@ start with ``time_``, ``peakmem_``, ``track_`` ...).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,55 @@ def speech_like(rate: int, seconds: float, channels: int = 1, seed: int = 1) -> 
         at += burst + int(rng.uniform(0.1, 0.5) * rate)
     noise = rng.standard_normal((frames, channels))
     return np.ascontiguousarray(np.clip(noise * level[:, None], -1, 1), dtype=np.float32)
+
+
+# -- encoded audio, as corpora come (PyAV: the FFmpeg users have) -------------------
+
+CODECS: dict[str, tuple[str, str]] = {
+    "mp3": ("mp3", "libmp3lame"),
+    "opus": ("ogg", "libopus"),
+    "webm": ("webm", "libopus"),
+    "m4a": ("ipod", "aac"),
+    "aac": ("adts", "aac"),
+    "flac": ("flac", "flac"),
+}
+"""Extension -> (FFmpeg muxer, encoder)."""
+
+RATES: dict[str, int] = {"opus": 48000, "webm": 48000}
+"""Extensions whose encoder takes only some rates: the rate to use."""
+
+
+def encode(samples: np.ndarray, rate: int, ext: str, *, block: int = 4096) -> bytes:
+    """The encoded file of ``(frames, channels)`` float samples in [-1, 1].
+
+    Opus encodes at 48 kHz only: pass audio at :data:`RATES` for it.
+    """
+    import av
+
+    muxer, codec = CODECS[ext]
+    x = np.ascontiguousarray(np.clip(samples, -1.0, 1.0), dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    layout = {1: "mono", 2: "stereo"}[x.shape[1]]
+    out = io.BytesIO()
+    with av.open(out, "w", format=muxer) as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        for start in range(0, x.shape[0], block):
+            piece = x[start : start + block]
+            if codec == "flac":
+                ints = np.round(piece * 32767).astype(np.int16)
+                frame = av.AudioFrame.from_ndarray(ints.reshape(1, -1), format="s16", layout=layout)
+            else:
+                planar = np.ascontiguousarray(piece.T)
+                frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = start
+            frame.time_base = Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()
 
 
 def _calls_lasting(fn: Callable[[], object], min_time: float) -> int:

@@ -43,6 +43,7 @@ NODE_PARAMS: dict[str, dict[str, Any]] = {
     "ChannelMixNode": {"mode": "mean"},
     "MultiplyNode": {"factor": 0.5},
     "AddNode": {"addend": 0.25},
+    "SegmentNode": example_node_params("speech_utterances", "utterances"),
 }
 """The parameters every benchmark of a node type initializes it with."""
 
@@ -72,7 +73,7 @@ class _NodeExecute:
 
     def setup(self, node_runtime: NodeRuntime, seconds: float, channels: int) -> None:
         self.node = make_node(self.node_type, node_runtime)
-        self.audio = rm.AudioBuffer.from_numpy(self.signal(seconds, channels), self.rate)
+        self.audio: Any = rm.AudioBuffer.from_numpy(self.signal(seconds, channels), self.rate)
 
     def time_execute(self, node_runtime: NodeRuntime, seconds: float, channels: int) -> None:
         self.node.execute(self.audio)
@@ -95,6 +96,26 @@ class VADNode(_NodeExecute):
 
     def signal(self, seconds: float, channels: int) -> np.ndarray:
         return speech_like(self.rate, seconds, channels)
+
+
+def _speech_with_segments(rate: int, seconds: float, channels: int) -> dict[str, Any]:
+    """SegmentNode's fan-in: speech-like bursts and the VAD's segments of them."""
+    x = speech_like(rate, seconds, channels)
+    audio = rm.AudioBuffer.from_numpy(x, rate)
+    vad = make_node("VADNode", "cpython")
+    return {"audio": audio, "vad": vad.execute(audio)}
+
+
+class SegmentNode(_NodeExecute):
+    """SegmentNode with ``examples/speech_utterances.json``'s settings on 16 kHz speech-like
+    bursts and their VAD segments (the VAD runs in ``setup``, untimed)."""
+
+    node_type = "SegmentNode"
+    rate = 16_000
+
+    def setup(self, node_runtime: NodeRuntime, seconds: float, channels: int) -> None:
+        self.node = make_node(self.node_type, node_runtime)
+        self.audio = _speech_with_segments(self.rate, seconds, channels)
 
 
 class FormatConverterNode(_NodeExecute):
@@ -160,6 +181,33 @@ def _numpy_add(x: np.ndarray, rate: int) -> Callable[[], object]:
     return lambda: x + addend
 
 
+def _python_utterances(x: np.ndarray, rate: int) -> Callable[[], object]:
+    """Plain Python over the VAD's segments: merge gaps, pad, cut at max_s, drop short."""
+    p = NODE_PARAMS["SegmentNode"]
+    segments = _speech_with_segments(rate, len(x) / rate, 1)["vad"]
+    gap, pad = p["merge_gap_ms"] * rate / 1000, p["pad_ms"] * rate / 1000
+    min_len, max_len = p["min_s"] * rate, p["max_s"] * rate
+
+    def cut() -> list[np.ndarray]:
+        spans: list[list[float]] = []
+        for seg in segments:
+            start, end = seg["start_ms"] * rate / 1000, seg["end_ms"] * rate / 1000
+            if spans and start - spans[-1][1] < gap:
+                spans[-1][1] = end
+            else:
+                spans.append([start, end])
+        clips = []
+        for start, end in spans:
+            a, b = max(0, int(start - pad)), min(len(x), int(end + pad))
+            for s in range(a, b, int(max_len)):
+                e = min(b, s + int(max_len))
+                if e - s >= min_len:
+                    clips.append(x[s:e])
+        return clips
+
+    return cut
+
+
 PEERS: dict[str, PeerCall] = {
     "ResampleNode": _soxr_hq,
     "VADNode": _webrtcvad,
@@ -167,6 +215,7 @@ PEERS: dict[str, PeerCall] = {
     "ChannelMixNode": _numpy_mean,
     "MultiplyNode": _numpy_multiply,
     "AddNode": _numpy_add,
+    "SegmentNode": _python_utterances,
 }
 """For each node type, what a user would call without this library."""
 
@@ -179,9 +228,10 @@ class NativeSpeedup:
       ``HQ`` (ResampleNode), webrtcvad mode 2 on 30 ms frames (VADNode), and
       numpy expressions: ``rint(clip(x*32768))`` (FormatConverterNode),
       ``x.mean(axis=1)`` (ChannelMixNode), ``x * f`` (MultiplyNode), ``x + a``
-      (AddNode).
+      (AddNode), a Python loop over the VAD's segments (SegmentNode).
 
-    Inputs: 10 s of 48 kHz stereo; VAD gets 16 kHz mono speech-like bursts.
+    Inputs: 10 s of 48 kHz stereo; VAD and SegmentNode get 16 kHz mono
+    speech-like bursts (SegmentNode with their VAD segments).
     """
 
     params = (list(PEERS),)
@@ -190,13 +240,15 @@ class NativeSpeedup:
     timeout = 180
 
     def setup(self, node_type: str) -> None:
-        if node_type == "VADNode":
+        if node_type in ("VADNode", "SegmentNode"):
             self.rate = 16_000
             self.samples = speech_like(self.rate, SPEEDUP_SECONDS, 1)
         else:
             self.rate = 48_000
             self.samples = tone_noise(self.rate, SPEEDUP_SECONDS, 2)
-        self.audio = rm.AudioBuffer.from_numpy(self.samples, self.rate)
+        self.audio: Any = rm.AudioBuffer.from_numpy(self.samples, self.rate)
+        if node_type == "SegmentNode":
+            self.audio = _speech_with_segments(self.rate, SPEEDUP_SECONDS, 1)
         self.native = make_node(node_type, "rust_native")
 
     def _native_call(self) -> object:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from remotemedia_ray._runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
-from remotemedia_ray.audio import AudioBuffer, AudioChunks
+from remotemedia_ray.audio import AudioBuffer, AudioChunks, Clips
 from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder
 from remotemedia_ray.nodes.base import ChunkStream, NodeExecutor
@@ -197,7 +197,20 @@ class NodeRunner:
             raise error
 
     def execute(self, value: Any, *, item_id: str | None = None) -> Any:
-        """Execute on one input with retries; raises a tagged RemoteMediaError on failure."""
+        """Execute on one input with retries; raises a tagged RemoteMediaError on failure.
+
+        :class:`~remotemedia_ray.audio.Clips` (the utterances of a SegmentNode
+        upstream) are executed clip by clip, each named ``{item}/{index}``.
+        """
+        if isinstance(value, Clips):
+            return value.map(
+                lambda index, clip: self._execute_one(
+                    clip, item_id=None if item_id is None else Clips.id_of(item_id, index)
+                )
+            )
+        return self._execute_one(value, item_id=item_id)
+
+    def _execute_one(self, value: Any, *, item_id: str | None) -> Any:
         self._check_breaker(item_id)
         start = time.perf_counter()
 

@@ -2,7 +2,8 @@
 
 One module per step: :mod:`~remotemedia_ray.dataset.inputs` lists inputs,
 :mod:`~remotemedia_ray.dataset.keys` gives resume keys,
-:mod:`~remotemedia_ray.dataset.readers` decodes inputs in the workers (the
+:mod:`~remotemedia_ray.dataset.codecs` decodes audio (libsndfile or FFmpeg),
+:mod:`~remotemedia_ray.dataset.readers` reads inputs in the workers (the
 job's internal nodes), :mod:`~remotemedia_ray.dataset.writers` writes
 outputs (in the workers), :mod:`~remotemedia_ray.dataset.donelog` records
 what is finished, :mod:`~remotemedia_ray.dataset.storage` resolves local paths
@@ -11,10 +12,11 @@ and storage URIs, :mod:`~remotemedia_ray.dataset.outdir` locks and prepares OUTD
 :mod:`~remotemedia_ray.dataset.job` runs it all (:func:`run_job`).
 """
 
+from remotemedia_ray.dataset.codecs import decode_audio
 from remotemedia_ray.dataset.inputs import InputItem, audio_extensions, list_inputs
 from remotemedia_ray.dataset.job import DatasetJob, JobConfig, JobResult, run_job
 from remotemedia_ray.dataset.keys import content_key, row_key
-from remotemedia_ray.dataset.readers import FileChunks, decode_audio
+from remotemedia_ray.dataset.readers import FileChunks
 from remotemedia_ray.dataset.storage import Location, redact, resolve
 from remotemedia_ray.dataset.writers import (
     BatchCommit,

@@ -49,11 +49,21 @@ __all__ = ["InputItem", "Listing", "audio_extensions", "list_inputs", "printable
 
 @lru_cache(maxsize=1)
 def audio_extensions() -> frozenset[str]:
-    """File extensions (lower case, with the dot) of the formats libsndfile reads."""
+    """File extensions (lower case, with the dot) of the audio formats the job reads.
+
+    Those libsndfile reads, and the common ones only FFmpeg reads (see
+    :mod:`remotemedia_ray.dataset.codecs`).
+    """
     import soundfile as sf
 
     exts = {f".{name.lower()}" for name in sf.available_formats()} - {".raw"}
-    return frozenset(exts | {".aif", ".oga", ".opus"})
+    return frozenset(exts | {".aif", ".oga", ".opus"} | _FFMPEG_EXTENSIONS)
+
+
+_FFMPEG_EXTENSIONS = frozenset(
+    {".m4a", ".m4b", ".mp4", ".aac", ".webm", ".weba", ".mka", ".mkv", ".wma", ".ac3", ".amr"}
+)
+"""Audio (and audio-in-video) containers that FFmpeg reads and libsndfile does not."""
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,8 @@ these classes (by reference, through this module) has them registered too.
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,9 +27,10 @@ import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, AudioFormat
+from remotemedia_ray.dataset.codecs import Probe, decode_audio, decode_windows, probe
 from remotemedia_ray.dataset.keys import content_key, remember_key, row_key
 from remotemedia_ray.errors import AudioFormatError
-from remotemedia_ray.nodes.base import Capability, NodeExecutor, parse_params
+from remotemedia_ray.nodes.base import Capability, ChunkStream, NodeExecutor, parse_params
 from remotemedia_ray.nodes.registry import register_internal
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "ContentKey",
     "FileChunks",
     "ReaderParams",
-    "decode_audio",
 ]
 
 
@@ -63,70 +61,23 @@ class _ParquetCache:
         return AudioBuffer.from_table_row(self._table, row)
 
 
-def decode_audio(data: bytes, name: str, *, keep_pcm: bool = True, info: Any = None) -> AudioBuffer:
-    """Decode the bytes of an audio file with libsndfile.
-
-    Args:
-        data: The encoded file.
-        name: How errors name the file (its path).
-        keep_pcm: Keep 16- and 32-bit integer PCM as int16/int32; otherwise
-            (and for every other encoding) decode to float32.
-        info: The file's header (soundfile's ``info``) when already read.
-
-    Raises:
-        AudioFormatError: an empty or undecodable file, naming it.
-    """
-    import soundfile as sf
-
-    if not data:
-        raise AudioFormatError(f"cannot decode audio file {name!r}: empty file")
-    try:
-        dtype = "float32"
-        if keep_pcm:
-            dtype = _decode_dtype((info or sf.info(io.BytesIO(data))).subtype)
-        samples, rate = sf.read(io.BytesIO(data), dtype=dtype, always_2d=True)
-    except Exception as exc:  # libsndfile's errors
-        raise AudioFormatError(
-            f"cannot decode audio file {name!r}: {_decode_problem(exc)}"
-        ) from None
-    return AudioBuffer.from_numpy(samples, int(rate))
-
-
-_BUFFER_REPR = re.compile(r"(?:Error opening )?<_io\.BytesIO object at 0x[0-9a-fA-F]+>:?\s*")
-
-
-def _decode_problem(exc: BaseException) -> str:
-    """What libsndfile said, without the in-memory buffer it was given.
-
-    soundfile's messages name what it opened (``Error opening <_io.BytesIO
-    object at 0x...>: ...``); for bytes in memory that names nothing useful,
-    so only libsndfile's own words are kept (the caller names the file).
-    """
-    text = getattr(exc, "error_string", None)
-    if not isinstance(text, str) or not text:
-        text = _BUFFER_REPR.sub("", str(exc)).strip() or type(exc).__name__
-    return text
-
-
-def _decode_dtype(subtype: str, keep_pcm: bool = True) -> str:
-    if not keep_pcm:
-        return "float32"
-    return {"PCM_16": "int16", "PCM_32": "int32"}.get(subtype, "float32")
-
-
 class FileChunks(AudioChunks):
     """A long audio file decoded one window at a time, as a pipeline streams it.
 
-    Decoding in windows gives the same samples as decoding the whole file.
-    It pickles as its path and shape, so it can cross processes (a node that
-    cannot stream then reads the whole file where it runs). A file in a store
-    is read with ranged requests, one window at a time.
+    Decoding in windows gives the same samples as decoding the whole file
+    (:func:`~remotemedia_ray.dataset.codecs.decode_windows`). It pickles as
+    its path and probe, so it can cross processes (a node that cannot stream
+    then reads the whole file where it runs). A file in a store is read with
+    ranged requests, one window at a time.
+
+    ``num_frames`` is the header's count: exact for the formats libsndfile
+    decodes, the container's estimate for FFmpeg's (the job counts the frames
+    actually decoded).
 
     Args:
         path: The file (a path in ``fs`` when given).
         window_frames: Frames per chunk (the last may be shorter).
-        sample_rate, channels, num_frames: From the file's header.
-        dtype: ``int16``/``int32`` for 16/32-bit PCM, else ``float32``.
+        probed: The file's header and decoder.
         fs: The filesystem of a file in a store; None for a local file.
     """
 
@@ -135,49 +86,31 @@ class FileChunks(AudioChunks):
         path: str,
         *,
         window_frames: int,
-        sample_rate: int,
-        channels: int,
-        num_frames: int,
-        dtype: str,
+        probed: Probe,
         fs: pafs.FileSystem | None = None,
     ) -> None:
         if window_frames < 1:
             raise AudioFormatError(f"window_frames must be >= 1, got {window_frames}")
         self.path = path
         self.window_frames = int(window_frames)
-        self.sample_rate = int(sample_rate)
-        self.channels = int(channels)
-        self.num_frames = int(num_frames)
-        self.dtype = dtype
+        self.probed = probed
+        self.sample_rate = probed.sample_rate
+        self.channels = probed.channels
+        self.num_frames = max(0, probed.frames)
         self.fs = fs
-        self.format = AudioFormat.from_dtype(np.dtype(dtype))
+        self.format = AudioFormat.from_dtype(np.dtype(probed.dtype))
 
     def chunks(self) -> Iterator[AudioBuffer]:
-        import soundfile as sf
-
+        name = _shown(self.path, self.fs)
+        if self.fs is None:
+            yield from decode_windows(self.path, name, self.probed, self.window_frames)
+            return
         try:
-            source = self.fs.open_input_file(self.path) if self.fs is not None else self.path
-            handle = sf.SoundFile(source)
-        except Exception as exc:
-            raise AudioFormatError(
-                f"cannot decode audio file {self.path!r}: {_decode_problem(exc)}"
-            ) from None
+            handle = self.fs.open_input_file(self.path)
+        except OSError as exc:
+            raise AudioFormatError(f"cannot read {name}: {exc.strerror or exc}") from None
         with handle:
-            yielded = False
-            while True:
-                try:
-                    block = handle.read(self.window_frames, dtype=self.dtype, always_2d=True)
-                except Exception as exc:
-                    raise AudioFormatError(
-                        f"cannot decode audio file {self.path!r} after frame {handle.tell()}: "
-                        f"{_decode_problem(exc)}"
-                    ) from None
-                if block.shape[0] == 0 and yielded:
-                    return
-                yielded = True
-                yield AudioBuffer.from_numpy(block, self.sample_rate)
-                if block.shape[0] < self.window_frames:
-                    return
+            yield from decode_windows(handle, name, self.probed, self.window_frames)
 
 
 class ReaderParams(BaseModel):
@@ -238,12 +171,14 @@ class AudioFileReader(NodeExecutor):
             ) from None
         if len(data) == stamp[0]:  # unchanged while read: the resume key needs no re-read
             remember_key(path, stamp, data)
-        info = _sound_info(data)
-        if info is not None:
-            chunks = self._long_file(path, info, fs)
-            if chunks is not None:  # a long file, compressed into few bytes
-                return chunks
-        return decode_audio(data, _shown(path, fs), info=info)
+        name = _shown(path, fs)
+        if not data:
+            raise AudioFormatError(f"cannot decode audio file {name!r}: empty file")
+        probed = probe(data, name)
+        chunks = self._long_file(path, probed, fs)
+        if chunks is not None:  # a long file, compressed into few bytes
+            return chunks
+        return decode_audio(data, name, probed=probed)
 
     def _read_store(
         self, path: str, fs: pafs.FileSystem
@@ -261,38 +196,30 @@ class AudioFileReader(NodeExecutor):
             return handle.read(), stamp
 
     def _long_file(
-        self, path: str, info: Any, fs: pafs.FileSystem | None = None
+        self, path: str, probed: Probe | None, fs: pafs.FileSystem | None = None
     ) -> FileChunks | None:
         """The file as chunks when it is longer than the window, else None.
 
-        ``info`` is its header (soundfile's ``info``), or None to read it.
+        ``probed`` is its header, or None to read it (a large file: one whose
+        length the header does not state is taken as long).
         """
-        import soundfile as sf
-
         window_s = self.params.window_s
         if window_s is None:
             return None
-        if info is None:
+        large = probed is None
+        if probed is None:
             try:
                 if fs is not None:
                     with fs.open_input_file(path) as handle:
-                        info = sf.info(handle)
+                        probed = probe(handle, _shown(path, fs))
                 else:
-                    info = sf.info(path)
-            except Exception:
+                    probed = probe(path, path)
+            except (AudioFormatError, OSError):
                 return None  # reading it whole gives the error
-        window = max(1, math.floor(window_s * info.samplerate))
-        if info.frames <= window:
+        window = max(1, math.floor(window_s * probed.sample_rate))
+        if probed.frames <= window and not (large and probed.frames < 0):
             return None
-        return FileChunks(
-            path,
-            window_frames=window,
-            sample_rate=info.samplerate,
-            channels=info.channels,
-            num_frames=info.frames,
-            dtype=_decode_dtype(info.subtype),
-            fs=fs,
-        )
+        return FileChunks(path, window_frames=window, probed=probed, fs=fs)
 
 
 def _shown(path: str, fs: pafs.FileSystem | None) -> str:
@@ -302,16 +229,6 @@ def _shown(path: str, fs: pafs.FileSystem | None) -> str:
 
 _READ_WHOLE_BYTES = 4 << 20
 """Files up to this size are read into memory at once; larger ones may be long."""
-
-
-def _sound_info(data: bytes) -> Any:
-    """soundfile's header info of an encoded file, or None when it has none."""
-    import soundfile as sf
-
-    try:
-        return sf.info(io.BytesIO(data)) if data else None
-    except Exception:
-        return None
 
 
 class ContentKey(NodeExecutor):
@@ -335,19 +252,37 @@ class ContentKey(NodeExecutor):
 
 
 class AudioDuration(NodeExecutor):
-    """The duration of an AudioBuffer (or of a long file's chunks) in seconds."""
+    """The duration of an AudioBuffer in seconds; a long file's is counted as it streams.
 
-    accepts_chunks = True
+    Counting the decoded frames (rather than trusting the header) makes the
+    duration of a compressed file exact whether it is read whole or in windows.
+    """
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         pass
 
     def execute(self, input: Any) -> float:
-        if isinstance(input, AudioChunks):
-            return input.duration_seconds
         if not isinstance(input, AudioBuffer):
             raise AudioFormatError(f"expected an AudioBuffer, got {type(input).__name__}")
         return input.duration_seconds
+
+    def open_stream(self) -> ChunkStream:
+        return _FrameCount()
+
+
+class _FrameCount(ChunkStream):
+    emits_audio = False
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.sample_rate = 0
+
+    def push(self, chunk: AudioBuffer) -> None:
+        self.frames += chunk.num_frames
+        self.sample_rate = chunk.sample_rate
+
+    def finish(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
 INTERNAL_NODES: dict[str, type[NodeExecutor]] = {

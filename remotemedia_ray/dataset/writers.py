@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat
+from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clips
 from remotemedia_ray.columns import sink_table
 
 if TYPE_CHECKING:
@@ -116,6 +116,19 @@ def encode_audio(audio: AudioBuffer, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def _audio_outputs(item_id: str, value: Any) -> list[tuple[str, AudioBuffer]]:
+    """The audio of one sink output: itself, or each clip's (named ``{item}/{index}``)."""
+    if isinstance(value, AudioBuffer):
+        return [(item_id, value)]
+    if isinstance(value, Clips):
+        return [
+            (Clips.id_of(item_id, i), clip.value)
+            for i, clip in enumerate(value)
+            if isinstance(clip.value, AudioBuffer)
+        ]
+    return []
+
+
 def shard_name(run_id: str, item_ids: Iterable[str]) -> str:
     """The file name of the shard holding ``item_ids``, the same for every attempt of a batch."""
     digest = hashlib.blake2b(digest_size=10)
@@ -179,18 +192,20 @@ class OutputWriter:
         if self.write_audio:
             for item_id, output in zip(item_ids, outputs, strict=True):
                 for sink in self.sinks:
-                    value = output[sink]
-                    if isinstance(value, AudioBuffer):
-                        rel = f"{audio_folder(sink)}/{audio_path(item_id, self.write_audio)}"
-                        data = encode_audio(value, self.write_audio)
+                    for audio_id, audio in _audio_outputs(item_id, output[sink]):
+                        rel = f"{audio_folder(sink)}/{audio_path(audio_id, self.write_audio)}"
+                        data = encode_audio(audio, self.write_audio)
                         self.out.write_bytes(self.out.inside(self.out.join(rel)), data)
                         files.append(rel)
         for sink in self.sinks:
             rows = [
                 (item_id, output[sink]) for item_id, output in zip(item_ids, outputs, strict=True)
             ]
+            table = sink_table(rows)
+            if not table.num_rows:  # every item of the batch gave no clips
+                continue
             buffer = pa.BufferOutputStream()
-            pq.write_table(sink_table(rows), buffer)
+            pq.write_table(table, buffer)
             rel = f"{sink}/{name}"
             self.out.write_bytes(self.out.inside(self.out.join(rel)), buffer.getvalue())
             files.append(rel)

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat
+from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clip, Clips
 from remotemedia_ray.errors import AudioFormatError, MarshalingError
 from remotemedia_ray.nodes import reference, resampling
 from remotemedia_ray.nodes.base import (
@@ -26,7 +26,7 @@ from remotemedia_ray.nodes.base import (
     NodeExecutor,
     parse_params,
 )
-from remotemedia_ray.nodes.reference import VadSettings
+from remotemedia_ray.nodes.reference import SegmentSettings, VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "MultiplyNode",
     "ReferenceKernels",
     "ResampleNode",
+    "SegmentNode",
     "VADNode",
 ]
 
@@ -94,6 +95,16 @@ class KernelBackend(Protocol):
     ) -> np.ndarray:
         """ResampleNode."""
 
+    def segment_bounds(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        starts_ms: np.ndarray,
+        ends_ms: np.ndarray,
+        settings: SegmentSettings,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """SegmentNode: the clips' start and end frames."""
+
     def stream_resampler(
         self, source_rate: int, channels: int, settings: ResampleSettings
     ) -> resampling.ChunkResampler:
@@ -112,6 +123,7 @@ class ReferenceKernels:
     vad_segments_from_energies = staticmethod(reference.vad_segments_from_energies)
     resample = staticmethod(resampling.resample)
     stream_resampler = resampling.StreamingResampler
+    segment_bounds = staticmethod(reference.segment_bounds)
 
 
 class _Params(BaseModel):
@@ -172,6 +184,39 @@ class ResampleParams(_Params):
     def settings(self) -> ResampleSettings:
         """The resamplers' settings."""
         return ResampleSettings(**self.model_dump())
+
+
+class SegmentParams(_Params):
+    """Parameters of :class:`SegmentNode`."""
+
+    merge_gap_ms: float = Field(
+        default=300.0, ge=0, le=60_000, description="Speech closer than this is one utterance."
+    )
+    pad_ms: float = Field(
+        default=100.0, ge=0, le=10_000, description="Context added before and after each."
+    )
+    min_s: float = Field(
+        default=1.0, ge=0, le=3600, description="Utterances shorter than this are dropped/merged."
+    )
+    max_s: float = Field(
+        default=20.0, gt=0, le=3600, description="Longer ones are split at their quietest frame."
+    )
+    short: Literal["drop", "merge"] = Field(
+        default="drop", description="drop short utterances, or merge them into a neighbour."
+    )
+    split_frame_ms: float = Field(
+        default=20.0, gt=0, le=1000, description="Frame in which the quietest point is sought."
+    )
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> SegmentParams:
+        if self.min_s > self.max_s:
+            raise ValueError(f"min_s ({self.min_s}) must not exceed max_s ({self.max_s})")
+        return self
+
+    def settings(self) -> SegmentSettings:
+        """The kernels' settings."""
+        return SegmentSettings(**self.model_dump())
 
 
 class FormatConverterParams(_Params):
@@ -382,6 +427,73 @@ class _ResampleChunks(ChunkStream):
         return AudioBuffer.from_numpy(self.resampler.flush(), self.node.settings.target_rate)
 
 
+class SegmentNode(_BuiltinNode):
+    """Cuts speech into utterances: one clip per utterance.
+
+    Takes two inputs (fan-in): audio and the VAD's segments of that audio.
+    Segments closer than ``merge_gap_ms`` are merged, clips are padded by
+    ``pad_ms``, split at their quietest frame when longer than ``max_s`` and
+    dropped (or merged) when shorter than ``min_s``; see
+    :func:`remotemedia_ray.nodes.reference.segment_bounds` for the exact
+    rules. The output is :class:`~remotemedia_ray.audio.Clips`: nodes after
+    this one run once per clip, and the dataset job writes a row per clip
+    (id ``{item}/{index}``, with ``parent_id``, ``start_s`` and ``end_s``).
+    """
+
+    Params = SegmentParams
+    settings: SegmentSettings
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        self.params = parse_params(SegmentParams, params, node=self.node_id)
+        self.settings = self.params.settings()
+
+    def execute(self, input: Any) -> Clips:
+        audio, starts, ends = self._inputs(input)
+        x = audio.to_numpy_2d()
+        rate = audio.sample_rate
+        first, last = self.kernels.segment_bounds(x, rate, starts, ends, self.settings)
+        return Clips(
+            tuple(
+                Clip(AudioBuffer.from_numpy(x[s:e], rate), s / rate, e / rate)
+                for s, e in zip(first.tolist(), last.tolist(), strict=True)
+            )
+        )
+
+    def _inputs(self, input: Any) -> tuple[AudioBuffer, np.ndarray, np.ndarray]:
+        """The audio and its segments' starts and ends (ms) from the fan-in dict."""
+        if not isinstance(input, dict) or len(input) != 2:
+            got = f"{len(input)} inputs" if isinstance(input, dict) else type(input).__name__
+            raise MarshalingError(
+                f"{self._label()} takes two inputs, audio and the VAD's segments of it "
+                f"(connect both to it), got {got}"
+            )
+        audio = [k for k, v in input.items() if isinstance(v, AudioBuffer)]
+        lists = [k for k, v in input.items() if isinstance(v, (list, tuple))]
+        if len(audio) != 1 or len(lists) != 1:
+            kinds = ", ".join(f"{k!r}: {type(v).__name__}" for k, v in input.items())
+            raise MarshalingError(
+                f"{self._label()} needs one audio input and one list of segments, got {kinds}"
+            )
+        segments = input[lists[0]]
+        starts = np.empty(len(segments), np.float64)
+        ends = np.empty(len(segments), np.float64)
+        for i, seg in enumerate(segments):
+            try:
+                starts[i], ends[i] = _number(seg["start_ms"]), _number(seg["end_ms"])
+            except (TypeError, KeyError, IndexError) as exc:
+                raise MarshalingError(
+                    f"{self._label()}: segment {i} from {lists[0]!r} is not "
+                    f"{{start_ms, end_ms}} numbers: {seg!r}"
+                ) from exc
+        return input[audio[0]], starts, ends
+
+
+def _number(value: Any) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
 class FormatConverterNode(_AudioNode):
     """Converts samples between f32, f64, i16 and i32 (exact rules:
     :func:`remotemedia_ray.nodes.reference.convert_format`)."""
@@ -514,5 +626,6 @@ BUILTIN_NODES: dict[str, type[NodeExecutor]] = {
     "MultiplyNode": MultiplyNode,
     "AddNode": AddNode,
     "ChannelMixNode": ChannelMixNode,
+    "SegmentNode": SegmentNode,
 }
 """The built-in cpython node classes by node type."""

@@ -27,6 +27,7 @@ from remotemedia_ray.errors import (
     NodeExecutionError,
 )
 from remotemedia_ray.nodes import reference
+from remotemedia_ray.nodes.reference.segment import DEFAULT_SEGMENTING, SegmentSettings
 from remotemedia_ray.nodes.reference.vad import DEFAULT_SETTINGS, VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
 
@@ -217,6 +218,25 @@ class NativeKernels:
             int(frames),
             _rate(sample_rate),
             _vad_settings(settings),
+        )
+
+    @staticmethod
+    def segment_bounds(
+        samples: np.ndarray,
+        sample_rate: int,
+        starts_ms: np.ndarray,
+        ends_ms: np.ndarray,
+        settings: SegmentSettings = DEFAULT_SEGMENTING,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Utterance clip bounds (see reference.segment_bounds)."""
+        if not isinstance(settings, SegmentSettings):
+            raise ConfigError(f"settings must be a SegmentSettings, got {type(settings).__name__}")
+        return native_module().segment_bounds(  # type: ignore[no-any-return]
+            _kernel_input(samples),
+            _rate(sample_rate),
+            np.ascontiguousarray(starts_ms, dtype=np.float64).reshape(-1),
+            np.ascontiguousarray(ends_ms, dtype=np.float64).reshape(-1),
+            settings,
         )
 
     @staticmethod

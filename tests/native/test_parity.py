@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import remotemedia_ray as rm
 from remotemedia_ray.nodes import native
 from remotemedia_ray.nodes.builtin import ReferenceKernels
-from remotemedia_ray.nodes.reference import VadSettings
+from remotemedia_ray.nodes.reference import SegmentSettings, VadSettings
 
 pytestmark = pytest.mark.skipif(not rm.native_available(), reason="native extension not built")
 
@@ -283,3 +283,64 @@ def test_native_nodes_equal_numpy_nodes_through_a_pipeline() -> None:
             assert {n.runtime for n in p.metrics.nodes} == {runtime}
     assert results["cpython"]["vad"] == results["rust_native"]["vad"]
     assert results["cpython"]["pcm"] == results["rust_native"]["pcm"]
+
+
+@st.composite
+def segmenting(draw: st.DrawFn) -> SegmentSettings:
+    max_s = draw(st.sampled_from([0.001, 0.01, 0.05, 0.2, 1.0, 1e9]))
+    return SegmentSettings(
+        merge_gap_ms=draw(st.sampled_from([0.0, 1.0, 5.0, 30.0, 1e9])),
+        pad_ms=draw(st.sampled_from([0.0, 0.5, 2.0, 10.0, 1e9])),
+        min_s=draw(st.sampled_from([0.0, 0.0005, 0.003, 0.02, max_s])),
+        max_s=max_s,
+        short=draw(st.sampled_from(["drop", "merge"])),
+        split_frame_ms=draw(st.sampled_from([0.001, 0.3, 1.0, 2.5, 20.0])),
+    )
+
+
+@SETTINGS
+@given(
+    x=audio(finite=False, max_frames=3000),
+    rate=st.sampled_from([1, 8000, 16000, 44100]),
+    bounds=st.lists(
+        st.tuples(
+            st.one_of(st.floats(-50.0, 400.0), st.sampled_from([0.0, float("nan"), 1e300])),
+            st.floats(-10.0, 500.0),
+        ),
+        max_size=12,
+    ),
+    settings_=segmenting(),
+)
+def test_segment_bounds_are_identical(
+    x: np.ndarray, rate: int, bounds: list[tuple[float, float]], settings_: SegmentSettings
+) -> None:
+    starts = np.array([a for a, _ in bounds], np.float64)
+    ends = np.array([b for _, b in bounds], np.float64)
+    ref = outcome(REF.segment_bounds, x, rate, starts, ends, settings_)
+    nat = outcome(NAT.segment_bounds, x, rate, starts, ends, settings_)
+    if ref[0] != "ok" or nat[0] != "ok":
+        assert ref[0] == nat[0], (ref, nat)  # the same kind of refusal
+        return
+    assert same(ref[1][0], nat[1][0]) and same(ref[1][1], nat[1][1])
+    s, e = ref[1]
+    assert (np.diff(s) > 0).all() and (e > s).all() and (e[:-1] <= s[1:]).all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_s": 0.0},
+        {"min_s": -1.0},
+        {"pad_ms": float("nan")},
+        {"merge_gap_ms": float("inf")},
+        {"split_frame_ms": 0.0},
+        {"min_s": 30.0},
+        {"short": "keep"},
+    ],
+)
+def test_segment_settings_are_refused_alike(bad: dict[str, Any]) -> None:
+    x = np.zeros((100, 1), np.float32)
+    name = next(iter(bad))
+    for kernels in (REF, NAT):
+        with pytest.raises(rm.ConfigError, match=name):
+            kernels.segment_bounds(x, 16000, np.zeros(0), np.zeros(0), SegmentSettings(**bad))

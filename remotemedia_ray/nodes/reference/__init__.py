@@ -14,9 +14,9 @@ dividing by it is exact in f64. Python ``float`` arithmetic is f64 arithmetic.
 
 One module per kernel, as in ``rust_ext/src/kernels/``, each documenting its
 steps: :mod:`.convert` (``convert_format``), :mod:`.arith` (``combine``,
-``multiply``, ``add``), :mod:`.mix` (``channel_mix``) and :mod:`.vad`
-(``vad_segments`` and its steps). The rules they share (``round_saturate``,
-non-finite samples) are in ``_samples``.
+``multiply``, ``add``), :mod:`.mix` (``channel_mix``), :mod:`.vad`
+(``vad_segments`` and its steps) and :mod:`.segment` (``segment_bounds``).
+The rules they share (``round_saturate``, non-finite samples) are in ``_samples``.
 """
 
 from remotemedia_ray.nodes.reference._samples import check_finite, first_nonfinite
@@ -25,6 +25,7 @@ from remotemedia_ray.nodes.reference.arith import add, combine, combine_scalars,
 from remotemedia_ray.nodes.reference.convert import convert_format
 from remotemedia_ray.nodes.reference.mix import MixMode as MixMode
 from remotemedia_ray.nodes.reference.mix import channel_mix
+from remotemedia_ray.nodes.reference.segment import SegmentSettings, segment_bounds
 from remotemedia_ray.nodes.reference.vad import (
     VadSettings,
     decision_energies,
@@ -40,6 +41,7 @@ from remotemedia_ray.nodes.reference.vad import (
 )
 
 __all__ = [
+    "SegmentSettings",
     "VadSettings",
     "add",
     "channel_mix",
@@ -53,6 +55,7 @@ __all__ = [
     "frame_energies",
     "multiply",
     "noise_floor",
+    "segment_bounds",
     "smooth_decisions",
     "smoothing_frames",
     "vad_frame_energies",

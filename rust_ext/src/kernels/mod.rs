@@ -13,6 +13,7 @@ pub mod arith;
 pub mod convert;
 pub mod mix;
 pub mod resample;
+pub mod segment;
 pub mod simd;
 pub mod vad;
 

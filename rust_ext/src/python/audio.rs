@@ -1,5 +1,5 @@
 //! Bindings of the bit-exact audio kernels: format conversion, arithmetic,
-//! channel mixing, voice activity detection.
+//! channel mixing, voice activity detection, utterance segmentation.
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -9,6 +9,7 @@ use super::{AudioIn, kernel_error_to_py, run_kernel, samples, to_pyarray};
 use crate::kernels::arith::{Op, combine_vec};
 use crate::kernels::convert::convert_vec;
 use crate::kernels::mix::{downmix_mean, select_channel};
+use crate::kernels::segment::{SegmentParams, Short, segment_bounds as segment_bounds_kernel};
 use crate::kernels::vad::{
     Segment, VadParams, checked_frame_energies, segments_from_energies, vad_segments as vad_kernel,
 };
@@ -263,6 +264,90 @@ fn vad_segments_from_energies<'py>(
     segment_list(py, segments)
 }
 
+/// SegmentNode's settings as Python holds them
+/// (`remotemedia_ray.nodes.reference.SegmentSettings`, read by attribute).
+#[derive(FromPyObject)]
+struct SegmentSettings {
+    #[pyo3(attribute)]
+    merge_gap_ms: f64,
+    #[pyo3(attribute)]
+    pad_ms: f64,
+    #[pyo3(attribute)]
+    min_s: f64,
+    #[pyo3(attribute)]
+    max_s: f64,
+    #[pyo3(attribute)]
+    short: String,
+    #[pyo3(attribute)]
+    split_frame_ms: f64,
+}
+
+impl SegmentSettings {
+    /// The kernel's parameters for input at `sample_rate` (checked here).
+    fn params(self, sample_rate: i64) -> PyResult<SegmentParams> {
+        let rate = u32::try_from(sample_rate)
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| {
+                invalid_input(
+                    "sample_rate",
+                    format!("must be a positive integer, got {sample_rate}"),
+                )
+            })?;
+        let short = match self.short.as_str() {
+            "drop" => Short::Drop,
+            "merge" => Short::Merge,
+            other => {
+                return Err(invalid(
+                    "short",
+                    format!("must be 'drop' or 'merge', got {other:?}"),
+                ));
+            }
+        };
+        Ok(SegmentParams {
+            sample_rate: rate,
+            merge_gap_ms: self.merge_gap_ms,
+            pad_ms: self.pad_ms,
+            min_s: self.min_s,
+            max_s: self.max_s,
+            short,
+            split_frame_ms: self.split_frame_ms,
+        })
+    }
+}
+
+/// Utterance clips of one input from its speech segments: start and end
+/// frames as two int64 arrays.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn segment_bounds<'py>(
+    py: Python<'py>,
+    samples_in: AudioIn<'py>,
+    sample_rate: i64,
+    starts_ms: PyReadonlyArray1<'py, f64>,
+    ends_ms: PyReadonlyArray1<'py, f64>,
+    settings: SegmentSettings,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+    let params = settings.params(sample_rate)?;
+    let (starts, ends) = (starts_ms.as_array(), ends_ms.as_array());
+    if starts.len() != ends.len() {
+        return Err(invalid_input(
+            "segments",
+            format!("{} segment starts but {} ends", starts.len(), ends.len()),
+        ));
+    }
+    let segments: Vec<(f64, f64)> = starts.iter().copied().zip(ends.iter().copied()).collect();
+    let clips = with_audio!(samples_in, |view: S| {
+        let (x, _frames, channels) = samples(&view)?;
+        run_kernel(py, || {
+            segment_bounds_kernel(x, channels, &segments, &params)
+        })?
+    });
+    let starts: Vec<i64> = clips.iter().map(|c| c.0 as i64).collect();
+    let ends: Vec<i64> = clips.iter().map(|c| c.1 as i64).collect();
+    Ok((starts.into_pyarray(py), ends.into_pyarray(py)))
+}
+
 /// Test hooks, built only with the `test-hooks` feature (the development build),
 /// in the private submodule `_native._testing`.
 #[cfg(feature = "test-hooks")]
@@ -306,6 +391,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(vad_segments, m)?)?;
     m.add_function(wrap_pyfunction!(vad_frame_energies, m)?)?;
     m.add_function(wrap_pyfunction!(vad_segments_from_energies, m)?)?;
+    m.add_function(wrap_pyfunction!(segment_bounds, m)?)?;
     #[cfg(feature = "test-hooks")]
     testing::register(m)?;
     Ok(())

@@ -1,0 +1,158 @@
+"""Decoding every codec a speech corpus comes in: libsndfile or FFmpeg, exact, streamed."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import remotemedia_ray as rm
+from benchmarks.suites._common import CODECS, RATES, encode
+from remotemedia_ray.audio import concat_audio
+from remotemedia_ray.dataset.codecs import FFMPEG_FASTER, decode_audio, decode_windows, probe
+from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, FileChunks
+
+DECODER = {
+    "mp3": "sndfile",
+    "flac": "sndfile",
+    "opus": "ffmpeg",
+    "webm": "ffmpeg",
+    "m4a": "ffmpeg",
+    "aac": "ffmpeg",
+}
+"""Which decoder reads each test codec (libsndfile cannot open the last three)."""
+
+
+def _glide(rate: int, seconds: float, channels: int) -> np.ndarray:
+    """A tone gliding upwards (no period, so a shift shows), ``(frames, channels)`` float32."""
+    t = np.arange(round(rate * seconds)) / rate
+    base = 0.3 * np.sin(2 * np.pi * (220 + 60 * t) * t)
+    return np.stack([base * (1.0 - 0.2 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def _encoded(ext: str, seconds: float = 2.0, channels: int = 2) -> tuple[np.ndarray, int, bytes]:
+    rate = RATES.get(ext, 44100)
+    x = _glide(rate, seconds, channels)
+    return x, rate, encode(x, rate, ext)
+
+
+def _float(buffer: rm.AudioBuffer) -> np.ndarray:
+    y = buffer.to_numpy_2d()
+    return y / 32768.0 if y.dtype == np.int16 else y.astype(np.float64)
+
+
+def _lag(x: np.ndarray, y: np.ndarray) -> int:
+    """The shift of ``y`` against ``x`` (first channel) that matches best."""
+    a, b = x[4000:30000, 0], y[:, 0]
+    return max(range(-1500, 1501), key=lambda k: float(np.dot(a, b[4000 + k : 30000 + k])))
+
+
+@pytest.mark.parametrize("ext", sorted(CODECS))
+def test_each_codec_decodes_sample_accurately(ext: str) -> None:
+    x, rate, data = _encoded(ext)
+    found = probe(data, f"a.{ext}")
+    assert (found.decoder, found.sample_rate, found.channels) == (DECODER[ext], rate, 2)
+    audio = decode_audio(data, f"a.{ext}")
+    y = _float(audio)
+    if ext == "aac":  # raw ADTS records no priming: the encoder's 1024 frames stay in
+        assert audio.num_frames >= len(x) and _lag(x, y) == 1024
+    else:  # no priming, no padding: as long as what was encoded, and in time with it
+        assert audio.num_frames == len(x)
+        assert _lag(x, y) == 0
+        noise = float(np.sum((y - x) ** 2))
+        snr_db = 10 * np.log10(float(np.sum(x.astype(np.float64) ** 2)) / max(noise, 1e-30))
+        assert snr_db > (60 if ext == "flac" else 10)
+    assert audio.format == (rm.AudioFormat.I16 if ext == "flac" else rm.AudioFormat.F32)
+
+
+@pytest.mark.parametrize(("subtype", "decoder"), [("OPUS", "ffmpeg"), ("VORBIS", "sndfile")])
+def test_ogg_goes_to_the_faster_exact_decoder(tmp_path: Path, subtype: str, decoder: str) -> None:
+    rate = 48000
+    path = tmp_path / "a.ogg"
+    with sf.SoundFile(path, "w", rate, 1, format="OGG", subtype=subtype) as handle:
+        for start in range(0, rate, 4096):  # libsndfile's Vorbis encoder needs small writes
+            handle.write(_glide(rate, 1.0, 1)[start : start + 4096, 0])
+    assert (("OGG", subtype) in FFMPEG_FASTER) == (decoder == "ffmpeg")
+    assert probe(str(path), str(path)).decoder == decoder
+    audio = decode_audio(path.read_bytes(), str(path))
+    assert audio.num_frames == rate == sf.info(str(path)).frames
+
+
+@pytest.mark.parametrize("ext", sorted(CODECS))
+@pytest.mark.parametrize("window", [1000, 4096, 44100])
+def test_windows_equal_the_whole_file(ext: str, window: int) -> None:
+    _, _, data = _encoded(ext, seconds=1.5)
+    found = probe(data, "a")
+    whole = decode_audio(data, "a", probed=found)
+    windows = list(decode_windows(io.BytesIO(data), "a", found, window))
+    assert all(w.num_frames == window for w in windows[:-1])
+    assert 0 < windows[-1].num_frames <= window or whole.num_frames == 0
+    assert concat_audio(windows) == whole
+
+
+@pytest.mark.parametrize("ext", sorted(CODECS))
+def test_the_reader_streams_a_long_compressed_file_like_the_whole_file(
+    tmp_path: Path, ext: str
+) -> None:
+    _, _, data = _encoded(ext, seconds=3.0)
+    path = tmp_path / f"long.{ext}"
+    path.write_bytes(data)
+    whole = decode_audio(data, str(path))
+    reader = AudioFileReader()
+    reader.initialize({"window_s": 0.5})
+    chunks = reader.execute({"path": str(path), "row": None})
+    assert isinstance(chunks, FileChunks)
+    assert chunks.read_all() == whole
+    assert pickle.loads(pickle.dumps(chunks)).read_all() == whole
+    duration = AudioDuration()
+    duration.initialize({})
+    counter = duration.open_stream()
+    for chunk in chunks.chunks():
+        counter.push(chunk)
+    assert counter.finish() == whole.duration_seconds  # counted, not the header's guess
+
+
+@pytest.mark.parametrize("ext", sorted(CODECS))
+@pytest.mark.parametrize("damage", ["body", "truncated", "random"])
+def test_a_corrupt_file_of_each_codec_is_an_error_naming_it(ext: str, damage: str) -> None:
+    _, _, data = _encoded(ext)
+    if ext == "opus" and damage == "truncated":
+        # Ogg states no total length: a stream cut short is a shorter stream
+        half = decode_audio(data[: len(data) // 2], "half.opus")
+        assert 0 < half.num_frames < decode_audio(data, "whole.opus").num_frames
+        return
+    rng = np.random.default_rng(1)
+    bad = {
+        "body": data[:200] + rng.bytes(len(data) - 400) + data[-200:],  # header kept
+        "truncated": data[: len(data) // 2],
+        "random": rng.bytes(len(data)),
+    }[damage]
+    with pytest.raises(rm.AudioFormatError, match=rf"'corpus/bad\.{ext}'"):
+        decode_audio(bad, f"corpus/bad.{ext}")
+
+
+def test_a_truncated_file_streamed_in_windows_fails_at_its_end() -> None:
+    _, _, data = _encoded("webm", seconds=3.0)
+    bad = data[: len(data) // 2]
+    found = probe(bad, "half.webm")
+    with pytest.raises(rm.AudioFormatError, match="truncated"):
+        list(decode_windows(io.BytesIO(bad), "half.webm", found, 4096))
+
+
+def test_an_empty_or_audio_less_file_is_refused() -> None:
+    with pytest.raises(rm.AudioFormatError, match="empty file"):
+        decode_audio(b"", "empty.mp3")
+    with pytest.raises(rm.AudioFormatError, match="not-audio.txt"):
+        decode_audio(b"just some text, not a media file\n" * 20, "not-audio.txt")
+
+
+def test_integer_pcm_stays_integer_unless_asked() -> None:
+    x = _glide(16000, 0.5, 1)
+    out = io.BytesIO()
+    sf.write(out, x, 16000, format="WAV", subtype="PCM_16")
+    assert decode_audio(out.getvalue(), "a.wav").format == rm.AudioFormat.I16
+    assert decode_audio(out.getvalue(), "a.wav", keep_pcm=False).format == rm.AudioFormat.F32
