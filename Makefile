@@ -16,6 +16,7 @@ LINT_PATHS := $(wildcard remotemedia_ray tests benchmarks examples)
 # Stamps live inside .venv, so deleting the venv also forgets them.
 INSTALL_STAMP := $(VENV)/.install.stamp
 NATIVE_STAMP := $(VENV)/.native.stamp
+LHOTSE_STAMP := $(VENV)/.lhotse.stamp
 
 # Every command sees .venv as the active environment, whatever the caller
 # activated: maturin develop builds for it, and the editable install and
@@ -63,11 +64,17 @@ lint: venv
 
 ## test: Rust kernel tests, lint, every pytest suite (unit, native, integration), then the asv smoke pass
 # With CI set (CI=true), a skipped test fails (tests/conftest.py): CI runs every test.
-test: build test-deps
+test: build test-deps $(LHOTSE_STAMP)
 	cargo test --manifest-path $(CARGO_MANIFEST)
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory bench-smoke
+
+# The lhotse extra (pyproject.toml), for the test that loads the job's Lhotse output:
+# installed on its own, so the package is not rebuilt and `make venv` stays small.
+$(LHOTSE_STAMP): $(INSTALL_STAMP) pyproject.toml
+	$(PY) -m pip install $$($(PY) -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["lhotse"]))')
+	touch $@
 
 ## test-deps: the system programs tests need (espeak-ng), installed with apt-get when missing
 # espeak-ng synthesizes the speech of the VAD accuracy tests. Installing runs apt-get as

@@ -43,6 +43,8 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         max_errors=args.max_errors,
         write_audio=args.write_audio,
+        formats=tuple(dict.fromkeys(args.formats or ["parquet"])),
+        shard_size=args.shard_size,
         batch_size=args.batch_size,
         shard_rows=args.shard_rows,
         window_s=args.window_seconds or None,
@@ -238,6 +240,22 @@ def _parser() -> argparse.ArgumentParser:
         choices=["flac", "wav"],
         default=None,
         help="also write each audio output as a file OUTDIR/<sink>.audio/<input path>.<fmt>",
+    )
+    run.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="output format, repeatable (default parquet): parquet (a Parquet folder per "
+        "sink), hf (HuggingFace datasets Parquet with an Audio feature), webdataset (tar "
+        "shards), lhotse (recordings and supervisions), nemo (a JSONL manifest); see README",
+    )
+    run.add_argument(
+        "--shard-size",
+        default=None,
+        metavar="SIZE",
+        help="most rows (1000) or bytes (256MB) per WebDataset tar (default: one tar a batch)",
     )
     run.add_argument(
         "--batch-size",

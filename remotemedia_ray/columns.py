@@ -40,6 +40,8 @@ __all__ = [
     "columns",
     "layout_of",
     "sink_table",
+    "to_json",
+    "value_columns",
 ]
 
 Kind = Literal["audio", "segments", "number", "json"]
@@ -111,7 +113,7 @@ def cell(value: Any, layout: Layout) -> Any:
         if not _is_number(value):
             raise TypeError("expected a number")
         return float(value)
-    return json.dumps(value, default=_json_default)
+    return to_json(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -204,17 +206,36 @@ def _clip_table(rows: Sequence[tuple[str, Any]]) -> pa.Table:
     return table
 
 
-def _value_table(ids: list[str], values: list[Any]) -> pa.Table:
-    layout = next((lay for v in values if (lay := layout_of(v)) is not None), None)
+def value_columns(values: Sequence[Any], sink: str | None = None) -> dict[str, pa.Array]:
+    """The column(s) of one sink's values, in the layout they imply (None is null).
+
+    Values that do not all fit the first one's layout are stored as JSON text,
+    except audio. With ``sink``, the columns are named for a table of several sinks.
+
+    Raises:
+        AudioFormatError: audio of different sample formats, or audio mixed with
+            other values.
+    """
+    present = [v for v in values if v is not None]
+    layout = next((lay for v in present if (lay := layout_of(v)) is not None), None)
     if layout is None:
         layout = Layout("segments", pa.list_(SEGMENT))
     try:
-        cells = [cell(v, layout) for v in values]
+        cells = [None if v is None else cell(v, layout) for v in values]
     except (TypeError, ValueError, pa.ArrowException) as exc:
         if layout.kind == "audio":
             raise AudioFormatError(
                 f"the sink's outputs do not share one audio format: {exc}"
             ) from None
         layout = Layout("json", pa.string())
-        cells = [cell(v, layout) for v in values]
-    return pa.table({"id": pa.array(ids, pa.string()), **columns(layout, cells)})
+        cells = [None if v is None else cell(v, layout) for v in values]
+    return dict(columns(layout, cells, sink))
+
+
+def to_json(value: Any) -> str:
+    """A sink value as JSON text (numpy values and audio become lists)."""
+    return json.dumps(value, default=_json_default)
+
+
+def _value_table(ids: list[str], values: list[Any]) -> pa.Table:
+    return pa.table({"id": pa.array(ids, pa.string()), **value_columns(values)})

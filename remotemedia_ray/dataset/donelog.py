@@ -26,8 +26,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from remotemedia_ray.dataset.audiofiles import audio_path
+from remotemedia_ray.dataset.formats import joined_files
 from remotemedia_ray.dataset.storage import Location
-from remotemedia_ray.dataset.writers import BatchCommit, audio_folder
+from remotemedia_ray.dataset.writers import BatchCommit, output_folders
 
 __all__ = [
     "COMPACT_AT",
@@ -114,48 +116,80 @@ def write_segment(out: Location, run_id: str, number: int, records: list[dict[st
     return path
 
 
-def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str) -> None:
+def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str) -> set[str]:
     """Forget ``item_ids`` (about to run again): their rows leave every shard, their
-    audio files and records go.
+    audio files and records go. Returns every item forgotten.
+
+    A batch of per-sink Parquet shards and audio files loses just those rows
+    and files. A batch whose files are not all of that kind (the training-ready
+    formats, clips' audio) is forgotten whole: its files go and its other items
+    run again too (returned with ``item_ids``).
 
     Shards are rewritten first, then the log is replaced by one compacted
     segment, then the old segments are deleted; a crash in between leaves the
     items recorded with their old keys, so the next ``--resume`` drops them again.
     """
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from remotemedia_ray.dataset.writers import audio_path
-
     if not item_ids:
-        return
+        return set()
+    dropped = set(item_ids)
     stale_files: set[str] = set()
     for record in state.records:
         stale = item_ids & set(record["items"])
         if not stale:
             continue
-        for rel in record.get("files", ()):
-            if rel.endswith(".parquet"):
-                path = out.inside(out.join(rel))
-                try:
-                    table = pq.read_table(path, filesystem=out.fs)
-                except FileNotFoundError:
-                    continue
-                keep = pc.invert(pc.is_in(table.column("id"), pa.array(sorted(stale))))
-                sink = pa.BufferOutputStream()
-                pq.write_table(table.filter(keep), sink)
-                out.write_bytes(path, sink.getvalue())
-            else:
-                inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
-                if any(inner == audio_path(i, fmt).as_posix() for i in stale):
-                    stale_files.add(rel)
+        files = list(record.get("files", ()))
+        if _rows_droppable(files, record["items"]):
+            stale_files |= _drop_rows(out, files, stale)
+        else:
+            stale_files |= set(files)
+            stale = set(record["items"])
+            dropped |= stale
         record["items"] = {k: v for k, v in record["items"].items() if k not in stale}
-        record["files"] = [f for f in record.get("files", ()) if f not in stale_files]
+        record["files"] = [f for f in files if f not in stale_files]
     compact(out, state, run_id)
     for rel in stale_files:
         out.delete(out.inside(out.join(rel)))
-    state.items = {k: v for k, v in state.items.items() if k not in item_ids}
+    state.items = {k: v for k, v in state.items.items() if k not in dropped}
     state.files -= stale_files
+    return dropped
+
+
+def _rows_droppable(files: list[str], items: dict[str, str]) -> bool:
+    """Whether a batch's files are per-sink Parquet shards and its items' audio files."""
+    for rel in files:
+        if rel.startswith("format."):
+            return False
+        if rel.endswith(".parquet"):
+            continue
+        inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
+        if not any(inner == audio_path(i, fmt).as_posix() for i in items):
+            return False  # a clip's audio
+    return True
+
+
+def _drop_rows(out: Location, files: list[str], stale: set[str]) -> set[str]:
+    """Rewrite a batch's shards without ``stale``'s rows; returns their audio files."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    gone: set[str] = set()
+    for rel in files:
+        if rel.endswith(".parquet"):
+            path = out.inside(out.join(rel))
+            try:
+                table = pq.read_table(path, filesystem=out.fs)
+            except FileNotFoundError:
+                continue
+            key = "parent_id" if "parent_id" in table.column_names else "id"
+            keep = pc.invert(pc.is_in(table.column(key), pa.array(sorted(stale))))
+            buffer = pa.BufferOutputStream()
+            pq.write_table(table.filter(keep), buffer)
+            out.write_bytes(path, buffer.getvalue())
+        else:
+            inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
+            if any(inner == audio_path(i, fmt).as_posix() for i in stale):
+                gone.add(rel)
+    return gone
 
 
 def compact(out: Location, state: DoneState, run_id: str) -> None:
@@ -172,19 +206,22 @@ COMPACT_AT = 64
 
 
 def sweep(out: Location, sinks: Iterable[str], named: set[str]) -> int:
-    """Delete every file in the sinks' folders that the done log does not name.
+    """Delete every file in the job's output folders that the done log does not name.
 
     That is what an interrupted or failed batch left (shards, audio files,
-    temporaries). Returns how many files were deleted. Locally, links are
-    never followed into other folders.
+    temporaries). The folders are the sinks', their audio folders and the
+    formats' (:func:`~remotemedia_ray.dataset.writers.output_folders`); a
+    format's joined manifests are kept (they are written anew at the end of
+    each run). Returns how many files were deleted. Locally, links are never
+    followed into other folders.
     """
     removed = 0
-    for sink in sinks:
-        for folder in (sink, audio_folder(sink)):
-            for rel in _files_under(out, folder):
-                if rel not in named:
-                    out.delete(out.inside(out.join(rel)))
-                    removed += 1
+    keep = joined_files()
+    for folder in output_folders(sinks):
+        for rel in _files_under(out, folder):
+            if rel not in named and rel not in keep:
+                out.delete(out.inside(out.join(rel)))
+                removed += 1
     return removed
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from remotemedia_ray._runtime.execution import ItemFailure
+from remotemedia_ray.dataset.audiofiles import audio_folder
 from remotemedia_ray.dataset.donelog import (
     COMPACT_AT,
     DoneLog,
@@ -57,12 +58,13 @@ from remotemedia_ray.dataset.donelog import (
     load_done,
     sweep,
 )
+from remotemedia_ray.dataset.formats import FORMATS, ShardSize, join_parts
 from remotemedia_ray.dataset.inputs import InputItem, Listing, printable_name
 from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_outdir
 from remotemedia_ray.dataset.progress import Progress, realtime_text
 from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, ContentKey
 from remotemedia_ray.dataset.storage import Location, redact, resolve
-from remotemedia_ray.dataset.writers import BatchCommit, OutputWriter, audio_folder
+from remotemedia_ray.dataset.writers import BatchCommit, OutputWriter
 from remotemedia_ray.errors import ConfigError
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import (
@@ -102,6 +104,8 @@ class JobConfig:
     overwrite: bool = False
     max_errors: int | None = None
     write_audio: Literal["flac", "wav"] | None = None
+    formats: tuple[str, ...] = ("parquet",)
+    shard_size: str | int | None = None
     batch_size: int | None = None
     shard_rows: int = 256
     window_s: float | None = 600.0
@@ -218,8 +222,8 @@ class DatasetJob:
         current = _resume_keys(self.config, listed_and_done(), len(state.items))
         self.skip = {i for i, key in current.items() if state.items.get(i) == key}
         rerun = candidates - self.skip
-        if rerun:
-            drop_items(out, state, rerun, self.run_id)
+        if rerun:  # a batch written in a format that cannot lose rows runs again whole
+            self.skip -= drop_items(out, state, rerun, self.run_id)
         elif len(state.segments) > COMPACT_AT:  # a long run's log: read at every resume
             compact(out, state, self.run_id)
         self._named = set(state.files)
@@ -267,6 +271,8 @@ class DatasetJob:
             key_node=KEY,
             duration_node=DURATION,
             write_audio=config.write_audio,
+            formats=tuple(config.formats),
+            shard_size=ShardSize.parse(config.shard_size),
         )
         listed = iter(self._listing)
         first = list(itertools.islice(listed, _PEEK))  # a small corpus gets smaller batches
@@ -377,6 +383,8 @@ class DatasetJob:
             return result
         out = self._out
         sweep(out, self.sinks, self._named)
+        for fmt in self.config.formats:
+            join_parts(out, fmt, self._named)
         metrics, elapsed = self._metrics.without((KEY, DURATION)), self._elapsed
         # Validated again (model_copy would not check), so metrics.json keeps the seed's
         # types: whole milliseconds (rounded to the nearest), the microseconds beside them.
@@ -508,6 +516,8 @@ def _job_fingerprint(manifest: Manifest, config: JobConfig, sinks: list[str]) ->
         "write_audio": config.write_audio,
         "layout": _LAYOUT,
     }
+    if tuple(config.formats) != ("parquet",):
+        fingerprint["formats"] = sorted(config.formats)
     if config.write_audio:
         fingerprint["audio_folders"] = [audio_folder(sink) for sink in sinks]
     return fingerprint
@@ -566,6 +576,12 @@ def _check_config(config: JobConfig) -> None:
         raise ConfigError(f"--batch-size must be >= 1, got {config.batch_size}")
     if config.shard_rows < 1:
         raise ConfigError(f"--shard-rows must be >= 1, got {config.shard_rows}")
+    if not config.formats:
+        raise ConfigError("--format: give at least one output format")
+    for fmt in config.formats:
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    ShardSize.parse(config.shard_size)  # raises naming --shard-size
     if config.window_s is not None and not config.window_s > 0:
         raise ConfigError(f"--window-seconds must be > 0, got {config.window_s}")
     if config.max_errors is not None and config.max_errors < 0:

@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 
 from remotemedia_ray.dataset.donelog import DONE_DIR
 from remotemedia_ray.dataset.storage import Location
-from remotemedia_ray.dataset.writers import audio_folder
+from remotemedia_ray.dataset.writers import output_folders
 from remotemedia_ray.errors import ConfigError
 
 __all__ = ["ERRORS", "JOB_FILE", "LOCK", "METRICS", "OutdirLock", "prepare_outdir"]
@@ -217,7 +217,7 @@ def _prepare_locked(
                 f"earlier version's layout ({JOB_FILE} differs): --resume would mix them; "
                 "use --overwrite"
             )
-    folders = [*sinks, *(audio_folder(sink) for sink in sinks), DONE_DIR]
+    folders = [*output_folders(sinks), DONE_DIR]
     for name in [*folders, *CONTROL_FILES]:
         out.inside(out.join(name))
     if overwrite:

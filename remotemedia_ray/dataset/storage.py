@@ -115,15 +115,16 @@ class Location:
         return self.fs.get_file_info(self.path if path is None else path)
 
     def read_bytes(self, path: str) -> bytes:
-        """The whole content of a file."""
-        with self.fs.open_input_stream(path) as handle:
+        """The whole content of a file, as stored (a ``.gz`` file is not decompressed)."""
+        with self.fs.open_input_stream(path, compression=None) as handle:
             data: bytes = handle.read()
         return data
 
     def write_bytes(self, path: str, data: bytes | pa.Buffer) -> None:
         """Put ``data`` at ``path`` in one step: readers see the old file or the new one.
 
-        ``data`` may be an Arrow buffer (a Parquet file just encoded), written as is.
+        ``data`` may be an Arrow buffer (a Parquet file just encoded); it is
+        written as is (a ``.gz`` name does not compress it again).
 
         Locally the bytes go to a temporary name in the same folder that is
         synced and renamed over ``path``; an object store's PUT is atomic already
@@ -143,7 +144,7 @@ class Location:
             return
         if parent:
             self.fs.create_dir(parent, recursive=True)
-        with self.fs.open_output_stream(path) as handle:
+        with self.fs.open_output_stream(path, compression=None) as handle:
             handle.write(data)
 
     def inside(self, path: str) -> str:

@@ -12,8 +12,11 @@ output format has its own folder, so one never mistakes the other's files:
   writing) writes the same names again, so a retry overwrites, and never
   duplicates, what the first attempt wrote;
 * ``OUTDIR/<sink>.audio/<input path>.<fmt>``: with ``--write-audio``, each
-  audio output as a file named after its input (see :func:`audio_path`); a
-  node id cannot contain a ``.``, so no sink's folder is another's audio folder.
+  audio output as a file named after its input (see
+  :func:`~remotemedia_ray.dataset.audiofiles.audio_path`); a node id cannot
+  contain a ``.``, so no sink's folder is another's audio folder;
+* ``OUTDIR/format.<name>/``: the training-ready formats ``--format`` asks
+  for (see :mod:`~remotemedia_ray.dataset.formats`), under the same shard name.
 
 Every file appears whole or not at all: locally it is written under a
 temporary name (starting with ``.``) and renamed; on an object store a PUT is
@@ -25,95 +28,32 @@ arrives, and files the done log does not name are removed (see
 from __future__ import annotations
 
 import hashlib
-import io
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clips
+from remotemedia_ray.audio import AudioBuffer, Clips
 from remotemedia_ray.columns import sink_table
+from remotemedia_ray.dataset.audiofiles import audio_folder, audio_path, encode_audio
+from remotemedia_ray.dataset.formats import FORMATS, ShardSize, folder, records, write_formats
 
 if TYPE_CHECKING:
     from remotemedia_ray.dataset.storage import Location
 
-__all__ = [
-    "BatchCommit",
-    "OutputWriter",
-    "audio_folder",
-    "audio_path",
-    "encode_audio",
-    "safe_relative_path",
-    "shard_name",
-]
+__all__ = ["BatchCommit", "OutputWriter", "output_folders", "shard_name"]
 
 
-def audio_folder(sink: str) -> str:
-    """The folder (relative to OUTDIR) of ``sink``'s ``--write-audio`` files."""
-    return f"{sink}.audio"
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]")
-
-
-def safe_relative_path(item_id: str) -> PurePosixPath:
-    """A relative output path for an item id that cannot leave the output directory.
-
-    Absolute paths lose their root, ``..`` and ``.`` components are dropped,
-    and characters outside ``[A-Za-z0-9._-]`` become ``_``.
-    """
-    parts = []
-    for part in PurePosixPath(item_id.replace("\\", "/")).parts:
-        if part in ("/", "", ".", ".."):
-            continue
-        cleaned = _UNSAFE.sub("_", part).lstrip(".") or "_"
-        parts.append(cleaned)
-    if not parts:
-        parts = ["_"]
-    return PurePosixPath(*parts)
-
-
-def audio_path(item_id: str, fmt: str) -> PurePosixPath:
-    """Where ``--write-audio`` puts an item's audio, relative to ``<sink>.audio/``.
-
-    The item's path with the format's suffix added (``a/x.wav`` -> ``a/x.wav.flac``),
-    decided by the item alone, so every worker names it the same, and two
-    inputs never share an output (``x.wav`` and ``x.flac`` give ``x.wav.flac``
-    and ``x.flac.flac``). An id that is not already a safe relative path
-    (see :func:`safe_relative_path`: an absolute path, ``..``, unusual
-    characters) is made one and gets a digest of the id, so ids that clean
-    up alike stay apart (``a b.wav`` -> ``a_b.wav-<digest>.flac``).
-    """
-    rel = safe_relative_path(item_id)
-    name = rel.name
-    if rel.as_posix() != item_id:
-        name += (
-            "-"
-            + hashlib.blake2b(item_id.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
-        )
-    return rel.with_name(f"{name}.{fmt}")
-
-
-def encode_audio(audio: AudioBuffer, fmt: str) -> bytes:
-    """``audio`` as the bytes of a FLAC or WAV file.
-
-    Integer PCM keeps its width (32-bit becomes 24-bit in FLAC, its widest);
-    float audio is stored as float in WAV and as 24-bit PCM in FLAC.
-    """
-    import soundfile as sf
-
-    subtype = {
-        AudioFormat.I16: "PCM_16",
-        AudioFormat.I32: "PCM_32" if fmt == "wav" else "PCM_24",
-        AudioFormat.F32: "FLOAT" if fmt == "wav" else "PCM_24",
-        AudioFormat.F64: "DOUBLE" if fmt == "wav" else "PCM_24",
-    }[audio.format]
-    buffer = io.BytesIO()
-    sf.write(buffer, audio.to_numpy(), audio.sample_rate, subtype=subtype, format=fmt.upper())
-    return buffer.getvalue()
+def output_folders(sinks: Iterable[str]) -> list[str]:
+    """Every folder of OUTDIR the job writes outputs to: the sinks', their audio
+    folders and every format's (whether this run writes it or not)."""
+    names = list(sinks)
+    return [
+        *names,
+        *(audio_folder(s) for s in names),
+        *(folder(f) for f in FORMATS if f != "parquet"),
+    ]
 
 
 def _audio_outputs(item_id: str, value: Any) -> list[tuple[str, AudioBuffer]]:
@@ -163,8 +103,9 @@ class OutputWriter:
     """Writes the sink outputs of a batch of items, in the worker that produced them.
 
     Pickled once into every worker (the filesystem travels with its
-    credentials). :meth:`write` writes one Parquet shard per sink and, with
-    ``write_audio``, one file per audio output, and returns a :class:`BatchCommit`.
+    credentials). :meth:`write` writes one Parquet shard per sink (format
+    ``parquet``), with ``write_audio`` one file per audio output, the files of
+    the other ``formats``, and returns a :class:`BatchCommit`.
 
     Attributes:
         out: OUTDIR (a :class:`~remotemedia_ray.dataset.storage.Location`).
@@ -173,6 +114,8 @@ class OutputWriter:
         key_node, duration_node: The outputs that hold each item's resume key
             and duration (not written as sinks).
         write_audio: ``"flac"``, ``"wav"`` or None.
+        formats: The output formats (see :data:`~remotemedia_ray.dataset.formats.FORMATS`).
+        shard_size: The most a WebDataset tar holds.
     """
 
     out: Location
@@ -181,6 +124,8 @@ class OutputWriter:
     key_node: str
     duration_node: str
     write_audio: str | None = None
+    formats: tuple[str, ...] = ("parquet",)
+    shard_size: ShardSize = field(default_factory=ShardSize)
     node_id: str = field(default="job:write")
 
     def write(self, outputs: Sequence[Mapping[str, Any]], item_ids: Sequence[str]) -> BatchCommit:
@@ -197,7 +142,7 @@ class OutputWriter:
                         data = encode_audio(audio, self.write_audio)
                         self.out.write_bytes(self.out.inside(self.out.join(rel)), data)
                         files.append(rel)
-        for sink in self.sinks:
+        for sink in self.sinks if "parquet" in self.formats else ():
             rows = [
                 (item_id, output[sink]) for item_id, output in zip(item_ids, outputs, strict=True)
             ]
@@ -209,6 +154,10 @@ class OutputWriter:
             rel = f"{sink}/{name}"
             self.out.write_bytes(self.out.inside(self.out.join(rel)), buffer.getvalue())
             files.append(rel)
+        if any(f != "parquet" for f in self.formats):
+            batch = records(outputs, item_ids, self.sinks)
+            stem = name.removesuffix(".parquet")
+            files += write_formats(self.out, self.formats, batch, stem, self.shard_size)
         return BatchCommit(
             shard=name,
             files=files,

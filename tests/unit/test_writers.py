@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 
 import remotemedia_ray as rm
+from remotemedia_ray.dataset.audiofiles import audio_path
 from remotemedia_ray.dataset.donelog import DoneLog, compact, drop_items, load_done, sweep
 from remotemedia_ray.dataset.storage import Location, is_uri, redact, resolve
-from remotemedia_ray.dataset.writers import OutputWriter, audio_path, shard_name
+from remotemedia_ray.dataset.writers import OutputWriter, shard_name
 
 SEGMENTS = [{"start_ms": 0.0, "end_ms": 30.0, "energy_db": -12.0, "confidence": 0.9}]
 
