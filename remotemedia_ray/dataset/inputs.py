@@ -510,6 +510,17 @@ def _entry_id(text: str) -> str:
     return PurePosixPath(Path(text).as_posix()).as_posix()
 
 
+def _audio_layout(schema: pa.Schema) -> bool:
+    """Whether a Parquet schema holds audio the job reads: samples with their rate, or
+    HuggingFace's Audio layout (a struct of encoded ``bytes`` and a ``path``)."""
+    if "audio" not in schema.names:
+        return False
+    audio = schema.field("audio").type
+    if pa.types.is_struct(audio):
+        return bool(audio.get_field_index("bytes") >= 0)
+    return "sample_rate" in schema.names
+
+
 def _parquet_items(files: list[str], fs: pafs.FileSystem | None = None) -> Iterator[InputItem]:
     """The rows of Parquet files, in file order (readers cache one file's table).
 
@@ -526,9 +537,14 @@ def _parquet_items(files: list[str], fs: pafs.FileSystem | None = None) -> Itera
             meta = (
                 pq.ParquetFile(fs.open_input_file(file)) if fs is not None else pq.ParquetFile(file)
             )
-            names = meta.schema_arrow.names
-            if "audio" not in names or "sample_rate" not in names:
-                raise InputError(f"{file}: a Parquet input needs audio and sample_rate columns")
+            schema = meta.schema_arrow
+            names = schema.names
+            if not _audio_layout(schema):
+                raise InputError(
+                    f"{file}: a Parquet input needs an audio column of samples with a "
+                    "sample_rate column, or an audio column of encoded files "
+                    "(HuggingFace's Audio layout: a struct with bytes)"
+                )
             ids = (
                 meta.read(columns=["id"]).column("id").to_pylist()
                 if "id" in names

@@ -15,7 +15,7 @@ import pyarrow.fs as pafs
 
 from remotemedia_ray.audio import AudioBuffer
 
-__all__ = ["content_key", "remember_key", "row_key"]
+__all__ = ["bytes_key", "content_key", "remember_key", "row_key"]
 
 _RECENT_KEYS: dict[str, tuple[tuple[int, int], str]] = {}
 _RECENT_LIMIT = 1024
@@ -57,6 +57,11 @@ def remember_key(path: str, stamp: tuple[int, int], data: bytes) -> None:
     if len(_RECENT_KEYS) >= _RECENT_LIMIT:
         _RECENT_KEYS.pop(next(iter(_RECENT_KEYS)))
     _RECENT_KEYS[path] = (stamp, hashlib.sha256(data).hexdigest())
+
+
+def bytes_key(data: bytes) -> str:
+    """A digest of an encoded file held in a Parquet row (the HuggingFace Audio layout)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def row_key(audio: AudioBuffer) -> str:

@@ -16,6 +16,8 @@ these classes (by reference, through this module) has them registered too.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -28,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, AudioFormat
 from remotemedia_ray.dataset.codecs import Probe, decode_audio, decode_windows, probe
-from remotemedia_ray.dataset.keys import content_key, remember_key, row_key
+from remotemedia_ray.dataset.keys import bytes_key, content_key, remember_key, row_key
 from remotemedia_ray.errors import AudioFormatError
 from remotemedia_ray.nodes.base import Capability, ChunkStream, NodeExecutor, parse_params
 from remotemedia_ray.nodes.registry import register_internal
@@ -44,21 +46,67 @@ __all__ = [
 
 
 class _ParquetCache:
-    """The table of the last Parquet file read (inputs arrive sorted by file)."""
+    """The row group of the last Parquet row read (inputs arrive sorted by file and row).
+
+    Two layouts are read: the job's own (``audio`` a list of samples beside
+    ``sample_rate`` and optionally ``channels``), and HuggingFace's ``Audio``
+    layout (``audio`` a struct whose ``bytes`` hold an encoded file), decoded
+    here. Memory is one row group at a time.
+    """
 
     def __init__(self) -> None:
         self._path: str | None = None
+        self._file: Any = None
+        self._starts: list[int] = []
+        self._group = -1
         self._table: pa.Table | None = None
 
-    def row(self, path: str, row: int, fs: pafs.FileSystem | None = None) -> AudioBuffer:
+    def _locate(self, path: str, row: int, fs: pafs.FileSystem | None) -> tuple[pa.Table, int]:
         import pyarrow.parquet as pq
 
-        if self._path != path or self._table is None:
-            table = pq.read_table(path, filesystem=fs)
-            if "channels" not in table.column_names:
-                table = table.append_column("channels", pa.array([1] * table.num_rows, pa.int16()))
-            self._path, self._table = path, table
-        return AudioBuffer.from_table_row(self._table, row)
+        if self._path != path:
+            source = fs.open_input_file(path) if fs is not None else path
+            self._file = pq.ParquetFile(source)
+            meta = self._file.metadata
+            counts = (meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+            self._starts = list(itertools.accumulate(counts, initial=0))
+            self._path, self._group, self._table = path, -1, None
+        if not 0 <= row < self._starts[-1]:
+            raise AudioFormatError(f"{path} has no row {row}")
+        group = bisect.bisect_right(self._starts, row) - 1
+        if group != self._group or self._table is None:
+            self._table, self._group = self._file.read_row_group(group), group
+        return self._table, row - self._starts[group]
+
+    def row(self, path: str, row: int, fs: pafs.FileSystem | None = None) -> AudioBuffer:
+        """The audio of one row (decoded, for the encoded layout)."""
+        table, local = self._locate(path, row, fs)
+        encoded = self._encoded(table, local, path, row)
+        if encoded is not None:
+            return decode_audio(encoded, f"{_shown(path, fs)}#{row}")
+        if "channels" not in table.column_names:
+            table = table.append_column("channels", pa.array([1] * table.num_rows, pa.int16()))
+        return AudioBuffer.from_table_row(table, local)
+
+    def key(self, path: str, row: int, fs: pafs.FileSystem | None = None) -> str:
+        """The resume key of one row: a digest of its encoded bytes, or of its samples."""
+        table, local = self._locate(path, row, fs)
+        encoded = self._encoded(table, local, path, row)
+        if encoded is not None:
+            return bytes_key(encoded)
+        return row_key(self.row(path, row, fs))
+
+    @staticmethod
+    def _encoded(table: pa.Table, local: int, path: str, row: int) -> bytes | None:
+        """The row's encoded file (HuggingFace's Audio layout), or None for samples."""
+        if not pa.types.is_struct(table.schema.field("audio").type):
+            return None
+        cell = table.column("audio")[local].as_py() or {}
+        data = cell.get("bytes")
+        if not data:
+            where = f" (only a path, {cell['path']!r})" if cell.get("path") else ""
+            raise AudioFormatError(f"{path}#{row}: the audio cell holds no bytes{where}")
+        return bytes(data)
 
 
 class FileChunks(AudioChunks):
@@ -243,7 +291,7 @@ class ContentKey(NodeExecutor):
         path, fs = input["path"], input.get("fs")
         try:
             if input.get("row") is not None:
-                return row_key(self._parquet.row(path, int(input["row"]), fs))
+                return self._parquet.key(path, int(input["row"]), fs)
             return content_key(path, fs)
         except OSError as exc:
             raise AudioFormatError(

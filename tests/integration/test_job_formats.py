@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -274,3 +275,48 @@ def test_bad_format_options_are_usage_errors(corpus: Path, tmp_path: Path) -> No
         )
         with pytest.raises(rm.ConfigError, match=needle):
             run_job(config, stream=io.StringIO())
+
+
+def test_a_dataset_in_the_hf_audio_layout_is_read_in_the_workers(
+    corpus: Path, tmp_path: Path, ray_session: None
+) -> None:
+    import datasets
+
+    import remotemedia_ray as rm
+    from remotemedia_ray.dataset import decode_audio
+
+    files = sorted(corpus.iterdir())
+    rows = [
+        {"id": f"row-{i}", "audio": {"bytes": p.read_bytes(), "path": p.name}, "text": p.stem}
+        for i, p in enumerate(files)
+    ]
+    ds = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio(decode=False))
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    ds.to_parquet(str(hub / "train-00000-of-00001.parquet"))
+    # a row that names its file instead of holding it (datasets would open the path)
+    table = pq.read_table(hub / "train-00000-of-00001.parquet")
+    broken = {"id": ["broken"], "audio": [{"bytes": None, "path": "elsewhere.wav"}], "text": [""]}
+    table = pa.concat_tables([table, pa.table(broken, schema=table.schema)])
+    pq.write_table(table, hub / "train-00000-of-00001.parquet")
+    out = tmp_path / "out"
+    config = JobConfig(manifest=PREP, input=str(hub), outdir=out, runtime="ray", progress="off")
+    result = run_job(config, stream=io.StringIO())
+    assert (result.exit_code, result.items_done, result.items_failed) == (0, len(files), 1)
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["item_id"] for e in errors] == ["broken"]
+    assert "holds no bytes (only a path, 'elsewhere.wav')" in errors[0]["error"]
+    got = _rows(out, "pcm16")
+    with rm.Pipeline(PREP, runtime="local") as pipeline:
+        for i, path in enumerate(files):
+            want = pipeline.run(decode_audio(path.read_bytes(), path.name))["pcm16"]
+            np.testing.assert_array_equal(got[f"row-{i}"]["audio"], want.to_numpy().reshape(-1))
+
+
+def test_the_hf_output_is_an_input_again(prep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    _run(PREP, prep / "format.hf", out, "parquet")
+    first, second = _rows(prep, "pcm16"), _rows(out, "pcm16")
+    assert sorted(second) == sorted(first)
+    for item_id, row in second.items():  # 16 kHz int16 through the same chain: unchanged
+        np.testing.assert_array_equal(row["audio"], first[item_id]["audio"])
