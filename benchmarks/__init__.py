@@ -6,6 +6,7 @@ resolve the same way for everyone (scripts, tests and asv)::
     python -m benchmarks.compare_peers     # the dataset job vs Ray Data + soxr and plain loops
     python -m benchmarks.compare_nodes     # native nodes vs their numpy twins and peers
     python -m benchmarks.compare_runtime   # local vs Ray runtime, fused and unfused
+    python -m benchmarks.decode_speed      # libsndfile vs FFmpeg per codec
     python -m benchmarks.vad_accuracy      # VAD accuracy against labelled speech
     python -m benchmarks.check_dashboard   # the asv dashboard in a headless browser
 

@@ -7,6 +7,7 @@ dashboard is pointed at local copies of the libraries asv loads from CDNs.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import re
@@ -143,3 +144,14 @@ def test_dashboard_check_asks_for_a_published_dashboard(tmp_path: Path) -> None:
     dashboard = _dashboard()
     with pytest.raises(dashboard.DashboardError, match="make bench"):
         dashboard.check_dashboard(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "benchmarks").glob("*.py")),
+)
+def test_every_comparison_imports_as_the_readme_runs_it(module: str) -> None:
+    """``python -m benchmarks.<name>`` resolves its imports (a module's --help needs them)."""
+    imported = importlib.import_module(f"benchmarks.{module}")
+    if module != "__init__":
+        assert callable(getattr(imported, "main", None)), f"benchmarks/{module}.py has no main()"
