@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         note = chosen.decoder if chosen.decoder == faster else f"{chosen.decoder} (slower)"
         misses += chosen.decoder != faster
         print(f"{fmt:<8} {cells[0]} {cells[1]} {ratio}  {note}")
-    print(
-        "ratio = FFmpeg / libsndfile speed. "
-        f"{misses} format(s) decoded by the slower decoder (Vorbis: FFmpeg is not sample-exact)."
-    )
+    print(f"ratio = FFmpeg / libsndfile speed. {misses} format(s) decoded by the slower decoder.")
     return 0
 
 

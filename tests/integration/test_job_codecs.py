@@ -211,7 +211,7 @@ def run_measured(source: Path, outdir: Path) -> tuple[float, str]:
         sys.executable, "-c", DRIVER, "run", str(MANIFEST), "-i", str(source), "-o", str(outdir),
         "--runtime", "local", "--window-seconds", "60", "--quiet",
     ]  # fmt: skip
-    open("/tmp/envdump.txt","a").write(repr(sorted(env.items()))+"\n")
+    open("/tmp/envdump.txt", "a").write(repr(sorted(env.items())) + "\n")
     proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])

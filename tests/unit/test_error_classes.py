@@ -73,7 +73,10 @@ def test_inputs_that_cannot_be_listed_are_input_errors(tmp_path: Path) -> None:
         "not an input": (tmp_path / "notes.md", "is not a directory, glob"),
         "list names only a missing file": (listed, "no such file 'in/missing.wav'"),
         "list is not UTF-8": (latin1, "not UTF-8"),
-        "Parquet without audio": (no_audio, "needs an audio column of samples with a sample_rate column"),
+        "Parquet without audio": (
+            no_audio,
+            "needs an audio column of samples with a sample_rate column",
+        ),
         "broken Parquet": (broken, "cannot read Parquet input"),
         "Parquet repeats an id": (repeated, "lists 'a' twice"),
     }
