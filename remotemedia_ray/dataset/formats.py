@@ -254,6 +254,7 @@ def _write_hf(out: Location, batch: Sequence[Record], stem: str) -> list[str]:
 
     audio_sinks = sorted({s for r in batch for s in r.audio})
     value_sinks = sorted({s for r in batch for s in r.values})
+    audio_names: list[str] = []
     columns: dict[str, pa.Array] = {"id": pa.array([r.id for r in batch], pa.string())}
     features: dict[str, Any] = {"id": _VALUE_STRING}
     if any(r.parent_id is not None for r in batch):
@@ -275,6 +276,7 @@ def _write_hf(out: Location, batch: Sequence[Record], stem: str) -> list[str]:
         ]
         columns[name] = pa.array(cells, _HF_AUDIO)
         features[name] = {"_type": "Audio"}
+        audio_names.append(name)
     for sink in value_sinks:
         for name, array in value_columns([r.values.get(sink) for r in batch], sink).items():
             columns[name] = array
@@ -283,7 +285,10 @@ def _write_hf(out: Location, batch: Sequence[Record], stem: str) -> list[str]:
     meta = {"huggingface": json.dumps({"info": {"features": features}})}
     table = table.replace_schema_metadata(meta)
     buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer)
+    # FLAC bytes do not compress: only the other columns are
+    compression = {name: "none" if name in audio_names else "zstd" for name in table.column_names}
+    dictionary = [name for name in table.column_names if name not in audio_names]
+    pq.write_table(table, buffer, compression=compression, use_dictionary=dictionary)
     files: list[str] = []
     _put(out, f"{folder('hf')}/{stem}.parquet", buffer.getvalue(), files)
     return files
