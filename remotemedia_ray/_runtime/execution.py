@@ -231,7 +231,7 @@ class NodeRunner:
         try:
             result = self.retry_policy.call(attempt, on_retry=count_retry)
         except RemoteMediaError as error:
-            self.breaker.record_failure()
+            self.breaker.record_outcome(error)
             self.recorder.record_failure(error, (time.perf_counter() - start) * 1e3)
             raise
         self.breaker.record_success()
@@ -257,7 +257,7 @@ class NodeRunner:
             result = call()
         except Exception as exc:
             error = wrap_error(exc, node_id=self.node_id, item_id=item_id)
-            self.breaker.record_failure()
+            self.breaker.record_outcome(error)
             self.recorder.record_failure(error, (time.perf_counter() - start) * 1e3)
             if error is exc:
                 raise

@@ -8,7 +8,10 @@ times, sleeping ``initial_backoff_s * multiplier**n`` (capped at
 :class:`CircuitBreaker` stops calling a node that keeps failing: after
 ``failure_threshold`` consecutive failures it opens and refuses calls; after
 ``cooldown_s`` it half-opens and lets one trial call through, which closes it
-on success or re-opens it on failure.
+on success or re-opens it on failure. An item whose own audio is bad (an
+:class:`~remotemedia_ray.errors.AudioFormatError`: a corrupt file, a NaN
+sample) says nothing about the node: it fails alone and counts as an answer,
+so a run of bad files in a corpus never stops the good ones after it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
+from remotemedia_ray.errors import AudioFormatError, NodeExecutionError, RemoteMediaError
 
 __all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryPolicy", "is_retryable"]
 
@@ -144,6 +147,13 @@ class CircuitBreaker:
             self._state = CircuitState.CLOSED
             self._failures = 0
             self._trial_running = False
+
+    def record_outcome(self, error: BaseException) -> None:
+        """A call raised ``error``: a failure of the node, or (bad input) an answer."""
+        if isinstance(error, AudioFormatError):
+            self.record_success()
+        else:
+            self.record_failure()
 
     def record_failure(self) -> None:
         """A call failed: count it, and open the breaker at the threshold (or after a trial)."""

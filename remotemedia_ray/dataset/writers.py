@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute
+import pyarrow.compute as pc
 
 from remotemedia_ray.audio import AudioBuffer, Clips
 from remotemedia_ray.columns import sink_table
@@ -51,6 +53,20 @@ PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1
 samples' size against 1.01 for pyarrow's default (snappy), at the same write
 speed; plain encoding without the dictionary doubles int16 (Parquet stores it
 as INT32), and byte-stream-split does not beat the dictionary's bit-packing."""
+
+_LARGE_CELL = 1 << 22
+"""Samples in one audio cell (a long file's output) above which the audio column is
+written without the dictionary: building it costs about 6x the cell in memory, plain
+encoding about 4x (zstd then takes the INT32 padding back)."""
+
+
+def _parquet_options(table: pa.Table) -> dict[str, Any]:
+    """:data:`PARQUET_OPTIONS`, without the dictionary for a shard of very long audio."""
+    if "audio" not in table.column_names or not pa.types.is_large_list(table["audio"].type):
+        return PARQUET_OPTIONS
+    if (pc.max(pc.list_value_length(table["audio"])).as_py() or 0) <= _LARGE_CELL:
+        return PARQUET_OPTIONS
+    return {**PARQUET_OPTIONS, "use_dictionary": [n for n in table.column_names if n != "audio"]}
 
 
 def output_folders(sinks: Iterable[str]) -> list[str]:
@@ -158,7 +174,7 @@ class OutputWriter:
             if not table.num_rows:  # every item of the batch gave no clips
                 continue
             buffer = pa.BufferOutputStream()
-            pq.write_table(table, buffer, **PARQUET_OPTIONS)
+            pq.write_table(table, buffer, **_parquet_options(table))
             rel = f"{sink}/{name}"
             self.out.write_bytes(self.out.inside(self.out.join(rel)), buffer.getvalue())
             files.append(rel)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+import remotemedia_ray as rm
 from remotemedia_ray._runtime.retry import (
     CircuitBreaker,
     CircuitState,
@@ -324,3 +328,34 @@ def test_custom_threshold_and_cooldown() -> None:
     assert not breaker.allow()
     clock.advance(1.0)
     assert breaker.allow()
+
+
+def test_bad_audio_is_an_answer_not_a_node_failure() -> None:
+    breaker = _breaker()
+    for _ in range(20):  # a run of corrupt files
+        breaker.record_outcome(rm.AudioFormatError("cannot decode audio file 'x.mp3'"))
+    assert _state(breaker) is CircuitState.CLOSED
+    for _ in range(5):
+        breaker.record_outcome(rm.NodeExecutionError("model crashed"))
+    assert _state(breaker) is CircuitState.OPEN
+
+
+def test_a_run_of_bad_files_does_not_refuse_the_good_files_after_it(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from remotemedia_ray.dataset import JobConfig, run_job
+
+    root = tmp_path / "in"
+    (root / "a").mkdir(parents=True)
+    for i in range(8):  # sorted first: eight corrupt files in a row
+        (root / "a" / f"bad{i}.wav").write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    for i in range(3):
+        sf.write(root / f"good{i}.wav", np.zeros((1600, 1), np.int16), 16000)
+    manifest = Path(__file__).resolve().parents[2] / "examples" / "speech_prep.json"
+    config = JobConfig(
+        manifest=manifest, input=str(root), outdir=tmp_path / "out", runtime="local", progress="off"
+    )
+    result = run_job(config, stream=io.StringIO())
+    assert (result.items_done, result.items_failed) == (3, 8)
+    errors = (tmp_path / "out" / "errors.jsonl").read_text()
+    assert "CircuitOpen" not in errors and errors.count("AudioFormatError") == 8
