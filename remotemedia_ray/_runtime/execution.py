@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 from remotemedia_ray._runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, Clips
-from remotemedia_ray.errors import NodeExecutionError, PythonError, RemoteMediaError, message_of
+from remotemedia_ray.errors import (
+    MarshalingError,
+    NodeExecutionError,
+    PythonError,
+    RemoteMediaError,
+    message_of,
+)
 from remotemedia_ray.metrics import NodeMetrics, NodeMetricsRecorder
 from remotemedia_ray.nodes.base import ChunkStream, NodeExecutor
 
@@ -202,6 +208,14 @@ class NodeRunner:
         :class:`~remotemedia_ray.audio.Clips` (the utterances of a SegmentNode
         upstream) are executed clip by clip, each named ``{item}/{index}``.
         """
+        if type(value) is dict and any(isinstance(v, Clips) for v in value.values()):
+            raise MarshalingError(
+                f"node {self.node_id!r} merges inputs of which some are clips (from "
+                f"{', '.join(repr(k) for k, v in value.items() if isinstance(v, Clips))}): "
+                "clips can only flow through nodes of one input",
+                node_id=self.node_id,
+                item_id=item_id,
+            )
         if isinstance(value, Clips):
             return value.map(
                 lambda index, clip: self._execute_one(

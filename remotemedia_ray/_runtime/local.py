@@ -193,7 +193,8 @@ class _ItemStream:
                     self.streams[node_id] = stream
                     self.feeds[node_id] = feed
                     continue
-                _warn_whole(node_id, runner, self.source)
+                if not runner.executor.accepts_chunks:
+                    _warn_whole(node_id, runner, self.source)
             later.append(node_id)
         for node_id, stream in self.streams.items():
             needed = any(child not in self.streams for child in graph.children(node_id))
@@ -237,8 +238,7 @@ class _ItemStream:
         if parents and parents[0] not in self.outputs:
             return False, None  # a parent that runs after the stream
         value = self.outputs[parents[0]] if parents else self.item
-        accepts = self.executor.runner(node_id).executor.accepts_chunks
-        return value is self.source and not accepts, None
+        return value is self.source, None  # a node that takes chunks as they are streams too
 
     def _producer(self) -> str | None:
         """The node whose output the source is (None: the pipeline input)."""

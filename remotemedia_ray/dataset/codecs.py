@@ -12,8 +12,9 @@ and padding where the file records them (the LAME header of an MP3, the
 pre-skip and end granule of an Ogg stream, Matroska's codec delay and discard
 padding); for MP4-family files the samples are also cut to the stream
 duration the container states, which FFmpeg's AAC decoder leaves in. Raw
-AAC (ADTS) records no priming and is decoded as it is. Integer PCM (16- and
-32-bit) stays integer; every other encoding decodes to float32.
+AAC (ADTS) records no priming and is decoded as it is. Integer PCM stays
+integer (16-bit as int16, 32-bit as int32, and what FFmpeg decodes as 32-bit,
+24-bit FLAC or ALAC, as int32); every other encoding decodes to float32.
 
 Long files stream: :func:`decode_windows` yields one window of frames at a
 time, with memory bounded by the window whatever the file's length, and the
@@ -46,7 +47,8 @@ __all__ = [
 Decoder = Literal["sndfile", "ffmpeg"]
 
 FFMPEG_FASTER: frozenset[tuple[str, str]] = frozenset({("OGG", "OPUS")})
-"""libsndfile ``(format, subtype)`` pairs that FFmpeg decodes faster, so it does.
+"""libsndfile ``(format, subtype)`` pairs that FFmpeg decodes faster, so it does
+(for Opus, files made at 48 kHz: FFmpeg always decodes Opus at 48 kHz).
 
 Measured by ``python -m benchmarks.decode_speed`` (x realtime per core, one
 process, same 60 s of 48 kHz stereo, to the arrays the job uses): Opus is
@@ -54,6 +56,11 @@ process, same 60 s of 48 kHz stereo, to the arrays the job uses): Opus is
 faster in libsndfile. FFmpeg also drops the last samples of some Vorbis
 streams (128 of a libsndfile-written file), another reason to keep Vorbis there.
 """
+
+_FFMPEG_OPUS_RATE = 48000
+"""FFmpeg decodes Opus at 48 kHz whatever rate it was made from; libsndfile at that
+rate. So FFmpeg takes an Opus file only when that rate is 48 kHz: the samples then
+are the same, and a 16 kHz speech file stays 16 kHz (and cheaper to decode)."""
 
 _MP4_FAMILY = re.compile(r"(^|,)(mov|mp4|m4a|3gp|3g2|mj2|ipod)(,|$)")
 """FFmpeg demuxer names whose stream duration is the exact sample count."""
@@ -119,7 +126,8 @@ def probe(source: bytes | str | Any, name: str, *, keep_pcm: bool = True) -> Pro
             the file, with what each said).
     """
     info, refusal = _sndfile_info(source)
-    if info is not None and (info.format, info.subtype) not in FFMPEG_FASTER:
+    faster = info is not None and (info.format, info.subtype) in FFMPEG_FASTER
+    if info is not None and not (faster and info.samplerate == _FFMPEG_OPUS_RATE):
         dtype = _pcm_dtype(info.subtype) if keep_pcm else "float32"
         return Probe("sndfile", info.samplerate, info.channels, info.frames, dtype, info.subtype)
     with _open_container(source, name, refusal) as container:
@@ -145,7 +153,8 @@ def decode_audio(
         name: How errors name the file (its path).
         keep_pcm: Keep 16- and 32-bit integer PCM as int16/int32; otherwise
             (and for every other encoding) decode to float32.
-        probed: The file's :func:`probe`, when already read.
+        probed: The file's :func:`probe`, when already read (its ``dtype``
+            then says what the samples become, whatever ``keep_pcm``).
 
     Raises:
         AudioFormatError: An empty or undecodable file, naming it.

@@ -27,9 +27,10 @@ from typing import Any
 import pyarrow as pa
 
 from remotemedia_ray.dataset.audiofiles import audio_path
-from remotemedia_ray.dataset.formats import joined_files
+from remotemedia_ray.dataset.formats import FORMATS, folder, joined_files
 from remotemedia_ray.dataset.storage import Location
-from remotemedia_ray.dataset.writers import BatchCommit, output_folders
+from remotemedia_ray.dataset.writers import BatchCommit, output_folders, parquet_options
+from remotemedia_ray.errors import ConfigError
 
 __all__ = [
     "COMPACT_AT",
@@ -116,14 +117,25 @@ def write_segment(out: Location, run_id: str, number: int, records: list[dict[st
     return path
 
 
-def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str) -> set[str]:
+def drop_items(
+    out: Location,
+    state: DoneState,
+    item_ids: set[str],
+    run_id: str,
+    listed: set[str] | None = None,
+) -> set[str]:
     """Forget ``item_ids`` (about to run again): their rows leave every shard, their
     audio files and records go. Returns every item forgotten.
 
     A batch of per-sink Parquet shards and audio files loses just those rows
     and files. A batch whose files are not all of that kind (the training-ready
     formats, clips' audio) is forgotten whole: its files go and its other items
-    run again too (returned with ``item_ids``).
+    run again too (returned with ``item_ids``): all of them must be in
+    ``listed`` (the items this run will run), else nothing is dropped.
+
+    Raises:
+        ConfigError: A whole batch would be forgotten with an item this run
+            does not list (its outputs would be lost), naming both.
 
     Shards are rewritten first, then the log is replaced by one compacted
     segment, then the old segments are deleted; a crash in between leaves the
@@ -131,6 +143,19 @@ def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str)
     """
     if not item_ids:
         return set()
+    for record in state.records:
+        stale = item_ids & set(record["items"])
+        if not stale or _rows_droppable(list(record.get("files", ())), record["items"]):
+            continue
+        unlisted = sorted(
+            set(record["items"]) - (listed if listed is not None else set(record["items"]))
+        )
+        if unlisted:
+            raise ConfigError(
+                f"--resume would rewrite the batch of the changed input {min(stale)!r}, which "
+                f"also holds {unlisted[0]!r}, an input this run does not list: its outputs "
+                "would be lost; list it again, or use --overwrite"
+            )
     dropped = set(item_ids)
     stale_files: set[str] = set()
     for record in state.records:
@@ -156,8 +181,9 @@ def drop_items(out: Location, state: DoneState, item_ids: set[str], run_id: str)
 
 def _rows_droppable(files: list[str], items: dict[str, str]) -> bool:
     """Whether a batch's files are per-sink Parquet shards and its items' audio files."""
+    format_folders = {folder(f) for f in FORMATS if f != "parquet"}
     for rel in files:
-        if rel.startswith("format."):
+        if rel.split("/", 1)[0] in format_folders:
             return False
         if rel.endswith(".parquet"):
             continue
@@ -182,8 +208,9 @@ def _drop_rows(out: Location, files: list[str], stale: set[str]) -> set[str]:
                 continue
             key = "parent_id" if "parent_id" in table.column_names else "id"
             keep = pc.invert(pc.is_in(table.column(key), pa.array(sorted(stale))))
+            kept = table.filter(keep)
             buffer = pa.BufferOutputStream()
-            pq.write_table(table.filter(keep), buffer)
+            pq.write_table(kept, buffer, **parquet_options(kept))
             out.write_bytes(path, buffer.getvalue())
         else:
             inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
@@ -217,8 +244,8 @@ def sweep(out: Location, sinks: Iterable[str], named: set[str]) -> int:
     """
     removed = 0
     keep = joined_files()
-    for folder in output_folders(sinks):
-        for rel in _files_under(out, folder):
+    for name in output_folders(sinks):
+        for rel in _files_under(out, name):
             if rel not in named and rel not in keep:
                 out.delete(out.inside(out.join(rel)))
                 removed += 1

@@ -8,7 +8,8 @@ overwrites its own files and the done log names them all.
 
 A batch's outputs become :class:`Record` s: one per item, or one per clip
 when a sink yields :class:`~remotemedia_ray.audio.Clips` (SegmentNode's
-utterances; the item's other sink values then go with each of its clips).
+utterances; the item's other non-audio sink values then go with each of
+its clips, its other audio does not).
 A record's audio is what its audio sinks gave, stored as FLAC; every other
 sink value goes with it as a typed field.
 
@@ -19,7 +20,8 @@ sink value goes with it as a typed field.
 * ``webdataset``: ``OUTDIR/format.webdataset/part-*-<n>.tar``, members
   ``<key>.flac`` (``<key>.<sink>.flac`` for several audio sinks) and
   ``<key>.json`` (id, sample rate, bounds and the other values); a tar holds
-  at most ``--shard-size`` rows or bytes;
+  at most ``--shard-size`` rows or bytes of members (a single record larger
+  than the bound gets a tar of its own);
 * ``lhotse``: ``OUTDIR/format.lhotse/audio/...flac`` plus recordings and
   supervisions manifests (JSONL.gz) per batch, joined at the end of the run
   into ``recordings.jsonl.gz`` and ``supervisions.jsonl.gz``; the VAD's
@@ -57,6 +59,7 @@ __all__ = [
     "JOINED",
     "Record",
     "ShardSize",
+    "check_sinks",
     "folder",
     "join_parts",
     "joined_files",
@@ -121,10 +124,10 @@ class ShardSize:
             raise ConfigError("--shard-size must be at least 1 row or 1 byte")
         return cls(rows=rows, bytes=size)
 
-    def full(self, rows: int, size: int) -> bool:
-        """Whether a tar of ``rows`` records and ``size`` bytes may take no more."""
-        return (self.rows is not None and rows >= self.rows) or (
-            self.bytes is not None and size >= self.bytes
+    def fits(self, rows: int, size: int) -> bool:
+        """Whether a tar of ``rows`` records and ``size`` bytes is within the bound."""
+        return (self.rows is None or rows <= self.rows) and (
+            self.bytes is None or size <= self.bytes
         )
 
 
@@ -187,8 +190,9 @@ def records(
                 raise MarshalingError(
                     f"sinks {clip_sinks[0]!r} and {sink!r} give different clips of {item_id!r}"
                 )
-        for index, clip in enumerate(first):
-            clip_audio, clip_values = dict(audio), dict(values)
+        for index, clip in enumerate(first):  # the item's own audio is not each clip's
+            clip_audio: dict[str, AudioBuffer] = {}
+            clip_values = dict(values)
             for sink in clip_sinks:
                 value = output[sink][index].value
                 if isinstance(value, AudioBuffer):
@@ -206,6 +210,26 @@ def records(
                 )
             )
     return out
+
+
+RESERVED = frozenset({"id", "parent_id", "start_s", "end_s", "sample_rate", "channels"})
+"""Fields every format writes itself: no sink may have one of these ids."""
+
+
+def check_sinks(sinks: Iterable[str], formats: Iterable[str]) -> None:
+    """Refuse sink ids the formats would write over.
+
+    Raises:
+        ConfigError: A sink named like a field of the records, naming it.
+    """
+    if all(f == "parquet" for f in formats):
+        return
+    for sink in sinks:
+        if sink in RESERVED:
+            raise ConfigError(
+                f"sink {sink!r} has the name of a field every --format record has "
+                f"({', '.join(sorted(RESERVED))}): rename the node"
+            )
 
 
 def write_formats(
@@ -324,6 +348,14 @@ def _key(record_id: str) -> str:
     return f"{base}-{digest.hexdigest()}"
 
 
+_TAR_BLOCK = 512
+"""A tar member's header; its data is padded to whole blocks too."""
+
+
+def _padded(size: int) -> int:
+    return -(-size // _TAR_BLOCK) * _TAR_BLOCK
+
+
 def _write_webdataset(
     out: Location, batch: Sequence[Record], stem: str, limit: ShardSize
 ) -> list[str]:
@@ -331,9 +363,6 @@ def _write_webdataset(
     tars: list[list[tuple[str, bytes]]] = [[]]
     rows = size = 0
     for record in batch:
-        if rows and limit.full(rows, size):
-            tars.append([])
-            rows = size = 0
         key = _key(record.id)
         members: list[tuple[str, bytes]] = []
         info = record.fields()
@@ -344,9 +373,13 @@ def _write_webdataset(
             info.setdefault("sample_rate", audio.sample_rate)
             info.setdefault("channels", audio.channels)
         members.append((f"{key}.json", json.dumps(info).encode()))
+        added = sum(_TAR_BLOCK + _padded(len(data)) for _, data in members)
+        if rows and not limit.fits(rows + 1, size + added):  # the record opens a new tar
+            tars.append([])
+            rows = size = 0
         tars[-1].extend(members)
         rows += 1
-        size += sum(len(data) for _, data in members)
+        size += added
     for index, members in enumerate(tars):
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -480,12 +513,14 @@ def join_parts(out: Location, fmt: str, named: Iterable[str]) -> list[str]:
     """Join a format's per-batch manifests (those of ``named``) into its whole manifests.
 
     Gzip members joined end to end are one gzip stream, so parts are copied as
-    they are. Returns the files written, relative to OUTDIR.
+    they are, one at a time (never held together). Returns the files written,
+    relative to OUTDIR.
     """
     written: list[str] = []
     prefix = f"{folder(fmt)}/part-"
     for target, suffix in JOINED.get(fmt, {}).items():
         parts = sorted(n for n in named if n.startswith(prefix) and n.endswith(suffix))
-        data = b"".join(out.read_bytes(out.join(p)) for p in parts)
-        _put(out, f"{folder(fmt)}/{target}", data, written)
+        rel = f"{folder(fmt)}/{target}"
+        out.write_parts(out.inside(out.join(rel)), (out.join(p) for p in parts))
+        written.append(rel)
     return written

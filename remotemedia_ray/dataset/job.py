@@ -58,7 +58,7 @@ from remotemedia_ray.dataset.donelog import (
     load_done,
     sweep,
 )
-from remotemedia_ray.dataset.formats import FORMATS, ShardSize, join_parts
+from remotemedia_ray.dataset.formats import FORMATS, ShardSize, check_sinks, join_parts
 from remotemedia_ray.dataset.inputs import InputItem, Listing, printable_name
 from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_outdir
 from remotemedia_ray.dataset.progress import Progress, realtime_text
@@ -189,6 +189,7 @@ class DatasetJob:
         )
         manifest.validate()
         self.sinks = list(PipelineGraph.from_manifest(manifest).sinks)
+        check_sinks(self.sinks, config.formats)
         self._job_manifest = _job_manifest(manifest, config.window_s)
         out = resolve(config.outdir, role="output")
         self.listing = Listing(config.input, exclude=out.path if out.local else None)
@@ -223,7 +224,7 @@ class DatasetJob:
         self.skip = {i for i, key in current.items() if state.items.get(i) == key}
         rerun = candidates - self.skip
         if rerun:  # a batch written in a format that cannot lose rows runs again whole
-            self.skip -= drop_items(out, state, rerun, self.run_id)
+            self.skip -= drop_items(out, state, rerun, self.run_id, listed=candidates)
         elif len(state.segments) > COMPACT_AT:  # a long run's log: read at every resume
             compact(out, state, self.run_id)
         self._named = set(state.files)

@@ -75,7 +75,11 @@ class _ParquetCache:
             raise AudioFormatError(f"{path} has no row {row}")
         group = bisect.bisect_right(self._starts, row) - 1
         if group != self._group or self._table is None:
-            self._table, self._group = self._file.read_row_group(group), group
+            table = self._file.read_row_group(group)
+            audio = table.schema.field("audio").type
+            if not pa.types.is_struct(audio) and "channels" not in table.column_names:
+                table = table.append_column("channels", pa.array([1] * len(table), pa.int16()))
+            self._table, self._group = table, group
         return self._table, row - self._starts[group]
 
     def row(self, path: str, row: int, fs: pafs.FileSystem | None = None) -> AudioBuffer:
@@ -84,8 +88,6 @@ class _ParquetCache:
         encoded = self._encoded(table, local, path, row)
         if encoded is not None:
             return decode_audio(encoded, f"{_shown(path, fs)}#{row}")
-        if "channels" not in table.column_names:
-            table = table.append_column("channels", pa.array([1] * table.num_rows, pa.int16()))
         return AudioBuffer.from_table_row(table, local)
 
     def key(self, path: str, row: int, fs: pafs.FileSystem | None = None) -> str:
@@ -306,10 +308,17 @@ class AudioDuration(NodeExecutor):
     duration of a compressed file exact whether it is read whole or in windows.
     """
 
+    accepts_chunks = True
+
     def initialize(self, params: Mapping[str, Any]) -> None:
         pass
 
     def execute(self, input: Any) -> float:
+        if isinstance(input, AudioChunks):  # not streamed (an unfused actor): count them
+            counter = _FrameCount()
+            for chunk in input.chunks():
+                counter.push(chunk)
+            return counter.finish()
         if not isinstance(input, AudioBuffer):
             raise AudioFormatError(f"expected an AudioBuffer, got {type(input).__name__}")
         return input.duration_seconds

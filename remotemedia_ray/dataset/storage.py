@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -146,6 +147,34 @@ class Location:
             self.fs.create_dir(parent, recursive=True)
         with self.fs.open_output_stream(path, compression=None) as handle:
             handle.write(data)
+
+    def write_parts(self, path: str, sources: Iterable[str]) -> None:
+        """Put the concatenation of files ``sources`` at ``path``, one at a time, atomically
+        (locally a temporary file renamed; on a store one streamed upload)."""
+        if self.local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            final = Path(path)
+            tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+            try:
+                with open(tmp, "wb") as sink:
+                    for source in sources:
+                        with open(source, "rb") as part:
+                            shutil.copyfileobj(part, sink, 1 << 20)
+                atomic_replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        try:
+            with self.fs.open_output_stream(path, compression=None) as sink:
+                for source in sources:
+                    with self.fs.open_input_stream(source, compression=None) as part:
+                        while block := part.read(1 << 20):
+                            sink.write(block)
+        except BaseException:
+            # closing the stream completed the upload with what it had: take it back
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(path)
+            raise
 
     def inside(self, path: str) -> str:
         """``path``, checked to lie under the root (links followed, locally).

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute
 import pyarrow.compute as pc
 
 from remotemedia_ray.audio import AudioBuffer, Clips
@@ -44,7 +43,14 @@ from remotemedia_ray.dataset.formats import FORMATS, ShardSize, folder, records,
 if TYPE_CHECKING:
     from remotemedia_ray.dataset.storage import Location
 
-__all__ = ["PARQUET_OPTIONS", "BatchCommit", "OutputWriter", "output_folders", "shard_name"]
+__all__ = [
+    "PARQUET_OPTIONS",
+    "BatchCommit",
+    "OutputWriter",
+    "output_folders",
+    "parquet_options",
+    "shard_name",
+]
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 """How shards are written: zstd level 1 over Parquet's dictionary encoding.
@@ -60,7 +66,7 @@ written without the dictionary: building it costs about 6x the cell in memory, p
 encoding about 4x (zstd then takes the INT32 padding back)."""
 
 
-def _parquet_options(table: pa.Table) -> dict[str, Any]:
+def parquet_options(table: pa.Table) -> dict[str, Any]:
     """:data:`PARQUET_OPTIONS`, without the dictionary for a shard of very long audio."""
     if "audio" not in table.column_names or not pa.types.is_large_list(table["audio"].type):
         return PARQUET_OPTIONS
@@ -174,7 +180,7 @@ class OutputWriter:
             if not table.num_rows:  # every item of the batch gave no clips
                 continue
             buffer = pa.BufferOutputStream()
-            pq.write_table(table, buffer, **_parquet_options(table))
+            pq.write_table(table, buffer, **parquet_options(table))
             rel = f"{sink}/{name}"
             self.out.write_bytes(self.out.inside(self.out.join(rel)), buffer.getvalue())
             files.append(rel)

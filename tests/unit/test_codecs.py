@@ -156,3 +156,28 @@ def test_integer_pcm_stays_integer_unless_asked() -> None:
     sf.write(out, x, 16000, format="WAV", subtype="PCM_16")
     assert decode_audio(out.getvalue(), "a.wav").format == rm.AudioFormat.I16
     assert decode_audio(out.getvalue(), "a.wav", keep_pcm=False).format == rm.AudioFormat.F32
+
+
+def test_opus_made_at_16_khz_stays_16_khz() -> None:
+    """FFmpeg decodes every Opus file at 48 kHz; libsndfile at the rate it was made
+    from, which is what a 16 kHz speech corpus expects (and cheaper)."""
+    x = _glide(16000, 1.0, 1)
+    data = encode(x, 16000, "opus")
+    found = probe(data, "a.opus")
+    assert (found.decoder, found.sample_rate) == ("sndfile", 16000)
+    audio = decode_audio(data, "a.opus")
+    assert (audio.sample_rate, audio.num_frames) == (16000, 16000)
+    assert probe(encode(_glide(48000, 1.0, 1), 48000, "opus"), "b.opus").decoder == "ffmpeg"
+
+
+@pytest.mark.parametrize("ext", ["opus", "m4a", "flac"])
+def test_the_duration_of_chunks_not_streamed_is_counted(tmp_path: Path, ext: str) -> None:
+    _, _, data = _encoded(ext, seconds=2.0)
+    path = tmp_path / f"a.{ext}"
+    path.write_bytes(data)
+    reader = AudioFileReader()
+    reader.initialize({"window_s": 0.5})
+    chunks = reader.execute({"path": str(path), "row": None})
+    duration = AudioDuration()
+    duration.initialize({})
+    assert duration.execute(chunks) == decode_audio(data, "a").duration_seconds

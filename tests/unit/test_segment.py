@@ -174,6 +174,23 @@ def test_nodes_after_the_cutter_run_once_per_clip(node_runtime: str) -> None:
     assert [set(v.tolist()) for v in values] == [{0, 8192}, {-4096, 0}]  # x0.5, then int16
 
 
+def test_merging_clips_with_other_inputs_is_refused_clearly() -> None:
+    spec = manifest(
+        [
+            ("mono", "ChannelMixNode", {}),
+            ("vad", "VADNode", {"threshold": -30.0}),
+            ("cut", "SegmentNode", {"pad_ms": 0, "min_s": 0.2}),
+            ("mix", "AddNode", {}),
+        ],
+        [("mono", "vad"), ("mono", "cut"), ("vad", "cut"), ("cut", "mix"), ("mono", "mix")],
+    )
+    with (
+        rm.Pipeline(spec, runtime="local") as pipeline,
+        pytest.raises(rm.MarshalingError, match="some are clips"),
+    ):
+        pipeline.run(_bursts(), item_id="talk.wav")
+
+
 def test_a_clip_sink_gives_a_row_per_clip_with_its_parent_and_bounds() -> None:
     audio = rm.AudioBuffer.from_numpy(np.zeros((100, 1), np.int16), 1000)
     rows = [

@@ -124,6 +124,25 @@ def test_dropping_items_removes_their_rows_files_and_records(tmp_path: Path) -> 
     assert len(again.segments) == 1
 
 
+def test_resume_never_drops_a_batch_holding_an_item_it_does_not_list(tmp_path: Path) -> None:
+    out = resolve(tmp_path, role="output")
+    (tmp_path / "format.nemo").mkdir()
+    (tmp_path / "format.nemo" / "part-x.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n')
+    record = {
+        "shard": "part-x",
+        "files": ["format.nemo/part-x.jsonl"],
+        "items": {"a": "k", "b": "k"},
+    }
+    (tmp_path / "_done").mkdir()
+    (tmp_path / "_done" / "1-r-000000.jsonl").write_text(json.dumps(record) + "\n")
+    state = load_done(out)
+    with pytest.raises(rm.ConfigError, match="'b', an input this run does not list"):
+        drop_items(out, state, {"a"}, "run2", listed={"a"})
+    assert (tmp_path / "format.nemo" / "part-x.jsonl").exists()
+    assert drop_items(out, load_done(out), {"a"}, "run2", listed={"a", "b"}) == {"a", "b"}
+    assert not (tmp_path / "format.nemo" / "part-x.jsonl").exists()
+
+
 def test_a_torn_segment_line_is_not_counted(tmp_path: Path) -> None:
     out = resolve(tmp_path, role="output")
     (tmp_path / "_done").mkdir()

@@ -11,7 +11,8 @@ boundaries, in frames (time steps) of that input, step by step:
    ``gap = to_count(merge_gap_ms)`` frames after the current clip's end
    (overlaps included) extends it to ``max(end, its end)``.
 3. Pad: each clip becomes ``[max(0, s - pad), min(frames, e + pad)]`` with
-   ``pad = to_count(pad_ms)``; clips that then overlap (``s_next < e``) merge.
+   ``pad = to_count(pad_ms)``; clips that then overlap or touch (``s_next <= e``)
+   merge.
 4. Split: a clip longer than ``max_len = to_count(max_s * 1000.0)`` frames is
    cut at the quietest frame. Candidate frames are ``[s + k*F, s + (k+1)*F)``
    for ``k = 0, 1, ...`` with ``F = max(1, to_count(split_frame_ms))``, lying

@@ -120,7 +120,12 @@ pub fn segment_bounds<T: Sample>(
     let merged = merge(&spans, gap);
     let padded: Vec<(i64, i64)> = merged
         .iter()
-        .map(|&(s, e)| ((s - pad).max(0), (e + pad).min(frames)))
+        .map(|&(s, e)| {
+            (
+                s.saturating_sub(pad).max(0),
+                e.saturating_add(pad).min(frames),
+            )
+        })
         .collect();
     let padded = merge(&padded, 1);
     let mut split = Vec::with_capacity(padded.len());
@@ -141,7 +146,7 @@ fn merge(spans: &[(i64, i64)], gap: i64) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
     for &(s, e) in spans {
         match out.last_mut() {
-            Some(last) if s - last.1 < gap => last.1 = last.1.max(e),
+            Some(last) if s.saturating_sub(last.1) < gap => last.1 = last.1.max(e),
             _ => out.push((s, e)),
         }
     }
