@@ -269,7 +269,7 @@ def test_a_three_hour_opus_file_streams_in_bounded_memory(tmp_path: Path) -> Non
 
     # The whole file decoded is 1.98 GiB of float32 at 48 kHz; one 60 s window 11 MiB.
     decoded_mb = frames * 4 / 2**20
-    assert long_peak < 0.1 * decoded_mb, (short_peak, long_peak, decoded_mb)
+    assert long_peak < 0.15 * decoded_mb, (short_peak, long_peak, decoded_mb)
     assert long_peak - short_peak < 100, (short_peak, long_peak)
 
 
