@@ -34,10 +34,12 @@ c'. the same, tuned: decoded as int16 and scaled with numpy, channels added
    column by column (libsndfile's float32 conversion of 16-bit WAV and
    numpy's ``mean(axis=1)`` over 2 channels are each slower than resampling).
 
-It prints files/s, audio hours per second, x realtime, the cores each run
-kept busy (CPU seconds per second, from /proc: this process, Ray's worker
-processes, Ray's daemons, and every other process of the machine, which
-shows how much others' work disturbed the run), the throughput ratios a/b,
+It prints files/s, audio hours per second, x realtime, audio hours per
+core-hour (x realtime divided by the cores the run kept busy: this process,
+Ray's workers and daemons), the cores each run kept busy (CPU seconds per
+second, from /proc: this process, Ray's worker processes, Ray's daemons,
+and every other process of the machine, which shows how much others' work
+disturbed the run), the throughput ratios a/b,
 a/b', a/c and a/c' with the targets of issue #6 for a/b and a/c ("met" or
 "MISSED"; a/b' is held to a/b's), and checks that every run wrote one row
 per file (and that our job recorded no errors). Speed is shown, never
@@ -658,16 +660,19 @@ def report(fmt: str, runs: list[Run], n_files: int, audio_s: float) -> None:
     """Throughput table, ratios against the targets, and the sanity checks."""
     print(
         f"   {'run':<28} {'s':>7} {'files/s':>8} {'audio h/s':>10} {'x realtime':>11}"
-        f"   cores busy: {'this':>5} {'workers':>7} {'ray':>5} {'others':>6}   repeats: s/others"
+        f" {'h/core-h':>9}   cores busy: {'this':>5} {'workers':>7} {'ray':>5} {'others':>6}"
+        "   repeats: s/others"
     )
     for run in runs:
         cores = run.cores()
         times = " ".join(
             f"{s:.1f}/{c.others / s:.1f}" for s, c in zip(run.seconds, run.cpu, strict=True)
         )
+        busy = cores.driver + cores.workers + cores.daemons
+        per_core = audio_s / run.best / busy if busy > 0 else float("nan")
         print(
             f"   {run.name:<28} {run.best:7.2f} {n_files / run.best:8.1f} "
-            f"{audio_s / 3600 / run.best:10.3f} {audio_s / run.best:11.0f}"
+            f"{audio_s / 3600 / run.best:10.3f} {audio_s / run.best:11.0f} {per_core:9.0f}"
             f"               {cores.driver:5.2f} {cores.workers:7.2f} {cores.daemons:5.2f} "
             f"{cores.others:6.2f}   {times}"
         )
@@ -679,7 +684,7 @@ def report(fmt: str, runs: list[Run], n_files: int, audio_s: float) -> None:
         ("a/c'", "", plain_tuned.best / ours.best),
     ]
     for label, key, value in ratios:
-        target = TARGETS[fmt].get(key)
+        target = TARGETS.get(fmt, {}).get(key)
         goal = f"target >= {target:g}: {verdict(value, target)}" if target else "no target"
         print(f"   {label:<4} = {value:.2f}x  ({goal})")
     if fmt == "wav":
