@@ -113,8 +113,12 @@ def files_under(fs: pafs.FileSystem, path: str) -> list[str]:
 
 
 def done_records(fs: pafs.FileSystem, root: str) -> list[dict[str, Any]]:
+    """The done log's records, as the job reads them: a segment being written (a
+    dot-name, renamed when whole) is not one yet."""
     records = []
     for segment in files_under(fs, f"{root}/_done"):
+        if segment.rsplit("/", 1)[-1].startswith("."):
+            continue
         with fs.open_input_stream(segment) as handle:
             text = handle.read().decode("utf-8")
         records += [json.loads(line) for line in text.splitlines() if line.strip()]
