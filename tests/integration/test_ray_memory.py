@@ -6,8 +6,9 @@ lazily, results are dropped as they arrive, and
 
 * the driver's resident memory after the last clip must be close to what it
   was after the first 20;
-* nothing may have been spilled to disk: 1 GB cannot fit in 100 MB, so the
-  batches must have been bounded (backpressure) and each released once used.
+* next to nothing may have been spilled to disk (at most four batches): 1 GB
+  cannot fit in 100 MB, so the batches must have been bounded (backpressure)
+  and each released once used.
   (Driver RSS alone would not show a missing bound: Ray spills what does not
   fit and the driver's reads are zero-copy.)
 """
@@ -114,7 +115,10 @@ def test_a_gigabyte_through_a_100mb_object_store_keeps_driver_memory_flat() -> N
         metrics = p.metrics
         stats, spilled_mib = object_store_stats()
     assert "Plasma memory usage" in stats  # the stats are there to be read
-    assert spilled_mib == 0, stats
+    # Bounded: without backpressure most of the gigabyte would have to spill. Late in a
+    # long test session Ray has been seen to spill two batch objects (15 MiB) when the
+    # store briefly filled; more than four batches' worth would mean a missing bound.
+    assert spilled_mib <= 4 * 2 * FRAMES * 4 / 2**20, stats
     assert seen == ids  # every clip exactly once, in order
     assert metrics.items == CLIPS and metrics.items_failed == 0
     assert metrics.audio_seconds == pytest.approx(CLIPS * FRAMES / RATE)
