@@ -30,6 +30,7 @@ from remotemedia_ray._runtime.execution import (
     write_batch,
 )
 from remotemedia_ray._runtime.plan import PipelinePlan
+from remotemedia_ray._runtime.ray_cluster import check_resources, node_gpus, visible_gpus
 from remotemedia_ray._runtime.retry import CircuitBreaker, RetryPolicy
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, concat_audio
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
@@ -67,9 +68,13 @@ class LocalExecutor:
         """Create and initialize every node (in execution order).
 
         Raises:
+            ManifestError: a node needs a GPU this machine does not have (named).
             NodeExecutionError: a node failed to initialize (named); the nodes
                 already initialized are cleaned up first.
         """
+        gpus = {"GPU": float(visible_gpus())}
+        for node_id, node in self.plan.nodes.items():  # before anything is initialized
+            check_resources(gpus, node_gpus(node), node_id, where="this machine")
         try:
             for node_id in self.plan.graph.execution_order:
                 node = self.plan.nodes[node_id]

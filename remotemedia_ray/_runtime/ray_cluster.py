@@ -336,11 +336,25 @@ def _ray_actor_options(
     return options
 
 
-def check_resources(total: dict[str, float], needed_gpus: float, node_id: str) -> None:
-    """Fail fast, naming the node, when the cluster has no GPU for a GPU node."""
+def check_resources(
+    total: dict[str, float], needed_gpus: float, node_id: str, where: str = "the Ray cluster"
+) -> None:
+    """Fail fast, naming the node, when ``where`` has no GPU for a GPU node."""
     if needed_gpus > 0 and total.get("GPU", 0.0) < needed_gpus:
         raise ManifestError(
-            f"node {node_id!r} needs {needed_gpus:g} GPU(s) per actor but the Ray cluster has "
+            f"node {node_id!r} needs {needed_gpus:g} GPU(s) per actor but {where} has "
             f"{total.get('GPU', 0.0):g}",
             node_id=node_id,
         )
+
+
+def visible_gpus() -> int:
+    """The NVIDIA GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else
+    those the driver lists in ``/proc/driver/nvidia/gpus`` (none on other machines)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return len([d for d in listed.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0

@@ -353,3 +353,30 @@ def test_the_pipeline_is_collecting_while_metrics_are_gathered() -> None:
         assert p.metrics.items == 1
         assert seen == [rm.PipelineState.COLLECTING]
         assert p.state is rm.PipelineState.COMPLETE
+
+
+def test_a_node_that_requires_a_gpu_is_refused_where_there_is_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = {
+        "version": "v1",
+        "nodes": [
+            {
+                "id": "gain",
+                "node_type": "MultiplyNode",
+                "params": {"factor": 2.0},
+                "capabilities": {"gpu": {"type": "cuda", "required": True}},
+            }
+        ],
+        "connections": [],
+    }
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(rm.ManifestError, match="node 'gain' needs 1 GPU.* this machine has 0"):
+        rm.Pipeline(spec, runtime="local").open()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # one visible: it may run
+    with rm.Pipeline(spec, runtime="local") as pipeline:
+        assert pipeline.run(3.0)["gain"] == 6.0
+    spec["nodes"][0]["capabilities"]["gpu"]["required"] = False  # GPU optional: runs anywhere
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with rm.Pipeline(spec, runtime="local") as pipeline:
+        assert pipeline.run(3.0)["gain"] == 6.0
