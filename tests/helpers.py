@@ -9,9 +9,13 @@ import os
 import shutil
 import signal
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 NodeRow = tuple[str, str, dict[str, Any]]
 """``(id, node_type, params)`` of one manifest node."""
@@ -62,3 +66,26 @@ def ray_temp_dir() -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the dataset job's Parquet outputs ----------------------------------------------------
+
+
+def shard_files(outdir: Path, sink: str) -> list[Path]:
+    """The shards of ``sink`` in a local OUTDIR."""
+    return sorted((outdir / sink).glob("part-*.parquet"))
+
+
+def sink_table(outdir: Path, sink: str) -> pa.Table:
+    """Every shard of ``sink`` concatenated, sorted by id (duplicates kept)."""
+    files = shard_files(outdir, sink)
+    assert files, f"no shards in {outdir / sink}"
+    return pa.concat_tables([pq.read_table(f) for f in files]).sort_by("id")
+
+
+def ids_exactly_once(table: pa.Table) -> list[str]:
+    """The table's ids, asserting that none occurs twice."""
+    ids: list[str] = table.column("id").to_pylist()
+    twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+    assert not twice, f"ids with more than one row: {twice}"
+    return ids

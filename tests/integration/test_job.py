@@ -16,7 +16,6 @@ import struct
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from helpers import processes_mentioning, ray_temp_dir, run_cli
+from helpers import (
+    ids_exactly_once,
+    processes_mentioning,
+    ray_temp_dir,
+    run_cli,
+    shard_files,
+    sink_table,
+)
 
 import remotemedia_ray as rm
 from remotemedia_ray.dataset import JobConfig, JobResult, run_job
@@ -143,25 +149,6 @@ def reference_outputs(buffers: dict[str, rm.AudioBuffer]) -> dict[str, dict[str,
 
 
 # -- reading outputs back ---------------------------------------------------------------
-
-
-def shard_files(outdir: Path, sink: str) -> list[Path]:
-    return sorted((outdir / sink).glob("part-*.parquet"))
-
-
-def sink_table(outdir: Path, sink: str) -> pa.Table:
-    """Every shard of ``sink`` concatenated, sorted by id (duplicates kept)."""
-    files = shard_files(outdir, sink)
-    assert files, f"no shards in {outdir / sink}"
-    return pa.concat_tables([pq.read_table(f) for f in files]).sort_by("id")
-
-
-def ids_exactly_once(table: pa.Table) -> list[str]:
-    """The table's ids, asserting that none occurs twice."""
-    ids: list[str] = table.column("id").to_pylist()
-    twice = sorted(i for i, n in Counter(ids).items() if n > 1)
-    assert not twice, f"ids with more than one row: {twice}"
-    return ids
 
 
 def done_records(outdir: Path) -> list[dict[str, Any]]:

@@ -22,16 +22,14 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import run_cli
+from helpers import ids_exactly_once, run_cli, sink_table
 
 import remotemedia_ray as rm
 from benchmarks.suites._common import CODECS, RATES, encode, speech_like
@@ -47,20 +45,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 # -- reading outputs back ---------------------------------------------------------------
-
-
-def sink_table(outdir: Path, sink: str) -> pa.Table:
-    """Every shard of ``sink``, sorted by id (duplicates kept)."""
-    files = sorted((outdir / sink).glob("part-*.parquet"))
-    assert files, f"no shards in {outdir / sink}"
-    return pa.concat_tables([pq.read_table(f) for f in files]).sort_by("id")
-
-
-def ids_exactly_once(table: pa.Table) -> list[str]:
-    ids: list[str] = table.column("id").to_pylist()
-    twice = sorted(i for i, n in Counter(ids).items() if n > 1)
-    assert not twice, f"ids with more than one row: {twice}"
-    return ids
 
 
 def error_lines(outdir: Path) -> list[dict[str, Any]]:

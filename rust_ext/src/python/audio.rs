@@ -134,6 +134,19 @@ fn channel_mix<'py>(
     })
 }
 
+/// A sample rate argument: a positive integer that fits `u32` (`AudioFormatError` else).
+fn sample_rate_arg(sample_rate: i64) -> PyResult<u32> {
+    u32::try_from(sample_rate)
+        .ok()
+        .filter(|r| *r > 0)
+        .ok_or_else(|| {
+            invalid_input(
+                "sample_rate",
+                format!("must be a positive integer, got {sample_rate}"),
+            )
+        })
+}
+
 /// The VAD's settings as Python holds them (`remotemedia_ray.nodes.reference.VadSettings`,
 /// read by attribute): converted once into the kernel's [`VadParams`].
 #[derive(FromPyObject)]
@@ -159,15 +172,7 @@ struct VadSettings {
 impl VadSettings {
     /// The kernel's parameters for input at `sample_rate` (checked here).
     fn params(self, sample_rate: i64) -> PyResult<VadParams> {
-        let rate = u32::try_from(sample_rate)
-            .ok()
-            .filter(|r| *r > 0)
-            .ok_or_else(|| {
-                invalid_input(
-                    "sample_rate",
-                    format!("must be a positive integer, got {sample_rate}"),
-                )
-            })?;
+        let rate = sample_rate_arg(sample_rate)?;
         Ok(VadParams {
             sample_rate: rate,
             threshold_db: self.threshold_db,
@@ -285,15 +290,7 @@ struct SegmentSettings {
 impl SegmentSettings {
     /// The kernel's parameters for input at `sample_rate` (checked here).
     fn params(self, sample_rate: i64) -> PyResult<SegmentParams> {
-        let rate = u32::try_from(sample_rate)
-            .ok()
-            .filter(|r| *r > 0)
-            .ok_or_else(|| {
-                invalid_input(
-                    "sample_rate",
-                    format!("must be a positive integer, got {sample_rate}"),
-                )
-            })?;
+        let rate = sample_rate_arg(sample_rate)?;
         let short = match self.short.as_str() {
             "drop" => Short::Drop,
             "merge" => Short::Merge,
