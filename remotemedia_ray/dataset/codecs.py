@@ -169,7 +169,7 @@ def decode_audio(
             samples, _ = sf.read(io.BytesIO(data), dtype=found.dtype, always_2d=True)
         except Exception as exc:  # libsndfile's errors
             raise AudioFormatError(
-                f"cannot decode audio file {name!r}: {sndfile_problem(exc)}"
+                f"cannot decode audio file {name!r}: {_sndfile_problem(exc)}"
             ) from None
     else:
         pieces = list(_ffmpeg_blocks(data, name, found))
@@ -231,7 +231,7 @@ def _ffmpeg_windows(
         yield AudioBuffer.from_numpy(tail, found.sample_rate)
 
 
-def sndfile_problem(exc: BaseException) -> str:
+def _sndfile_problem(exc: BaseException) -> str:
     """What libsndfile said, without the in-memory buffer it was given.
 
     soundfile's messages name what it opened (``Error opening <_io.BytesIO
@@ -261,7 +261,7 @@ def _sndfile_info(source: bytes | str | Any) -> tuple[Any, str]:
             return sf.info(io.BytesIO(source)), ""
         return sf.info(source), ""
     except Exception as exc:
-        return None, sndfile_problem(exc)
+        return None, _sndfile_problem(exc)
     finally:
         if hasattr(source, "seek"):
             source.seek(0)
@@ -280,7 +280,7 @@ def _sndfile_windows(
         handle = sf.SoundFile(source)
     except Exception as exc:
         raise AudioFormatError(
-            f"cannot decode audio file {name!r}: {sndfile_problem(exc)}"
+            f"cannot decode audio file {name!r}: {_sndfile_problem(exc)}"
         ) from None
     with handle:
         yielded = False
@@ -290,7 +290,7 @@ def _sndfile_windows(
             except Exception as exc:
                 raise AudioFormatError(
                     f"cannot decode audio file {name!r} after frame {handle.tell()}: "
-                    f"{sndfile_problem(exc)}"
+                    f"{_sndfile_problem(exc)}"
                 ) from None
             if block.shape[0] == 0 and yielded:
                 return

@@ -187,8 +187,7 @@ def _rows_droppable(files: list[str], items: dict[str, str]) -> bool:
             return False
         if rel.endswith(".parquet"):
             continue
-        inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
-        if not any(inner == audio_path(i, fmt).as_posix() for i in items):
+        if not _audio_of(rel, items):
             return False  # a clip's audio
     return True
 
@@ -212,11 +211,15 @@ def _drop_rows(out: Location, files: list[str], stale: set[str]) -> set[str]:
             buffer = pa.BufferOutputStream()
             pq.write_table(kept, buffer, **parquet_options(kept))
             out.write_bytes(path, buffer.getvalue())
-        else:
-            inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
-            if any(inner == audio_path(i, fmt).as_posix() for i in stale):
-                gone.add(rel)
+        elif _audio_of(rel, stale):
+            gone.add(rel)
     return gone
+
+
+def _audio_of(rel: str, items: Iterable[str]) -> bool:
+    """Whether ``rel`` (``<sink>.audio/...``) is the ``--write-audio`` file of one of ``items``."""
+    inner, fmt = rel.split("/", 1)[-1], rel.rsplit(".", 1)[-1]
+    return any(inner == audio_path(i, fmt).as_posix() for i in items)
 
 
 def compact(out: Location, state: DoneState, run_id: str) -> None:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -134,14 +134,7 @@ class Location:
         """
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
         if self.local:
-            Path(parent).mkdir(parents=True, exist_ok=True)
-            final = Path(path)
-            tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-            try:
-                tmp.write_bytes(memoryview(data))
-                atomic_replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+            _write_local(path, lambda sink: sink.write(memoryview(data)))
             return
         if parent:
             self.fs.create_dir(parent, recursive=True)
@@ -152,17 +145,13 @@ class Location:
         """Put the concatenation of files ``sources`` at ``path``, one at a time, atomically
         (locally a temporary file renamed; on a store one streamed upload)."""
         if self.local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            final = Path(path)
-            tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-            try:
-                with open(tmp, "wb") as sink:
-                    for source in sources:
-                        with open(source, "rb") as part:
-                            shutil.copyfileobj(part, sink, 1 << 20)
-                atomic_replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+
+            def copy(sink: BinaryIO) -> None:
+                for source in sources:
+                    with open(source, "rb") as part:
+                        shutil.copyfileobj(part, sink, 1 << 20)
+
+            _write_local(path, copy)
             return
         try:
             with self.fs.open_output_stream(path, compression=None) as sink:
@@ -206,6 +195,20 @@ class Location:
         selector = pafs.FileSelector(self.path if path is None else path, recursive=True)
         selector.allow_not_found = True
         return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+
+
+def _write_local(path: str, fill: Callable[[BinaryIO], object]) -> None:
+    """Fill a temporary file beside the local ``path`` (a dot-name) and rename it over
+    ``path``: readers see the old file or the whole new one. Parent folders are created."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as sink:
+            fill(sink)
+        atomic_replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_replace(tmp: Path, final: Path) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, TypeGuard, TypeVar
 
 import numpy as np
 
@@ -86,6 +86,8 @@ def native_module() -> Any:
 
 
 # -- the native kernel backend ------------------------------------------------------
+
+S = TypeVar("S")
 
 _AUDIO_DTYPES = frozenset(fmt.dtype for fmt in AudioFormat)
 
@@ -191,7 +193,7 @@ class NativeKernels:
         """Speech segments (see reference.vad_segments)."""
         x = _kernel_input(samples)
         return native_module().vad_segments(  # type: ignore[no-any-return]
-            x, _rate(sample_rate), _vad_settings(settings)
+            x, _rate(sample_rate), _settings(settings, VadSettings)
         )
 
     @staticmethod
@@ -217,7 +219,7 @@ class NativeKernels:
             np.ascontiguousarray(counts, dtype=np.int64),
             int(frames),
             _rate(sample_rate),
-            _vad_settings(settings),
+            _settings(settings, VadSettings),
         )
 
     @staticmethod
@@ -229,27 +231,27 @@ class NativeKernels:
         settings: SegmentSettings = DEFAULT_SEGMENTING,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Utterance clip bounds (see reference.segment_bounds)."""
-        if not isinstance(settings, SegmentSettings):
-            raise ConfigError(f"settings must be a SegmentSettings, got {type(settings).__name__}")
         return native_module().segment_bounds(  # type: ignore[no-any-return]
             _kernel_input(samples),
             _rate(sample_rate),
             np.ascontiguousarray(starts_ms, dtype=np.float64).reshape(-1),
             np.ascontiguousarray(ends_ms, dtype=np.float64).reshape(-1),
-            settings,
+            _settings(settings, SegmentSettings),
         )
 
     @staticmethod
     def resample(samples: np.ndarray, source_rate: int, settings: ResampleSettings) -> np.ndarray:
         """Band-limited resampling to ``settings.target_rate``; float32 output."""
         return native_module().resample(  # type: ignore[no-any-return]
-            _kernel_input(samples), source_rate, _resample_settings(settings)
+            _kernel_input(samples), source_rate, _settings(settings, ResampleSettings)
         )
 
     @staticmethod
     def stream_resampler(source_rate: int, channels: int, settings: ResampleSettings) -> Any:
         """The Rust streaming resampler (``_native.Resampler``)."""
-        return native_module().Resampler(source_rate, channels, _resample_settings(settings))
+        return native_module().Resampler(
+            source_rate, channels, _settings(settings, ResampleSettings)
+        )
 
 
 def _rate(sample_rate: object) -> int:
@@ -259,15 +261,10 @@ def _rate(sample_rate: object) -> int:
     return int(sample_rate)
 
 
-def _vad_settings(settings: object) -> VadSettings:
-    if not isinstance(settings, VadSettings):
-        raise ConfigError(f"settings must be a VadSettings, got {type(settings).__name__}")
-    return settings
-
-
-def _resample_settings(settings: object) -> ResampleSettings:
-    if not isinstance(settings, ResampleSettings):
-        raise ConfigError(f"settings must be a ResampleSettings, got {type(settings).__name__}")
+def _settings(settings: object, kind: type[S]) -> S:
+    """``settings``, refused (as the numpy kernels refuse it) unless it is a ``kind``."""
+    if not isinstance(settings, kind):
+        raise ConfigError(f"settings must be a {kind.__name__}, got {type(settings).__name__}")
     return settings
 
 
