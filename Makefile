@@ -129,10 +129,12 @@ BENCH_SMOKE := --bench "^nodes\.NativeSpeedup\." \
 	--bench "^transfer\.\w+\.\w+\(1000\)"
 DASHBOARD := $(abspath $(PY)) -m benchmarks.check_dashboard
 
-## bench: a quick asv pass over the current checkout (as installed in .venv), then the HTML dashboard
+## bench: a quick asv pass over HEAD, built in asv's virtualenv (as bench-history builds), then the dashboard
+# One environment for both targets, so the dashboard shows one series per benchmark (a
+# --python=same run would be recorded under another environment name: a second series).
 bench: venv
 	cd benchmarks && $(ASV) machine --yes >/dev/null
-	cd benchmarks && $(ASV_RUN) --python=same --set-commit-hash=$$(git rev-parse HEAD) $(BENCH_FLAGS)
+	cd benchmarks && $(ASV_RUN) $(BENCH_FLAGS) HEAD^!
 	cd benchmarks && $(ASV) publish
 	$(DASHBOARD) offline benchmarks/html
 	@echo "dashboard: benchmarks/html (make bench-check; or python -m http.server -d benchmarks/html)"

@@ -2,12 +2,15 @@
 
     python -m benchmarks.output_cost [--rows 64]
 
-One shard as the job writes it (``--rows`` items of 10 s, 16 kHz mono int16
-speech-like audio, :func:`remotemedia_ray.columns.sink_table`), written to
-memory and read back with each setting, in this one process, best of three.
-Sizes are relative to the raw samples (Parquet stores int16 as INT32: plain
-encoding doubles them; the dictionary's bit-packing halves that again).
-The job uses :data:`remotemedia_ray.dataset.writers.PARQUET_OPTIONS`.
+One shard (``--rows`` items of 10 s, 16 kHz mono int16 speech-like audio,
+:func:`remotemedia_ray.columns.sink_table`), written to memory and read back
+with each setting, in this one process, best of three, in two layouts: the
+audio as a list of samples (the in-memory layout), and as each row's bytes
+beside ``sample_format`` (:func:`remotemedia_ray.columns.stored_table`, what
+the job writes). Sizes are relative to the raw samples (Parquet stores int16
+as INT32: a plain list doubles them; the dictionary's bit-packing halves that
+again). A list costs a repetition level per sample, which is what makes it
+slow. The job uses :func:`remotemedia_ray.dataset.writers.parquet_options`.
 """
 
 from __future__ import annotations
@@ -23,22 +26,26 @@ import pyarrow.parquet as pq
 
 import remotemedia_ray as rm
 from benchmarks.suites._common import speech_like
-from remotemedia_ray.columns import sink_table
-from remotemedia_ray.dataset.writers import PARQUET_OPTIONS
+from remotemedia_ray.columns import sink_table, stored_table
+from remotemedia_ray.dataset.writers import parquet_options
 
-SETTINGS: dict[str, dict[str, Any]] = {
-    "pyarrow default (snappy, dictionary)": {},
-    "none, dictionary": {"compression": "none"},
-    "none, plain": {"compression": "none", "use_dictionary": False},
-    "zstd 1, plain": {"compression": "zstd", "compression_level": 1, "use_dictionary": False},
-    "zstd 1, byte-stream-split": {
+LIST_SETTINGS: dict[str, dict[str, Any]] = {
+    "list: pyarrow default (snappy, dict)": {},
+    "list: none, plain": {"compression": "none", "use_dictionary": False},
+    "list: zstd 1, plain": {"compression": "zstd", "compression_level": 1, "use_dictionary": False},
+    "list: zstd 1, byte-stream-split": {
         "compression": "zstd",
         "compression_level": 1,
         "use_dictionary": False,
         "use_byte_stream_split": ["audio.list.element"],
     },
-    "zstd 1, dictionary (the job's)": PARQUET_OPTIONS,
-    "zstd 3, dictionary": {"compression": "zstd", "compression_level": 3},
+    "list: zstd 1, dictionary": {"compression": "zstd", "compression_level": 1},
+}
+BYTES_SETTINGS: dict[str, dict[str, Any]] = {
+    "bytes: none": {"compression": "none", "use_dictionary": False},
+    "bytes: lz4": {"compression": "lz4", "use_dictionary": False},
+    "bytes: snappy": {"compression": "snappy", "use_dictionary": False},
+    "bytes: zstd 3": {"compression": "zstd", "compression_level": 3, "use_dictionary": False},
 }
 
 
@@ -56,15 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.rows)
     ]
     table = sink_table(rows)
+    stored = stored_table(table)
     raw = sum(buffer.num_frames * 2 for _, buffer in rows)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.rows} x 10 s of 16 kHz int16")
     print(f"{'setting':<38} {'size':>6} {'write MB/s':>11} {'read MB/s':>10}")
-    for name, options in SETTINGS.items():
+    runs = [
+        *((name, table, options) for name, options in LIST_SETTINGS.items()),
+        *((name, stored, options) for name, options in BYTES_SETTINGS.items()),
+        ("bytes: zstd 1 (the job's)", stored, parquet_options(stored)),
+    ]
+    for name, shard, options in runs:
         write = read = float("inf")
         for _ in range(3):
             sink = pa.BufferOutputStream()
             start = time.perf_counter()
-            pq.write_table(table, sink, **options)
+            pq.write_table(shard, sink, **options)
             write = min(write, time.perf_counter() - start)
             data = sink.getvalue()
             start = time.perf_counter()

@@ -19,6 +19,7 @@ from remotemedia_ray.nodes.reference.vad import VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
+    "ContentDigest",
     "Resampler",
     "__version__",
     "build_profile",
@@ -37,6 +38,18 @@ __version__: str
 
 build_profile: str
 """``"release"`` or ``"debug"``: the Cargo profile the extension was built with."""
+
+@final
+class ContentDigest:
+    """An incremental XXH3-128 digest of bytes: the resume key of an input file."""
+
+    def __init__(self) -> None: ...
+    def update(self, data: bytes | npt.NDArray[np.uint8]) -> None:
+        """Adds ``data``, bytes or a contiguous uint8 array (any pieces give the digest
+        of their concatenation)."""
+
+    def hexdigest(self) -> str:
+        """The digest of the bytes so far: 32 lowercase hex digits."""
 
 def convert_format(samples_in: npt.NDArray[Any], target: str) -> npt.NDArray[Any]:
     """Converts audio to ``target`` ("f32", "f64", "i16" or "i32")."""

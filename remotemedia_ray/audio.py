@@ -10,6 +10,16 @@ A batch of items is a ``pa.Table`` with one row per item: an ``id`` column
 ``channels``. :func:`audio_table` builds one; :meth:`AudioBuffer.from_table_row`
 views one row of it without copying.
 
+Stored (the dataset job's Parquet shards), the samples of a row are one binary
+value instead: ``audio`` (large binary: the interleaved samples, little-endian)
+beside ``sample_format`` (the numpy dtype name, such as ``"int16"``).
+:func:`pcm_column` makes that column from a list column without copying, and
+:meth:`AudioBuffer.from_table_row` reads either layout; without the library,
+``np.frombuffer(row["audio"], row["sample_format"]).reshape(-1, row["channels"])``
+gives a row's samples. Parquet writes a binary value several times faster
+than a list of the same samples, and reads it back faster (it keeps no
+per-sample list levels).
+
 Audio too long to hold at once (an hour-long recording) is an
 :class:`AudioChunks`: consecutive pieces read one at a time. Pipelines push
 it through their nodes chunk by chunk with the same result as the whole
@@ -33,6 +43,7 @@ from remotemedia_ray.errors import AudioFormatError
 
 __all__ = [
     "AUDIO_COLUMN",
+    "SAMPLE_FORMAT_COLUMN",
     "AudioBuffer",
     "AudioChunks",
     "AudioFormat",
@@ -43,10 +54,14 @@ __all__ = [
     "audio_table",
     "buffers_from_table",
     "concat_audio",
+    "pcm_column",
 ]
 
 AUDIO_COLUMN = "audio"
 """Name of the list column holding each item's interleaved samples in a batch table."""
+
+SAMPLE_FORMAT_COLUMN = "sample_format"
+"""Name of the column naming the samples' numpy dtype where ``audio`` is stored as bytes."""
 
 
 class AudioFormat(str, enum.Enum):
@@ -223,7 +238,11 @@ class AudioBuffer:
 
     @classmethod
     def from_table_row(cls, table: pa.Table, row: int) -> AudioBuffer:
-        """View row ``row`` of a batch table (see :func:`audio_table`) without copying."""
+        """View row ``row`` of a batch table (see :func:`audio_table`) without copying.
+
+        The table may also hold its audio as bytes (a Parquet shard of the
+        dataset job: ``audio`` binary beside ``sample_format``).
+        """
         for column in (AUDIO_COLUMN, "sample_rate", "channels"):
             if column not in table.column_names:
                 raise AudioFormatError(f"batch table has no {column!r} column")
@@ -231,14 +250,16 @@ class AudioBuffer:
             raise AudioFormatError(f"row {row} is out of range for a batch of {table.num_rows}")
         audio = table.column(AUDIO_COLUMN)
         chunk_index, local = _locate(audio, row)
-        lists = audio.chunk(chunk_index)
-        if not lists[local].is_valid:
+        cells = audio.chunk(chunk_index)
+        if not cells[local].is_valid:
             raise AudioFormatError(f"row {row} of the batch has no audio")
-        start = lists.offsets[local].as_py()
-        stop = lists.offsets[local + 1].as_py()
-        values = lists.values.slice(start, stop - start)
         rate = table.column("sample_rate")[row].as_py()
         channels = table.column("channels")[row].as_py()
+        if pa.types.is_binary(cells.type) or pa.types.is_large_binary(cells.type):
+            return cls(_pcm_values(table, cells, local, row), rate, channels)
+        start = cells.offsets[local].as_py()
+        stop = cells.offsets[local + 1].as_py()
+        values = cells.values.slice(start, stop - start)
         return cls(values, rate, channels)
 
     # -- properties -------------------------------------------------------------------
@@ -419,6 +440,65 @@ def audio_list_column(buffers: Sequence[AudioBuffer | None], fmt: AudioFormat) -
     if nulls:
         chunks.append(pa.nulls(nulls, type=list_type))
     return pa.chunked_array(chunks, type=list_type)
+
+
+def pcm_column(audio: pa.ChunkedArray) -> tuple[pa.ChunkedArray, str | None]:
+    """A large-list audio column as the stored layout: one binary value per row
+    holding its samples' bytes (little-endian), and the samples' numpy dtype name.
+
+    The bytes are the list's own memory, not copied; nulls stay null. The name is
+    None for a column of another type (returned as it is).
+    """
+    if not pa.types.is_large_list(audio.type) and not pa.types.is_list(audio.type):
+        return audio, None
+    fmt = AudioFormat.from_dtype(audio.type.value_type)
+    size = fmt.dtype.itemsize
+    chunks = []
+    for lists in audio.chunks:
+        if lists.null_count == len(lists):
+            chunks.append(pa.nulls(len(lists), pa.large_binary()))
+        elif lists.null_count:  # nulls among values (not a batch's layout): copied
+            cells = [
+                None if v is None else np.asarray(v.values).tobytes()
+                for v in (lists[i] if lists[i].is_valid else None for i in range(len(lists)))
+            ]
+            chunks.append(pa.array(cells, pa.large_binary()))
+        else:
+            values = lists.values  # .offsets and .values already account for a slice
+            offsets = np.asarray(lists.offsets, dtype=np.int64)
+            first = int(offsets[0])
+            data = values.buffers()[1]
+            data = pa.py_buffer(b"") if data is None else data.slice((values.offset + first) * size)
+            byte_offsets = pa.py_buffer((offsets - first) * size)
+            chunks.append(
+                pa.LargeBinaryArray.from_buffers(
+                    pa.large_binary(), len(lists), [None, byte_offsets, data]
+                )
+            )
+    return pa.chunked_array(chunks, type=pa.large_binary()), fmt.dtype.name
+
+
+def _pcm_values(table: pa.Table, cells: pa.Array, local: int, row: int) -> pa.Array:
+    """The samples of one stored (binary) audio cell, as a flat Arrow array (no copy)."""
+    if SAMPLE_FORMAT_COLUMN not in table.column_names:
+        raise AudioFormatError(
+            f"the table stores audio as bytes but has no {SAMPLE_FORMAT_COLUMN!r} column"
+        )
+    name = table.column(SAMPLE_FORMAT_COLUMN)[row].as_py()
+    try:
+        fmt = AudioFormat.from_dtype(np.dtype(name))
+    except (TypeError, ValueError, AudioFormatError) as exc:
+        raise AudioFormatError(
+            f"row {row}: unknown sample_format {name!r} (expected float32, float64, int16 or int32)"
+        ) from exc
+    cell = cells[local].as_buffer()
+    size = fmt.dtype.itemsize
+    if cell.size % size:
+        raise AudioFormatError(
+            f"row {row}: {cell.size} bytes of audio are not whole {name} samples"
+        )
+    samples = np.frombuffer(cell, dtype=fmt.dtype.newbyteorder("<")).astype(fmt.dtype, copy=False)
+    return pa.Array.from_buffers(fmt.arrow_type, samples.size, [None, pa.py_buffer(samples)])
 
 
 def buffers_from_table(table: pa.Table) -> list[AudioBuffer]:

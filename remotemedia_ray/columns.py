@@ -4,6 +4,8 @@ Each kind of output has one column layout, whichever writer stores it:
 
 * an :class:`~remotemedia_ray.audio.AudioBuffer`: ``audio`` (``large_list``
   of its sample type, interleaved), ``sample_rate`` (int32), ``channels`` (int16);
+  stored in Parquet (:func:`stored_table`), ``audio`` holds each row's samples
+  as bytes instead, beside ``sample_format`` (see :func:`~remotemedia_ray.audio.pcm_column`);
 * a list of records, such as the VAD's segments: ``segments``, a list of
   structs whose number fields are float64 (``start_ms``, ``end_ms``,
   ``energy_db``, ``confidence`` for the VAD);
@@ -28,7 +30,15 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clips, audio_list_column
+from remotemedia_ray.audio import (
+    AUDIO_COLUMN,
+    SAMPLE_FORMAT_COLUMN,
+    AudioBuffer,
+    AudioFormat,
+    Clips,
+    audio_list_column,
+    pcm_column,
+)
 from remotemedia_ray.errors import AudioFormatError
 
 __all__ = [
@@ -40,6 +50,7 @@ __all__ = [
     "columns",
     "layout_of",
     "sink_table",
+    "stored_table",
     "to_json",
     "value_columns",
 ]
@@ -230,6 +241,27 @@ def value_columns(values: Sequence[Any], sink: str | None = None) -> dict[str, p
         layout = Layout("json", pa.string())
         cells = [None if v is None else cell(v, layout) for v in values]
     return dict(columns(layout, cells, sink))
+
+
+def stored_table(table: pa.Table) -> pa.Table:
+    """``table`` as the dataset job stores it in Parquet: an audio list column becomes
+    the samples' bytes, with ``sample_format`` after ``channels`` (no samples copied).
+
+    ``python -m benchmarks.output_cost`` measures why: Parquet writes a list of
+    samples several times slower than the same samples as one binary value (it
+    keeps a repetition level per sample), and reads it back slower too. Other
+    tables are returned as they are.
+    """
+    if AUDIO_COLUMN not in table.column_names:
+        return table
+    audio, dtype_name = pcm_column(table.column(AUDIO_COLUMN))
+    if dtype_name is None:
+        return table
+    table = table.set_column(table.column_names.index(AUDIO_COLUMN), AUDIO_COLUMN, audio)
+    valid = np.asarray(audio.is_valid())
+    names = pa.array([dtype_name if ok else None for ok in valid.tolist()], pa.string())
+    after = table.column_names.index("channels") + 1 if "channels" in table.column_names else 0
+    return table.add_column(after, SAMPLE_FORMAT_COLUMN, names)
 
 
 def to_json(value: Any) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -81,6 +82,12 @@ def sink_table(outdir: Path, sink: str) -> pa.Table:
     files = shard_files(outdir, sink)
     assert files, f"no shards in {outdir / sink}"
     return pa.concat_tables([pq.read_table(f) for f in files]).sort_by("id")
+
+
+def row_samples(row: dict[str, Any]) -> np.ndarray:
+    """The interleaved samples of a shard row (``audio`` bytes of ``sample_format``),
+    read as a user without the library would."""
+    return np.frombuffer(row["audio"], row["sample_format"])
 
 
 def ids_exactly_once(table: pa.Table) -> list[str]:

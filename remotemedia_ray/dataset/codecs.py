@@ -16,6 +16,11 @@ AAC (ADTS) records no priming and is decoded as it is. Integer PCM stays
 integer (16-bit as int16, 32-bit as int32, and what FFmpeg decodes as 32-bit,
 24-bit FLAC or ALAC, as int32); every other encoding decodes to float32.
 
+A canonical WAV of 16- or 32-bit integer or 32-bit float PCM needs no
+decoder: its samples are read in place, as a view of the file's bytes
+(:func:`_wav_pcm`), exactly the array libsndfile would copy out (tests
+compare them), without libsndfile's per-call cost (about 1 ms per file).
+
 Long files stream: :func:`decode_windows` yields one window of frames at a
 time, with memory bounded by the window whatever the file's length, and the
 concatenated windows equal :func:`decode_audio` of the whole file.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -125,6 +131,10 @@ def probe(source: bytes | str | Any, name: str, *, keep_pcm: bool = True) -> Pro
         AudioFormatError: Neither libsndfile nor FFmpeg can read it (naming
             the file, with what each said).
     """
+    if isinstance(source, (bytes, bytearray)):
+        wav = _wav_pcm(source)
+        if wav is not None and (keep_pcm or wav[0].dtype == "float32"):
+            return wav[0]
     info, refusal = _sndfile_info(source)
     faster = info is not None and (info.format, info.subtype) in FFMPEG_FASTER
     if info is not None and not (faster and info.samplerate == _FFMPEG_OPUS_RATE):
@@ -162,7 +172,10 @@ def decode_audio(
     if not data:
         raise AudioFormatError(f"cannot decode audio file {name!r}: empty file")
     found = probed or probe(data, name, keep_pcm=keep_pcm)
-    if found.decoder == "sndfile":
+    wav = _wav_pcm(data) if found.decoder == "sndfile" else None
+    if wav is not None and wav[0].dtype == found.dtype:
+        samples = wav[1]  # in place: the file's own bytes
+    elif found.decoder == "sndfile":
         import soundfile as sf
 
         try:
@@ -245,6 +258,69 @@ def _sndfile_problem(exc: BaseException) -> str:
 
 
 _BUFFER_REPR = re.compile(r"(?:Error opening )?<_io\.BytesIO object at 0x[0-9a-fA-F]+>:?\s*")
+
+
+# -- WAV in place ------------------------------------------------------------------------
+
+_WAV_SUBTYPES: dict[tuple[int, int], tuple[str, str]] = {
+    (1, 16): ("int16", "PCM_16"),
+    (1, 32): ("int32", "PCM_32"),
+    (3, 32): ("float32", "FLOAT"),
+}
+"""(format tag, bits per sample) -> (dtype, libsndfile subtype) of the WAVs read in place."""
+_EXTENSIBLE = 0xFFFE
+_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+"""The last 14 bytes of the KSDATAFORMAT_SUBTYPE GUIDs of PCM and IEEE float."""
+
+
+def _wav_pcm(data: bytes | bytearray) -> tuple[Probe, np.ndarray] | None:
+    """A canonical little-endian WAV's header and samples, the samples a read-only
+    ``(frames, channels)`` view of ``data``; None for any other file.
+
+    Only what needs no decoding is taken: 16/32-bit integer or 32-bit float PCM
+    (plain or WAVE_FORMAT_EXTENSIBLE with all bits valid), its ``fmt `` chunk
+    before a ``data`` chunk that lies whole inside the file and holds whole
+    frames. Anything else (RF64, a truncated or streamed file, other sample
+    types) is left to libsndfile, which knows every rule of the format.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    layout: tuple[str, str, int, int, int] | None = None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk = bytes(data[pos : pos + 4])
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if body + size > len(data):
+            return None
+        if chunk == b"fmt ":
+            if size < 16:
+                return None
+            tag, channels, rate, _, block, bits = struct.unpack_from("<HHIIHH", data, body)
+            if tag == _EXTENSIBLE:
+                if size < 40 or bytes(data[body + 26 : body + 40]) != _GUID_TAIL:
+                    return None
+                valid = int.from_bytes(data[body + 18 : body + 20], "little")
+                tag = int.from_bytes(data[body + 24 : body + 26], "little")
+                if valid not in (0, bits):
+                    return None
+            kind = _WAV_SUBTYPES.get((tag, bits))
+            if kind is None or channels < 1 or rate < 1 or block != channels * bits // 8:
+                return None
+            layout = (*kind, channels, rate, block)
+        elif chunk == b"data":
+            if layout is None or size % layout[4]:
+                return None
+            dtype, subtype, channels, rate, block = layout
+            frames = size // block
+            samples = np.frombuffer(
+                data, np.dtype(dtype).newbyteorder("<"), frames * channels, body
+            ).reshape(frames, channels)
+            if not samples.dtype.isnative:  # a big-endian machine
+                samples = samples.astype(np.dtype(dtype))
+            return Probe("sndfile", rate, channels, frames, dtype, subtype), samples
+        pos = body + size + (size & 1)  # chunks are padded to an even size
+    return None
 
 
 # -- libsndfile -------------------------------------------------------------------------

@@ -524,9 +524,10 @@ def _job_fingerprint(manifest: Manifest, config: JobConfig, sinks: list[str]) ->
     return fingerprint
 
 
-_LAYOUT = 2
-"""The version of OUTDIR's layout (2: workers write, the done log is ``_done/``);
-an OUTDIR of another layout is not resumed."""
+_LAYOUT = 3
+"""The version of OUTDIR's layout (2: workers write, the done log is ``_done/``;
+3: shards store audio as bytes beside ``sample_format``); an OUTDIR of another
+layout is not resumed."""
 
 
 def _resume_keys(

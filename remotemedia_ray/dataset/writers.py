@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from remotemedia_ray.audio import AudioBuffer, Clips
-from remotemedia_ray.columns import sink_table
+from remotemedia_ray.columns import sink_table, stored_table
 from remotemedia_ray.dataset.audiofiles import audio_folder, audio_path, encode_audio
 from remotemedia_ray.dataset.formats import FORMATS, ShardSize, folder, records, write_formats
 
@@ -53,25 +52,18 @@ __all__ = [
 ]
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
-"""How shards are written: zstd level 1 over Parquet's dictionary encoding.
+"""How shards are written: zstd level 1; the audio is stored as bytes
+(:func:`~remotemedia_ray.columns.stored_table`) and without Parquet's dictionary.
 
-``python -m benchmarks.output_cost`` measured int16 speech: 0.92 of the raw
-samples' size against 1.01 for pyarrow's default (snappy), at the same write
-speed; plain encoding without the dictionary doubles int16 (Parquet stores it
-as INT32), and byte-stream-split does not beat the dictionary's bit-packing."""
-
-_LARGE_CELL = 1 << 22
-"""Samples in one audio cell (a long file's output) above which the audio column is
-written without the dictionary: building it costs about 6x the cell in memory, plain
-encoding about 4x (zstd then takes the INT32 padding back)."""
+``python -m benchmarks.output_cost`` measures the choices on int16 speech: as
+bytes with zstd 1 the audio takes about 0.7 of the raw samples and is written
+about 4x faster than as a list of samples (whichever list encoding), where
+pyarrow's default (snappy over the dictionary) barely compresses it."""
 
 
 def parquet_options(table: pa.Table) -> dict[str, Any]:
-    """:data:`PARQUET_OPTIONS`, without the dictionary for a shard of very long audio."""
-    if "audio" not in table.column_names or not pa.types.is_large_list(table["audio"].type):
-        return PARQUET_OPTIONS
-    if (pc.max(pc.list_value_length(table["audio"])).as_py() or 0) <= _LARGE_CELL:
-        return PARQUET_OPTIONS
+    """:data:`PARQUET_OPTIONS` for one table: the dictionary for every column but ``audio``
+    (a dictionary of whole recordings only costs time)."""
     return {**PARQUET_OPTIONS, "use_dictionary": [n for n in table.column_names if n != "audio"]}
 
 
@@ -176,7 +168,7 @@ class OutputWriter:
             rows = [
                 (item_id, output[sink]) for item_id, output in zip(item_ids, outputs, strict=True)
             ]
-            table = sink_table(rows)
+            table = stored_table(sink_table(rows))
             if not table.num_rows:  # every item of the batch gave no clips
                 continue
             buffer = pa.BufferOutputStream()

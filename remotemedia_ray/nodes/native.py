@@ -34,6 +34,7 @@ from remotemedia_ray.nodes.resampling import ResampleSettings
 __all__ = [
     "NATIVE_NODES",
     "NativeKernels",
+    "content_digest",
     "native_available",
     "native_build_profile",
     "native_module",
@@ -83,6 +84,15 @@ def native_module() -> Any:
             f"the native extension remotemedia_ray._native is not available: {_IMPORT_ERROR}"
         ) from _IMPORT_ERROR
     return _native
+
+
+def content_digest() -> Any:
+    """A new incremental XXH3-128 digest (``update(bytes)``, ``hexdigest()``).
+
+    Raises:
+        NodeExecutionError: The extension is not available.
+    """
+    return native_module().ContentDigest()
 
 
 # -- the native kernel backend ------------------------------------------------------

@@ -280,7 +280,18 @@ def test_map_pipeline_and_the_job_store_each_sink_in_the_same_types(tmp_path: Pa
     mapped = pa.concat_tables(ray.get(ds.to_arrow_refs()))
     pcm, vad = pq.read_table(outdir / "pcm"), pq.read_table(outdir / "vad")
 
-    assert pcm.schema.field("audio").type == mapped.schema.field("pcm_audio").type
+    # stored as the samples' bytes (the job's shards), in memory as a list (Ray Data)
+    assert pcm.schema.field("audio").type == pa.large_binary()
+    assert mapped.schema.field("pcm_audio").type == pa.large_list(pa.int16())
+    assert set(pcm.column("sample_format").to_pylist()) == {"int16"}
+    lengths = {
+        Path(p).name: len(a)
+        for p, a in zip(*mapped.select(["path", "pcm_audio"]).to_pydict().values(), strict=True)
+    }
+    for row in range(pcm.num_rows):
+        audio = rm.AudioBuffer.from_table_row(pcm, row)
+        assert audio.format is rm.AudioFormat.I16
+        assert audio.num_frames == lengths[pcm["id"][row].as_py()]
     assert pcm.schema.field("sample_rate").type == mapped.schema.field("pcm_sample_rate").type
     assert pcm.schema.field("channels").type == mapped.schema.field("pcm_channels").type
     assert vad.schema.field("segments").type == mapped.schema.field("vad").type

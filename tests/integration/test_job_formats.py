@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from helpers import row_samples
 
 from benchmarks.suites._common import encode
 from benchmarks.vad_accuracy import SENTENCES
@@ -114,7 +115,12 @@ def _samples(urls: list[str]) -> list[dict[str, Any]]:
 
 
 def _rows(out: Path, sink: str) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in pq.read_table(out / sink).to_pylist()}
+    """A sink's rows by id, the audio bytes read as samples."""
+    rows = {r["id"]: r for r in pq.read_table(out / sink).to_pylist()}
+    for row in rows.values():
+        if "sample_format" in row:
+            row["audio"] = row_samples(row)
+    return rows
 
 
 def _flac(data: bytes) -> np.ndarray:

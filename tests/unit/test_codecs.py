@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import remotemedia_ray as rm
 from benchmarks.suites._common import CODECS, RATES, encode
 from remotemedia_ray.audio import concat_audio
-from remotemedia_ray.dataset.codecs import FFMPEG_FASTER, decode_audio, decode_windows, probe
+from remotemedia_ray.dataset.codecs import (
+    FFMPEG_FASTER,
+    _wav_pcm,
+    decode_audio,
+    decode_windows,
+    probe,
+)
 from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, FileChunks
 
 DECODER = {
@@ -181,3 +190,94 @@ def test_the_duration_of_chunks_not_streamed_is_counted(tmp_path: Path, ext: str
     duration = AudioDuration()
     duration.initialize({})
     assert duration.execute(chunks) == decode_audio(data, "a").duration_seconds
+
+
+# -- WAV read in place ------------------------------------------------------------------
+
+_WAV_SUBTYPES = {"PCM_16": np.int16, "PCM_32": np.int32, "FLOAT": np.float32}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    subtype=st.sampled_from(sorted(_WAV_SUBTYPES)),
+    container=st.sampled_from(["WAV", "WAVEX"]),
+    frames=st.integers(0, 300),
+    channels=st.integers(1, 8),
+    rate=st.sampled_from([8000, 16000, 44100, 48000, 96000]),
+)
+def test_a_pcm_wav_read_in_place_equals_libsndfile(
+    subtype: str, container: str, frames: int, channels: int, rate: int
+) -> None:
+    """The in-place read gives libsndfile's header and samples exactly: extremes,
+    NaN and infinities included, any channel count, empty files, WAVE_FORMAT_EXTENSIBLE."""
+    rng = np.random.default_rng(frames * 10 + channels)
+    dtype = _WAV_SUBTYPES[subtype]
+    if dtype is np.float32:
+        x = rng.standard_normal((frames, channels)).astype(dtype) * 4
+        x.flat[: min(3, x.size)] = [np.nan, np.inf, -np.inf][: min(3, x.size)]
+    else:
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, info.max, (frames, channels), endpoint=True, dtype=dtype)
+    sink = io.BytesIO()
+    sf.write(sink, x, rate, format=container, subtype=subtype)
+    data = sink.getvalue()
+
+    found = probe(data, "x.wav")
+    info = sf.info(io.BytesIO(data))
+    assert (found.decoder, found.sample_rate, found.channels, found.frames, found.codec) == (
+        "sndfile",
+        info.samplerate,
+        info.channels,
+        info.frames,
+        info.subtype,
+    )
+    got = decode_audio(data, "x.wav").to_numpy_2d()
+    want, _ = sf.read(io.BytesIO(data), dtype=np.dtype(dtype).name, always_2d=True)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert not got.flags.writeable
+
+
+def _riff(*chunks: tuple[bytes, bytes]) -> bytes:
+    body = b"WAVE" + b"".join(
+        cid + len(b).to_bytes(4, "little") + b + (b"\0" if len(b) % 2 else b"") for cid, b in chunks
+    )
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def _fmt(tag: int = 1, channels: int = 2, rate: int = 16000, bits: int = 16) -> bytes:
+    block = channels * bits // 8
+    return struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+
+
+def test_a_wav_with_other_chunks_before_its_samples_is_read_in_place() -> None:
+    samples = np.arange(-6, 6, dtype=np.int16).reshape(6, 2)
+    data = _riff(
+        (b"LIST", b"INFOISFT\x03\x00\x00\x00ab\x00"),  # odd size: padded
+        (b"fmt ", _fmt()),
+        (b"junk", b"\x01\x02\x03"),
+        (b"data", samples.tobytes()),
+    )
+    assert _wav_pcm(data) is not None
+    np.testing.assert_array_equal(decode_audio(data, "x.wav").to_numpy_2d(), samples)
+    want, _ = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    np.testing.assert_array_equal(want, samples)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _riff((b"fmt ", _fmt(bits=24)), (b"data", bytes(12))),  # 24-bit: libsndfile
+        _riff((b"fmt ", _fmt(bits=8)), (b"data", bytes(4))),  # 8-bit unsigned
+        _riff((b"fmt ", _fmt(tag=3, bits=64)), (b"data", bytes(16))),  # float64
+        _riff((b"fmt ", _fmt(tag=6, bits=8)), (b"data", bytes(4))),  # A-law
+        _riff((b"data", bytes(8)), (b"fmt ", _fmt())),  # samples before the format
+        _riff((b"fmt ", _fmt()), (b"data", bytes(7))),  # not whole frames
+        _riff((b"fmt ", _fmt()), (b"data", bytes(16)))[:-4],  # truncated samples
+        b"RIFX" + _riff((b"fmt ", _fmt()), (b"data", bytes(8)))[4:],  # big-endian RIFF
+        b"RF64" + bytes(40),
+    ],
+    ids=["24bit", "8bit", "float64", "alaw", "data-first", "partial", "truncated", "rifx", "rf64"],
+)
+def test_other_wavs_are_left_to_libsndfile(data: bytes) -> None:
+    assert _wav_pcm(data) is None

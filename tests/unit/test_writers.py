@@ -7,15 +7,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import remotemedia_ray as rm
+from remotemedia_ray.audio import pcm_column
+from remotemedia_ray.columns import sink_table, stored_table
 from remotemedia_ray.dataset.audiofiles import audio_path
 from remotemedia_ray.dataset.donelog import DoneLog, compact, drop_items, load_done, sweep
 from remotemedia_ray.dataset.storage import Location, is_uri, redact, resolve
-from remotemedia_ray.dataset.writers import OutputWriter, shard_name
+from remotemedia_ray.dataset.writers import OutputWriter, parquet_options, shard_name
 
 SEGMENTS = [{"start_ms": 0.0, "end_ms": 30.0, "energy_db": -12.0, "confidence": 0.9}]
 
@@ -67,6 +72,73 @@ def test_a_batch_becomes_one_shard_per_sink_and_a_small_commit(tmp_path: Path) -
     np.testing.assert_array_equal(samples, outputs(3)[1]["pcm"].to_numpy())  # type: ignore[union-attr]
     assert rate == 16000
     assert not [p for p in tmp_path.rglob(".*")], "temporary files left"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    fmt=st.sampled_from(list(rm.AudioFormat)),
+    shapes=st.lists(st.tuples(st.integers(0, 50), st.integers(1, 3)), min_size=1, max_size=5),
+    failed=st.sets(st.integers(0, 4)),
+)
+def test_stored_audio_reads_back_exactly(
+    fmt: rm.AudioFormat, shapes: list[tuple[int, int]], failed: set[int]
+) -> None:
+    """Shards store audio as bytes beside sample_format: every sample (extremes and
+    NaN included), empty and one-sample rows, and failed (null) rows come back."""
+    rng = np.random.default_rng(len(shapes))
+    buffers = []
+    for frames, channels in shapes:
+        if fmt.dtype.kind == "f":
+            x = rng.standard_normal((frames, channels)).astype(fmt.dtype)
+            if x.size:
+                x.flat[0] = np.nan
+        else:
+            info = np.iinfo(fmt.dtype)
+            x = rng.integers(info.min, info.max, (frames, channels), endpoint=True, dtype=fmt.dtype)
+        buffers.append(rm.AudioBuffer.from_numpy(x, 16000))
+    failed -= {0}  # a batch of failures only has no layout to store
+    rows = [(f"i{n}", None if n in failed else b) for n, b in enumerate(buffers)]
+    stored = stored_table(sink_table(rows))
+    assert stored.schema.field("audio").type == pa.large_binary()
+    assert stored.column_names[:5] == ["id", "audio", "sample_rate", "channels", "sample_format"]
+    sink = io.BytesIO()
+    pq.write_table(stored, sink, **parquet_options(stored))
+    table = pq.read_table(io.BytesIO(sink.getvalue()))
+    for n, (buffer, row) in enumerate(zip(buffers, table.to_pylist(), strict=True)):
+        if n in failed:
+            assert row["audio"] is None and row["sample_format"] is None
+            continue
+        assert row["sample_format"] == fmt.dtype.name
+        got = rm.AudioBuffer.from_table_row(table, n)
+        assert (got.format, got.channels) == (fmt, buffer.channels)
+        np.testing.assert_array_equal(got.to_numpy_2d(), buffer.to_numpy_2d())
+        plain = np.frombuffer(row["audio"], row["sample_format"]).reshape(-1, row["channels"])
+        np.testing.assert_array_equal(plain, buffer.to_numpy_2d())
+
+
+def test_a_sliced_list_column_is_stored_without_its_neighbours() -> None:
+    lists = pa.array([[1, 2], [3, 4, 5], [6]], pa.large_list(pa.int16())).slice(1, 2)
+    column, name = pcm_column(pa.chunked_array([lists]))
+    assert name == "int16"
+    assert [np.frombuffer(c, name).tolist() for c in column.to_pylist()] == [[3, 4, 5], [6]]
+
+
+def test_stored_audio_without_its_format_or_of_partial_samples_is_refused() -> None:
+    table = pa.table(
+        {
+            "audio": pa.array([b"\x01\x00\x02"], pa.large_binary()),
+            "sample_rate": [8000],
+            "channels": pa.array([1], pa.int16()),
+        }
+    )
+    with pytest.raises(rm.AudioFormatError, match="no 'sample_format' column"):
+        rm.AudioBuffer.from_table_row(table, 0)
+    table = table.append_column("sample_format", pa.array(["int16"]))
+    with pytest.raises(rm.AudioFormatError, match="3 bytes of audio are not whole int16"):
+        rm.AudioBuffer.from_table_row(table, 0)
+    table = table.set_column(3, "sample_format", pa.array(["complex64"]))
+    with pytest.raises(rm.AudioFormatError, match="unknown sample_format 'complex64'"):
+        rm.AudioBuffer.from_table_row(table, 0)
 
 
 def test_writing_a_batch_again_overwrites_it(tmp_path: Path) -> None:

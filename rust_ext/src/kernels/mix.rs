@@ -12,7 +12,7 @@ fn mean_impl<T: Sample>(x: &[T], channels: usize, out: &mut [T]) {
     let divisor = channels as f64;
     if channels == 2 {
         for (o, pair) in out.iter_mut().zip(x.chunks_exact(2)) {
-            *o = T::from_f64((pair[0].to_f64() + pair[1].to_f64()) / divisor);
+            *o = T::mean2(pair[0], pair[1]);
         }
         return;
     }
@@ -78,6 +78,18 @@ mod tests {
         assert_eq!(downmix_mean(&[1i16, 2], 2).unwrap(), vec![2]); // 1.5 -> 2 (half even)
         assert_eq!(downmix_mean(&[3i16, 2], 2).unwrap(), vec![2]); // 2.5 -> 2
         assert_eq!(downmix_mean::<f32>(&[], 2).unwrap(), Vec::<f32>::new());
+    }
+
+    #[test]
+    fn integer_stereo_mean_equals_the_f64_rule_for_every_pair_sum() {
+        // Every sum of two i16 occurs for some pair (a, b); check them all against
+        // the generic rule, including both ends of the range and every half.
+        for a in [i16::MIN, -1, 0, 1, i16::MAX] {
+            for b in i16::MIN..=i16::MAX {
+                let want = i16::from_f64((a as f64 + b as f64) / 2.0);
+                assert_eq!(i16::mean2(a, b), want, "{a} {b}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 pub mod arith;
 pub mod convert;
+pub mod digest;
 pub mod mix;
 pub mod resample;
 pub mod segment;
@@ -143,6 +144,12 @@ pub trait Sample: Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + '
     fn from_f64(x: f64) -> Self;
     /// Whether the value is finite (always true for integers).
     fn is_finite(self) -> bool;
+    /// The mean of two samples, exactly `from_f64((a.to_f64() + b.to_f64()) / 2.0)`
+    /// (types may compute it faster, never differently).
+    #[inline(always)]
+    fn mean2(a: Self, b: Self) -> Self {
+        Self::from_f64((a.to_f64() + b.to_f64()) / 2.0)
+    }
 }
 
 impl Sample for f32 {
@@ -193,6 +200,14 @@ impl Sample for i16 {
     #[inline(always)]
     fn is_finite(self) -> bool {
         true
+    }
+    /// In integers: the sum halved, a half rounded to the even neighbour (the f64
+    /// path's `round_ties_even`; the mean of two i16 is always in range). Vectorizes.
+    #[inline(always)]
+    fn mean2(a: Self, b: Self) -> Self {
+        let sum = a as i32 + b as i32;
+        let floor = sum >> 1;
+        (floor + (sum & floor & 1)) as i16
     }
 }
 
