@@ -122,11 +122,13 @@ BENCH_FLAGS ?= --quick
 N ?= 5
 # bench-smoke: every benchmark at its smallest parameters (asv matches `name(param, ...)`):
 # each node in both runtimes on 1 s of stereo, every speedup, every manifest on the local
-# runtime, one manifest and one batch size on Ray (each Ray benchmark process starts a Ray).
+# runtime, one manifest and one batch size on Ray (each Ray benchmark process starts a Ray),
+# the dataset job on the local runtime.
 BENCH_SMOKE := --bench "^nodes\.NativeSpeedup\." \
 	--bench "^nodes\.\w+Node\.\w+\('\w+', 1\.0, 2\)" \
 	--bench "^pipelines\.\w+\.\w+\(('\w+', 'local'|'speech_prep', 'ray')\)" \
-	--bench "^transfer\.\w+\.\w+\(1000\)"
+	--bench "^transfer\.\w+\.\w+\(1000\)" \
+	--bench "^job\.\w+\.\w+\('local'\)"
 DASHBOARD := $(abspath $(PY)) -m benchmarks.check_dashboard
 
 ## bench: a quick asv pass over HEAD, built in asv's virtualenv (as bench-history builds), then the dashboard
