@@ -348,6 +348,20 @@ def check_resources(
         )
 
 
+def worker_cpus() -> int:
+    """The CPUs this process may keep busy: inside a Ray actor, the CPUs Ray
+    assigned to it (rounded down, at least 1); elsewhere, this machine's."""
+    import ray
+
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        if context.get_actor_id() is not None:
+            assigned = context.get_assigned_resources().get("CPU")
+            if assigned:
+                return max(1, math.floor(assigned))
+    return _machine_cpus()
+
+
 def visible_gpus() -> int:
     """The NVIDIA GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else
     those the driver lists in ``/proc/driver/nvidia/gpus`` (none on other machines)."""

@@ -26,8 +26,16 @@ from remotemedia_ray.nodes.base import (
     NodeExecutor,
     parse_params,
 )
+from remotemedia_ray.nodes._cascade import CascadeSettings, cascade_probabilities
+from remotemedia_ray.nodes._silero_model import (
+    SileroModel,
+    missing_extra,
+    model_input,
+    window_samples,
+)
 from remotemedia_ray.nodes.reference import SegmentSettings, VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
+from remotemedia_ray.nodes.speech_timestamps import SpeechParams, speech_segments
 
 __all__ = [
     "BUILTIN_NODES",
@@ -166,11 +174,82 @@ class VADParams(_Params):
     noise_floor_margin_db: float = Field(
         default=3.0, ge=0, le=60, description="Margin above the noise floor, dB."
     )
+    refine: Literal["silero"] | None = Field(
+        default=None,
+        description="silero: the energy VAD decides the windows it is sure of and the Silero "
+        "model scores the rest (needs the silero extra); null: energy only.",
+    )
+    refine_silence_db: float = Field(
+        default=6.0,
+        ge=0,
+        le=120,
+        description="With refine: a window this far below the energy decision level is "
+        "silence without the model, dB.",
+    )
+    refine_speech_db: float = Field(
+        default=12.0,
+        ge=0,
+        le=120,
+        description="With refine: a window this far above the energy decision level is "
+        "speech without the model, dB.",
+    )
+    refine_context_ms: float = Field(
+        default=500.0,
+        ge=0,
+        le=60_000,
+        description="With refine: audio the model runs before each stretch it scores, ms.",
+    )
+    silero: SpeechParams = Field(
+        default_factory=SpeechParams,
+        description="With refine: Silero's segmenting parameters (threshold, neg_threshold, "
+        "min_speech_duration_ms, min_silence_duration_ms, speech_pad_ms).",
+    )
+
+    @model_validator(mode="after")
+    def _refine_needs(self) -> VADParams:
+        if self.refine is None:
+            if "silero" in self.model_fields_set:
+                raise ValueError("silero params apply only with refine: 'silero'")
+            return self
+        smoothing = [
+            name
+            for name in ("hangover_ms", "min_speech_ms", "min_silence_ms")
+            if getattr(self, name)
+        ]
+        if smoothing:
+            raise ValueError(
+                f"with refine 'silero' the segments follow Silero's rule: set its "
+                f"min_speech_duration_ms, min_silence_duration_ms and speech_pad_ms under "
+                f"'silero' instead of {', '.join(smoothing)}"
+            )
+        missing = missing_extra()
+        if missing is not None:
+            raise ValueError(f"refine 'silero' cannot run here: {missing}")
+        return self
 
     def settings(self) -> VadSettings:
         """The kernels' settings (``threshold`` is their ``threshold_db``)."""
-        fields = self.model_dump(exclude={"threshold", "sample_rate"})
+        fields = self.model_dump(
+            include={
+                "frame_length_ms",
+                "hangover_ms",
+                "min_speech_ms",
+                "min_silence_ms",
+                "context_ms",
+                "noise_floor_percentile",
+                "noise_floor_margin_db",
+            }
+        )
         return VadSettings(threshold_db=self.threshold, **fields)
+
+    def cascade(self) -> CascadeSettings:
+        """The settings of the refine cascade."""
+        return CascadeSettings(
+            energy=self.settings(),
+            silence_db=self.refine_silence_db,
+            speech_db=self.refine_speech_db,
+            context_ms=self.refine_context_ms,
+        )
 
 
 class ResampleParams(_Params):
@@ -268,6 +347,15 @@ class _AudioNode(_BuiltinNode):
             )
         raise MarshalingError(f"{self._label()} takes an AudioBuffer, got {type(value).__name__}")
 
+    def _check_rate(self, audio: AudioBuffer) -> None:
+        """Refuse audio whose rate is not ``params.sample_rate`` (when the node has one)."""
+        expected = getattr(self.params, "sample_rate", None)
+        if expected is not None and expected != audio.sample_rate:
+            raise AudioFormatError(
+                f"{self._label()}: input is {audio.sample_rate} Hz but params.sample_rate "
+                f"is {expected}"
+            )
+
 
 class VADNode(_AudioNode):
     """Energy voice activity detection: a list of speech segments.
@@ -282,32 +370,61 @@ class VADNode(_AudioNode):
 
     Params = VADParams
     settings: VadSettings
+    model: SileroModel | None = None
+    windows = 0
+    """With refine: model windows of the audio seen so far."""
+    refined_windows = 0
+    """With refine: of those, the windows the model ran (uncertain ones and their context)."""
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         self.params = parse_params(VADParams, params, node=self.node_id)
         self.settings = self.params.settings()
+        if self.params.refine == "silero":
+            from remotemedia_ray.nodes.silero import load_model
+
+            self.cascade = self.params.cascade()
+            self.speech = self.params.silero.speech_settings()
+            self.model = load_model()
 
     def execute(self, input: Any) -> list[dict[str, float]]:
         audio = self._audio(input)
         self._check_rate(audio)
+        if self.model is not None:
+            return self._refined(audio)
         return self.kernels.vad_segments(audio.to_numpy_2d(), audio.sample_rate, self.settings)
 
-    def open_stream(self) -> ChunkStream:
+    @property
+    def refined_share(self) -> float:
+        """With refine: the share of the audio's windows that the model ran (0 before any)."""
+        return self.refined_windows / self.windows if self.windows else 0.0
+
+    def _refined(self, audio: AudioBuffer) -> list[dict[str, float]]:
+        """The cascade: the energy VAD where it is sure, the Silero model elsewhere."""
+        assert self.model is not None
+        x = audio.to_numpy_2d()
+        signal, rate = model_input(x, audio.sample_rate, self.kernels)
+        probs, scored = cascade_probabilities(signal, rate, self.kernels, self.model, self.cascade)
+        self.windows += probs.size
+        self.refined_windows += scored
+        return speech_segments(
+            probs, window_samples(rate), rate, x, audio.sample_rate, self.speech
+        )
+
+    def open_stream(self) -> ChunkStream | None:
         """Two passes in one: every chunk's frame energies now, the decisions at the end.
 
         Frames are counted from the start of the stream (a partial frame is
         carried into the next chunk), so the energies, and therefore the
         segments, equal those of the whole audio. Memory: 16 bytes per frame.
+        With ``refine`` there is no stream (None): the node reads the whole audio.
         """
+        if self.params.refine is not None:
+            return None
         return _VADChunks(self)
 
-    def _check_rate(self, audio: AudioBuffer) -> None:
-        expected = self.params.sample_rate
-        if expected is not None and expected != audio.sample_rate:
-            raise AudioFormatError(
-                f"{self._label()}: input is {audio.sample_rate} Hz but params.sample_rate "
-                f"is {expected}"
-            )
+    def cleanup(self) -> None:
+        self.model = None
+
 
 
 class _StreamShape:
