@@ -348,18 +348,18 @@ def check_resources(
         )
 
 
-def worker_cpus() -> int:
-    """The CPUs this process may keep busy: inside a Ray actor, the CPUs Ray
-    assigned to it (rounded down, at least 1); elsewhere, this machine's."""
+def actor_cpus() -> int | None:
+    """The CPUs Ray assigned to the actor this code runs in (rounded down, at least
+    1), or None outside a Ray actor."""
     import ray
 
-    if ray.is_initialized():
-        context = ray.get_runtime_context()
-        if context.get_actor_id() is not None:
-            assigned = context.get_assigned_resources().get("CPU")
-            if assigned:
-                return max(1, math.floor(assigned))
-    return _machine_cpus()
+    if not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    if context.get_actor_id() is None:
+        return None
+    assigned = context.get_assigned_resources().get("CPU") or 0.0
+    return max(1, math.floor(assigned))
 
 
 def visible_gpus() -> int:

@@ -2,19 +2,26 @@
 
 The energy VAD measures every model window (512 samples at 16 kHz) of the
 model's input with its own rules (decision energy with context, fixed and
-adaptive threshold: :mod:`remotemedia_ray.nodes.reference.vad`) and is
-trusted where it is sure:
+adaptive threshold: :mod:`remotemedia_ray.nodes.reference.vad`); ``rel`` is
+a window's decision energy over the energy VAD's decision level, in dB.
+Windows with ``rel > 0`` are its speech; speech runs closer than
+``bridge_ms`` are joined into one run. The energy VAD is trusted where it is
+sure:
 
-* a window whose decision energy is more than ``silence_db`` below the energy
-  VAD's decision level is silence (probability 0);
-* one more than ``speech_db`` above it is speech (probability 1);
-* every other window is uncertain. Uncertain windows, widened by ``grow_ms``
-  on each side, form stretches that the Silero model scores, all stretches
-  of a file in one batch, each run from ``context_ms`` earlier so that the
-  model's state has settled when the stretch begins. Stretches closer than
-  that are scored as one (the model runs through the sure windows between).
+* inside a run whose loudest window is more than ``speech_db`` above the
+  level: speech (probability 1);
+* in a gap between runs, a window more than ``silence_db`` below the level:
+  silence (probability 0);
+* every other window is uncertain: ``edge_ms`` on each side of every run
+  boundary (where the two detectors place a boundary differently), whole runs
+  that never get loud (music, noise bursts, faint speech), and gap windows
+  close to the level (speech the energy VAD may miss).
 
-The probabilities then go through Silero's segmenting rule
+The Silero model scores the uncertain stretches (or the whole file, as
+SileroVADNode does, when they would be most of it), all stretches of a file in
+one batch, each run from ``context_ms`` earlier so that the model's state
+has settled when the stretch begins; stretches closer than that are scored
+as one. The probabilities then go through Silero's segmenting rule
 (:mod:`remotemedia_ray.nodes.speech_timestamps`), as SileroVADNode's do.
 """
 
@@ -28,13 +35,13 @@ import numpy as np
 import numpy.typing as npt
 
 from remotemedia_ray.nodes import reference
-from remotemedia_ray.nodes._silero_model import Lane, SileroModel, window_samples
+from remotemedia_ray.nodes._silero_model import Lane, SileroModel, chunk_lanes, window_samples
 from remotemedia_ray.nodes.reference import VadSettings
 
 if TYPE_CHECKING:
     from remotemedia_ray.nodes.builtin import KernelBackend
 
-__all__ = ["CascadeSettings", "cascade_probabilities", "sure_windows"]
+__all__ = ["CascadeSettings", "cascade_probabilities", "relative_levels", "sure_windows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,29 +50,36 @@ class CascadeSettings:
 
     Attributes:
         energy: The energy VAD's settings (threshold, context, noise floor).
-        silence_db: Below the decision level by more than this: silence, dB.
-        speech_db: Above the decision level by more than this: speech, dB.
+        silence_db: A gap window this far below the decision level is silence, dB.
+        speech_db: A run whose loudest window is this far above the level is speech, dB.
+        edge_ms: Uncertain on each side of a run boundary, ms.
+        bridge_ms: Speech runs closer than this are one run, ms.
         context_ms: Audio the model runs before each uncertain stretch, ms.
-        grow_ms: Uncertain stretches are widened by this on each side, ms.
     """
 
     energy: VadSettings
-    silence_db: float = 6.0
-    speech_db: float = 12.0
-    context_ms: float = 500.0
-    grow_ms: float = 64.0
+    silence_db: float = 3.0
+    speech_db: float = 6.0
+    edge_ms: float = 128.0
+    bridge_ms: float = 320.0
+    context_ms: float = 128.0
+    whole_share: float = 0.5
+    """When the model would run on more than this share of a file anyway, it runs on
+    all of it, in chunks as SileroVADNode does (its result, for a little more work)."""
+    chunk_windows: int = 312
+    """Those chunks: 10 s at 16 kHz ..."""
+    chunk_context: int = 32
+    """... each started 1 s early."""
 
 
-def sure_windows(
-    signal: npt.NDArray[np.float32], rate: int, kernels: KernelBackend, settings: CascadeSettings
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """``(speech, silence)``: the model windows the energy VAD is sure of, each way."""
+def relative_levels(
+    signal: npt.NDArray[np.float32], rate: int, kernels: KernelBackend, energy: VadSettings
+) -> npt.NDArray[np.float64]:
+    """Each model window's decision energy over the energy VAD's decision level, dB."""
     window = window_samples(rate)
     if signal.size == 0:
-        empty = np.zeros(0, np.bool_)
-        return empty, empty
+        return np.zeros(0, np.float64)
     sums, counts = kernels.vad_frame_energies(signal.reshape(-1, 1), window)
-    energy = settings.energy
     window_ms = window * 1000.0 / rate
     d = reference.decision_energies(
         sums, counts, reference.smoothing_frames(energy.context_ms, window_ms)
@@ -75,21 +89,29 @@ def sure_windows(
         floor = reference.noise_floor(d, energy.noise_floor_percentile)
         level = max(level, floor * 10.0 ** (energy.noise_floor_margin_db / 10.0))
     with np.errstate(all="ignore"):
-        speech = d > level * 10.0 ** (settings.speech_db / 10.0)
-        silence = d < level * 10.0 ** (-settings.silence_db / 10.0)
-    return speech, silence
+        return np.asarray(10.0 * np.log10(d / level), dtype=np.float64)
 
 
-def _grow(flags: npt.NDArray[np.bool_], reach: int) -> npt.NDArray[np.bool_]:
-    """``flags`` with every True spread ``reach`` places each way."""
-    if reach <= 0 or not flags.any():
-        return flags
-    hits = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
-    n = flags.size
-    idx = np.arange(n)
-    lo = np.clip(idx - reach, 0, n)
-    hi = np.clip(idx + reach + 1, 0, n)
-    return np.asarray(hits[hi] - hits[lo] > 0)
+def sure_windows(
+    rel: npt.NDArray[np.float64], window_ms: float, settings: CascadeSettings
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``(speech, uncertain)`` per window, from the relative levels (see the module docs)."""
+    n = rel.size
+    runs = reference.smooth_decisions(
+        rel > 0.0, min_silence_frames=math.ceil(settings.bridge_ms / window_ms)
+    )
+    speech = np.zeros(n, np.bool_)
+    unsure = np.zeros(n, np.bool_)
+    edge = math.ceil(settings.edge_ms / window_ms)
+    for a, b in _runs(runs):
+        if float(np.max(rel[a:b])) > settings.speech_db:
+            speech[a:b] = True
+        else:
+            unsure[a:b] = True
+        unsure[max(0, a - edge) : a + edge] = True
+        unsure[max(0, b - edge) : b + edge] = True
+    unsure |= ~runs & (rel >= -settings.silence_db)
+    return speech & ~unsure, unsure
 
 
 def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -118,11 +140,10 @@ def cascade_probabilities(
         ``(probs, scored)``: one probability per window, and the number of
         windows the model ran (uncertain ones and their context).
     """
-    window = window_samples(rate)
-    speech, silence = sure_windows(signal, rate, kernels, settings)
+    window_ms = window_samples(rate) * 1000.0 / rate
+    rel = relative_levels(signal, rate, kernels, settings.energy)
+    speech, unsure = sure_windows(rel, window_ms, settings)
     probs = speech.astype(np.float32)
-    window_ms = window * 1000.0 / rate
-    unsure = _grow(~(speech | silence), math.ceil(settings.grow_ms / window_ms))
     warmup = math.ceil(settings.context_ms / window_ms)
     lanes: list[Lane] = []
     for a, b in _runs(unsure):
@@ -132,6 +153,10 @@ def cascade_probabilities(
             lanes.append(Lane(0, a, b, min(a, warmup)))
     if not lanes:
         return probs, 0
+    scored = sum(lane.stop - lane.start + lane.warmup for lane in lanes)
+    if scored > settings.whole_share * probs.size:
+        lanes = chunk_lanes(0, probs.size, settings.chunk_windows, settings.chunk_context)
+        scored = sum(lane.stop - lane.start + lane.warmup for lane in lanes)
     for lane, p in zip(lanes, model.score([signal], rate, lanes), strict=True):
         probs[lane.start : lane.stop] = p
-    return probs, sum(lane.stop - lane.start + lane.warmup for lane in lanes)
+    return probs, scored

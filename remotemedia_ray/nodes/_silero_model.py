@@ -40,6 +40,7 @@ __all__ = [
     "MODEL_RATES",
     "Lane",
     "SileroModel",
+    "chunk_lanes",
     "missing_extra",
     "model_input",
     "model_path",
@@ -149,6 +150,16 @@ class Lane:
     warmup: int = 0
 
 
+def chunk_lanes(signal: int, windows: int, chunk: int | None, warmup: int) -> list[Lane]:
+    """One signal's ``windows`` cut into lanes of ``chunk`` windows (None: one lane),
+    each after the first started ``warmup`` windows early."""
+    step = windows if chunk is None else max(1, chunk)
+    return [
+        Lane(signal, start, min(windows, start + step), min(start, warmup))
+        for start in range(0, windows, max(1, step))
+    ]
+
+
 class SileroModel:
     """One ONNX Runtime session of the Silero VAD model, loaded once.
 
@@ -223,7 +234,12 @@ class SileroModel:
         )
         for first in range(0, len(order), _MAX_BATCH):
             group = order[first : first + _MAX_BATCH]
-            probs = self._run([self._lane_samples(signals[lanes[i].signal], lanes[i], rate) for i in group], window, context, rate)
+            probs = self._run(
+                [self._lane_samples(signals[lanes[i].signal], lanes[i], rate) for i in group],
+                window,
+                context,
+                rate,
+            )
             for i, p in zip(group, probs, strict=True):
                 lane = lanes[i]
                 skip = min(lane.warmup, lane.start)
@@ -231,7 +247,9 @@ class SileroModel:
         return out
 
     @staticmethod
-    def _lane_samples(signal: npt.NDArray[np.float32], lane: Lane, rate: int) -> npt.NDArray[np.float32]:
+    def _lane_samples(
+        signal: npt.NDArray[np.float32], lane: Lane, rate: int
+    ) -> npt.NDArray[np.float32]:
         """The lane's samples: its context, then its windows (zero-padded past the end)."""
         window, context = window_samples(rate), _context_samples(rate)
         first = lane.start - min(lane.warmup, lane.start)

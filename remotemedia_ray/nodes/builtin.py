@@ -19,19 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clip, Clips
 from remotemedia_ray.errors import AudioFormatError, MarshalingError
 from remotemedia_ray.nodes import reference, resampling
-from remotemedia_ray.nodes.base import (
-    Capability,
-    ChunkStream,
-    MapChunks,
-    NodeExecutor,
-    parse_params,
-)
 from remotemedia_ray.nodes._cascade import CascadeSettings, cascade_probabilities
 from remotemedia_ray.nodes._silero_model import (
     SileroModel,
     missing_extra,
     model_input,
     window_samples,
+)
+from remotemedia_ray.nodes.base import (
+    Capability,
+    ChunkStream,
+    MapChunks,
+    NodeExecutor,
+    parse_params,
 )
 from remotemedia_ray.nodes.reference import SegmentSettings, VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
@@ -180,21 +180,34 @@ class VADParams(_Params):
         "model scores the rest (needs the silero extra); null: energy only.",
     )
     refine_silence_db: float = Field(
+        default=3.0,
+        ge=0,
+        le=120,
+        description="With refine: a window outside the energy VAD's speech more than this "
+        "below its decision level is silence without the model, dB.",
+    )
+    refine_speech_db: float = Field(
         default=6.0,
         ge=0,
         le=120,
-        description="With refine: a window this far below the energy decision level is "
-        "silence without the model, dB.",
+        description="With refine: a speech run of the energy VAD whose loudest window is more "
+        "than this above its decision level is speech without the model, dB.",
     )
-    refine_speech_db: float = Field(
-        default=12.0,
+    refine_edge_ms: float = Field(
+        default=128.0,
         ge=0,
-        le=120,
-        description="With refine: a window this far above the energy decision level is "
-        "speech without the model, dB.",
+        le=10_000,
+        description="With refine: the model decides this much audio on each side of every "
+        "boundary the energy VAD finds, ms.",
+    )
+    refine_bridge_ms: float = Field(
+        default=320.0,
+        ge=0,
+        le=10_000,
+        description="With refine: energy speech runs closer than this count as one, ms.",
     )
     refine_context_ms: float = Field(
-        default=500.0,
+        default=128.0,
         ge=0,
         le=60_000,
         description="With refine: audio the model runs before each stretch it scores, ms.",
@@ -211,17 +224,6 @@ class VADParams(_Params):
             if "silero" in self.model_fields_set:
                 raise ValueError("silero params apply only with refine: 'silero'")
             return self
-        smoothing = [
-            name
-            for name in ("hangover_ms", "min_speech_ms", "min_silence_ms")
-            if getattr(self, name)
-        ]
-        if smoothing:
-            raise ValueError(
-                f"with refine 'silero' the segments follow Silero's rule: set its "
-                f"min_speech_duration_ms, min_silence_duration_ms and speech_pad_ms under "
-                f"'silero' instead of {', '.join(smoothing)}"
-            )
         missing = missing_extra()
         if missing is not None:
             raise ValueError(f"refine 'silero' cannot run here: {missing}")
@@ -248,6 +250,8 @@ class VADParams(_Params):
             energy=self.settings(),
             silence_db=self.refine_silence_db,
             speech_db=self.refine_speech_db,
+            edge_ms=self.refine_edge_ms,
+            bridge_ms=self.refine_bridge_ms,
             context_ms=self.refine_context_ms,
         )
 
@@ -337,6 +341,8 @@ class _BuiltinNode(NodeExecutor):
 class _AudioNode(_BuiltinNode):
     """A node taking exactly one AudioBuffer input."""
 
+    params: Any
+
     def _audio(self, value: Any) -> AudioBuffer:
         if type(value) is AudioBuffer or isinstance(value, AudioBuffer):
             return value
@@ -406,9 +412,7 @@ class VADNode(_AudioNode):
         probs, scored = cascade_probabilities(signal, rate, self.kernels, self.model, self.cascade)
         self.windows += probs.size
         self.refined_windows += scored
-        return speech_segments(
-            probs, window_samples(rate), rate, x, audio.sample_rate, self.speech
-        )
+        return speech_segments(probs, window_samples(rate), rate, x, audio.sample_rate, self.speech)
 
     def open_stream(self) -> ChunkStream | None:
         """Two passes in one: every chunk's frame energies now, the decisions at the end.
@@ -424,7 +428,6 @@ class VADNode(_AudioNode):
 
     def cleanup(self) -> None:
         self.model = None
-
 
 
 class _StreamShape:

@@ -26,6 +26,7 @@ from remotemedia_ray.nodes._silero_model import (
     Device,
     Lane,
     SileroModel,
+    chunk_lanes,
     missing_extra,
     model_input,
     window_samples,
@@ -58,7 +59,10 @@ class SileroVADParams(SpeechParams):
         default=1000.0, ge=0, le=60_000, description="Audio run before each later chunk, ms."
     )
     threads: int | None = Field(
-        default=None, ge=1, le=1024, description="ONNX Runtime threads (null: the actor's CPUs)."
+        default=None,
+        ge=1,
+        le=1024,
+        description="ONNX Runtime threads (null: the actor's CPUs; 1 outside Ray).",
     )
     device: Device = Field(
         default="auto",
@@ -67,13 +71,15 @@ class SileroVADParams(SpeechParams):
 
 
 def load_model(threads: int | None = None, device: Device = "auto") -> SileroModel:
-    """The Silero model for this process: ``threads`` (default: the CPUs Ray gave
-    this actor, else this machine's) and the GPUs visible to it."""
-    from remotemedia_ray._runtime.ray_cluster import visible_gpus, worker_cpus
+    """The Silero model for this process, on the GPUs visible to it.
 
-    return SileroModel(
-        threads=threads or worker_cpus(), device=device, gpus=visible_gpus()
-    )
+    ``threads`` defaults to the CPUs Ray gave this actor, and to 1 outside Ray
+    (the local runtime runs one node at a time; for this small model, more
+    threads only pay on large batches).
+    """
+    from remotemedia_ray._runtime.ray_cluster import actor_cpus, visible_gpus
+
+    return SileroModel(threads=threads or actor_cpus() or 1, device=device, gpus=visible_gpus())
 
 
 class SileroVADNode(_AudioNode):
@@ -141,28 +147,23 @@ class SileroVADNode(_AudioNode):
     def _lanes(self, signals: Sequence[Any], rate: int) -> list[Lane]:
         """Each signal's windows, cut into chunks of ``chunk_s`` (in order)."""
         window = window_samples(rate)
-        chunk = (
-            math.inf
-            if self.params.chunk_s is None
-            else max(1, round(self.params.chunk_s * rate / window))
-        )
+        chunk_s = self.params.chunk_s
+        chunk = None if chunk_s is None else round(chunk_s * rate / window)
         warmup = math.ceil(self.params.chunk_context_ms * rate / 1000.0 / window)
-        lanes: list[Lane] = []
-        for k, signal in enumerate(signals):
-            n = -(-signal.size // window)
-            start = 0
-            while start < n:
-                stop = n if chunk == math.inf else min(n, start + int(chunk))
-                lanes.append(Lane(k, start, stop, min(start, warmup)))
-                start = stop
-        return lanes
+        return [
+            lane
+            for k, signal in enumerate(signals)
+            for lane in chunk_lanes(k, -(-signal.size // window), chunk, warmup)
+        ]
 
     def cleanup(self) -> None:
         self.model = None
 
 
 def _silero_nodes() -> dict[str, dict[str, type[SileroVADNode]]]:
-    classes: dict[str, dict[str, type[SileroVADNode]]] = {"cpython": {"SileroVADNode": SileroVADNode}}
+    classes: dict[str, dict[str, type[SileroVADNode]]] = {
+        "cpython": {"SileroVADNode": SileroVADNode}
+    }
     if native_available():
         classes["rust_native"] = {"SileroVADNode": NativeSileroVADNode}
     return classes

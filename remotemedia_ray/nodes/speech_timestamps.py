@@ -72,8 +72,7 @@ class SpeechParams(BaseModel):
     def _neg_below_threshold(self) -> SpeechParams:
         if self.neg_threshold is not None and self.neg_threshold > self.threshold:
             raise ValueError(
-                f"neg_threshold ({self.neg_threshold}) must not exceed threshold "
-                f"({self.threshold})"
+                f"neg_threshold ({self.neg_threshold}) must not exceed threshold ({self.threshold})"
             )
         return self
 
@@ -163,9 +162,7 @@ def speech_segments(
     frames = samples.shape[0]
     model_samples = math.ceil(frames * rate / source_rate)
     scale = (
-        2.0 ** (np.iinfo(samples.dtype).bits - 1)
-        if np.issubdtype(samples.dtype, np.integer)
-        else 1.0
+        2.0 ** (samples.dtype.itemsize * 8 - 1) if np.issubdtype(samples.dtype, np.integer) else 1.0
     )
     out: list[dict[str, float]] = []
     for start, end, w0, w1 in speech_runs(probs, window, model_samples, rate, settings):
@@ -184,4 +181,3 @@ def speech_segments(
             }
         )
     return out
-
