@@ -135,9 +135,8 @@ def _ensure_loaded() -> None:
         _native_expected.update(builtin.BUILTIN_NODES)
         for node_type, cls in native.NATIVE_NODES.items():
             _register(node_type, cls, builtin=True)
-        for classes in silero.SILERO_NODES.values():
-            for node_type, cls in classes.items():
-                _register(node_type, cls, builtin=True)
+        for node_type, cls in silero.SILERO_NODES.items():
+            _register(node_type, cls, builtin=True)
         _load_entry_points()
 
 

@@ -8,7 +8,9 @@ package; nothing is downloaded.
 
 The node takes audio at any rate and channel count: it downmixes, converts
 and resamples to what the model reads (mono, 16 kHz, or 8 kHz as it is) with
-the node's kernels, the Rust ones in the rust_native runtime. Its output is
+the built-in nodes' kernels, the Rust ones when the extension is built. Its
+one implementation is the cpython one (the model is ONNX, whatever the
+runtime hint: ``rust_native`` is refused as for any node without a Rust twin). Its output is
 VADNode's segment list, with ``confidence`` the segment's mean speech
 probability (see :mod:`remotemedia_ray.nodes.speech_timestamps`).
 """
@@ -32,7 +34,7 @@ from remotemedia_ray.nodes._silero_model import (
     window_samples,
 )
 from remotemedia_ray.nodes.base import parse_params
-from remotemedia_ray.nodes.builtin import _AudioNode
+from remotemedia_ray.nodes.builtin import ReferenceKernels, _AudioNode
 from remotemedia_ray.nodes.native import NativeKernels, native_available
 from remotemedia_ray.nodes.speech_timestamps import SpeechParams, SpeechSettings, speech_segments
 
@@ -100,6 +102,7 @@ class SileroVADNode(_AudioNode):
     """
 
     Params = SileroVADParams
+    kernels = NativeKernels() if native_available() else ReferenceKernels()
     settings: SpeechSettings
     model: SileroModel | None = None
 
@@ -160,21 +163,5 @@ class SileroVADNode(_AudioNode):
         self.model = None
 
 
-def _silero_nodes() -> dict[str, dict[str, type[SileroVADNode]]]:
-    classes: dict[str, dict[str, type[SileroVADNode]]] = {
-        "cpython": {"SileroVADNode": SileroVADNode}
-    }
-    if native_available():
-        classes["rust_native"] = {"SileroVADNode": NativeSileroVADNode}
-    return classes
-
-
-class NativeSileroVADNode(SileroVADNode):
-    """SileroVADNode whose downmix, conversion, resampling and energies are the Rust kernels."""
-
-    runtime = "rust_native"
-    kernels = NativeKernels()
-
-
-SILERO_NODES: dict[str, dict[str, type[SileroVADNode]]] = _silero_nodes()
-"""The Silero node classes by runtime, then node type (rust_native only with the extension)."""
+SILERO_NODES: dict[str, type[SileroVADNode]] = {"SileroVADNode": SileroVADNode}
+"""The Silero node classes by node type."""
