@@ -560,9 +560,10 @@ def real_recordings(folder: Path = REAL_SPEECH) -> list[Recording]:
 
 
 def cascade_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """VADNode params with ``refine: "silero"``: those of ``params`` (its smoothing
-    then applies to the refined segments)."""
-    return {**params, "refine": "silero"}
+    """VADNode params with ``refine: "silero"``: the energy settings of ``params``
+    (its smoothing left out: the refined segments follow Silero's rule)."""
+    smoothing = {"hangover_ms", "min_speech_ms", "min_silence_ms"}
+    return {**{k: v for k, v in params.items() if k not in smoothing}, "refine": "silero"}
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,17 @@ class VADParams(_Params):
             if "silero" in self.model_fields_set:
                 raise ValueError("silero params apply only with refine: 'silero'")
             return self
+        smoothing = [
+            name
+            for name in ("hangover_ms", "min_speech_ms", "min_silence_ms")
+            if getattr(self, name)
+        ]
+        if smoothing:
+            raise ValueError(
+                "with refine 'silero' the segments follow Silero's rule: set "
+                "min_speech_duration_ms, min_silence_duration_ms and speech_pad_ms under "
+                f"'silero' instead of {', '.join(smoothing)}"
+            )
         missing = missing_extra()
         if missing is not None:
             raise ValueError(f"refine 'silero' cannot run here: {missing}")

@@ -333,3 +333,8 @@ def test_refine_finds_the_utterances_and_runs_the_model_on_part_of_the_audio(
         assert covered(segments, span) > 0.9
     assert 0.0 < node.refined_share < 0.5  # exact silence is sure; only the edges are not
     assert node.open_stream() is None  # the cascade reads the whole audio
+
+
+def test_refine_refuses_the_energy_smoothing_and_names_what_to_set_instead() -> None:
+    with pytest.raises(ManifestError, match="min_silence_duration_ms.*instead of hangover_ms"):
+        _plan("VADNode", {"refine": "silero", "hangover_ms": 90})
