@@ -1,10 +1,30 @@
-"""Frame-level accuracy of VADNode against webrtcvad on a synthetic speech corpus.
+"""Frame-level accuracy of VADNode against webrtcvad on a synthetic speech corpus,
+and (``--systems``) of four detectors on it and on real recorded speech.
 
     python -m benchmarks.vad_accuracy [--recordings 8] [--utterances 5] [--seed 0]
         [--level-range -30 -6] [--spread 6] [--gap-range 0.2 1.5]
         [--manifest examples/speech_prep.json] [--runtime cpython|rust_native]
+        [--systems]
 
 Exits 0 when every target is met, 1 when one is missed, 2 without espeak-ng.
+
+With ``--systems`` (needs the silero extra) it compares, on every condition
+below plus music at 10 and 0 dB: the energy VAD (VADNode with the manifest's
+settings), webrtcvad (mode 2), SileroVADNode (defaults) and the cascade
+(VADNode with the manifest's energy settings and ``refine: "silero"``), with
+precision, recall, F1 and speed (audio seconds per CPU second of the
+process: ONNX Runtime runs on one thread, so this is x realtime per core),
+and the share of the audio the cascade's model still ran. It does so on the
+synthetic corpus and on the real speech in ``benchmarks/data/real_speech/``:
+30 s of a recorded two-person telephone conversation, with its reference
+speaker turns, both shipped inside the PyPI package ``pyannote.audio``
+(4.0.7, MIT; see the README there for exactly what and how it is labelled).
+It is the only real recording with labels by people that could be had here
+(no network beyond package registries): a small sample, so its figures
+carry the noise of 30 s. The same noises and music are mixed into it at
+known SNRs. The cascade's target there: F1 within ``CASCADE_F1_LOSS`` of
+SileroVADNode's in every condition, at ``CASCADE_SPEEDUP`` x its speed
+(exit 1 when missed).
 
 The corpus is built in memory with espeak-ng (Debian's ``espeak-ng``) and is
 the same for the same arguments. It is a set of recordings, as a dataset is a
@@ -24,7 +44,8 @@ set of files; each recording is one input to each VAD:
 - Silences of a random length in ``--gap-range`` (default 0.2..1.5 s) come
   before, between and after the utterances (about 68% of the corpus is speech).
 - Noise: white (Gaussian) or pink (the white noise through Julius O. Smith's
-  fourth-order 1/f filter), stationary over a whole recording, at a set SNR
+  fourth-order 1/f filter), stationary over a whole recording, or synthetic
+  music (``music``: harmonic notes and chords), at a set SNR
   relative to the recording's speech power (the mean square over its labelled
   samples), so an utterance below the recording's mean level sits below the
   nominal SNR. A mix that would clip is scaled down as a whole (SNR kept).
@@ -595,7 +616,7 @@ def compare_systems(
     """
     energy = rm.create_node("VADNode", runtime=runtime)
     energy.initialize(params)
-    silero = rm.create_node("SileroVADNode", runtime=runtime)
+    silero = rm.create_node("SileroVADNode")  # ONNX; its kernels are Rust when built
     silero.initialize({"threads": 1})
     cascade = rm.create_node("VADNode", runtime=runtime)
     cascade.initialize(cascade_params(params))

@@ -102,7 +102,11 @@ def test_silero_and_the_cascade_on_ray_equal_the_local_runtime(
     m = manifest(
         [
             ("silero", "SileroVADNode", {"threshold": 0.5}),
-            ("cascade", "VADNode", {"noise_floor_percentile": 20, "refine": "silero"}),
+            (
+                "cascade",
+                "VADNode",
+                {"threshold": -60.0, "noise_floor_percentile": 20, "refine": "silero"},
+            ),
         ],
         [],
     )
