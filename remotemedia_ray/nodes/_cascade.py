@@ -58,11 +58,11 @@ class CascadeSettings:
     """
 
     energy: VadSettings
-    silence_db: float = 3.0
+    silence_db: float = 1.5
     speech_db: float = 6.0
-    edge_ms: float = 128.0
+    edge_ms: float = 64.0
     bridge_ms: float = 320.0
-    context_ms: float = 128.0
+    context_ms: float = 96.0
     whole_share: float = 0.5
     """When the model would run on more than this share of a file anyway, it runs on
     all of it, in chunks as SileroVADNode does (its result, for a little more work)."""

@@ -180,7 +180,7 @@ class VADParams(_Params):
         "model scores the rest (needs the silero extra); null: energy only.",
     )
     refine_silence_db: float = Field(
-        default=3.0,
+        default=1.5,
         ge=0,
         le=120,
         description="With refine: a window outside the energy VAD's speech more than this "
@@ -194,7 +194,7 @@ class VADParams(_Params):
         "than this above its decision level is speech without the model, dB.",
     )
     refine_edge_ms: float = Field(
-        default=128.0,
+        default=64.0,
         ge=0,
         le=10_000,
         description="With refine: the model decides this much audio on each side of every "
@@ -207,7 +207,7 @@ class VADParams(_Params):
         description="With refine: energy speech runs closer than this count as one, ms.",
     )
     refine_context_ms: float = Field(
-        default=128.0,
+        default=96.0,
         ge=0,
         le=60_000,
         description="With refine: audio the model runs before each stretch it scores, ms.",
