@@ -383,6 +383,12 @@ class VADNode(_AudioNode):
     For speech in unknown noise, turn on the adaptive noise floor and the
     energy context; ``examples/speech_prep.json`` has the settings that
     ``benchmarks/vad_accuracy.py`` measures.
+
+    With ``refine: "silero"`` (the silero extra) the energy VAD decides only
+    the audio it is sure of and the Silero model the rest (see
+    :mod:`remotemedia_ray.nodes._cascade`); the segments then follow Silero's
+    rule (params under ``silero``), ``confidence`` is the mean speech
+    probability, and :attr:`refined_share` tells how much audio the model ran.
     """
 
     Params = VADParams

@@ -1,11 +1,13 @@
 """SileroVADNode and VADNode(refine="silero") on Ray, in the dataset job, and on the
 synthetic corpus of ``benchmarks/vad_accuracy.py``.
 
-The corpus is a smaller run of the benchmark's (3 recordings of 3 espeak-ng
-utterances, seed 0; see its docstring), scored the same way. The cascade's
-targets on real speech are the benchmark's to report; here it must not lose
-to the energy VAD it refines where that VAD is weak (0 dB SNR, music), and
-stay within 0.02 F1 of it elsewhere (the figures: README, "Neural VAD").
+The corpus is the benchmark's own (8 recordings of 5 espeak-ng utterances,
+seed 0, 127 s; see its docstring), scored the same way. The cascade's targets
+on real speech are the benchmark's to report; here it must beat the energy
+VAD it refines where that VAD is weak (0 dB SNR, music at 0 dB), and stay
+within 0.01 F1 of it elsewhere: it is 0.001-0.006 below it in 4 of the 9
+conditions, because there it follows the Silero model, which is lower still
+(the figures: README, "Neural VAD").
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "speech_prep_silero
 def corpus() -> Any:
     from benchmarks import vad_accuracy as bench
 
-    return bench.build_corpus(bench.CorpusSpec(recordings=3, utterances=3, seed=0))
+    return bench.build_corpus(bench.CorpusSpec())
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def test_cascade_stays_near_the_energy_vad_on_the_synthetic_corpus(
     scores: dict[str, dict[str, float]], condition: str
 ) -> None:
     f1 = scores[condition]
-    assert f1["cascade"] >= f1["energy"] - 0.02, f1
+    assert f1["cascade"] >= f1["energy"] - 0.01, f1
 
 
 @pytest.mark.parametrize("condition", ["white 0 dB", "pink 0 dB", "music 0 dB"])
@@ -89,7 +91,7 @@ def _speech_items(corpus: Any) -> list[rm.AudioBuffer]:
     from benchmarks import vad_accuracy as bench
 
     items = []
-    for index, recording in enumerate(corpus):
+    for index, recording in enumerate(corpus[:3]):
         x = bench.noisy(recording, bench.Condition("white", 10.0), (0, index))
         stereo = np.stack([x, x], axis=1)  # a stereo file: the nodes downmix it
         items.append(rm.AudioBuffer.from_numpy(stereo, 16000))
