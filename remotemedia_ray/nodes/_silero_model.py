@@ -41,6 +41,7 @@ __all__ = [
     "Lane",
     "SileroModel",
     "chunk_lanes",
+    "load_model",
     "missing_extra",
     "model_input",
     "model_path",
@@ -285,3 +286,15 @@ class SileroModel:
             p, state = self.session.run(None, {"input": x, "state": state, "sr": sr})
             probs[:active, t] = p[:, 0]
         return [probs[row, : steps[row]] for row in range(len(lanes))]
+
+
+def load_model(threads: int | None = None, device: Device = "auto") -> SileroModel:
+    """The Silero model for this process, on the GPUs visible to it.
+
+    ``threads`` defaults to the CPUs Ray gave this actor, and to 1 outside Ray
+    (the local runtime runs one node at a time; for this small model, more
+    threads only pay on large batches).
+    """
+    from remotemedia_ray._runtime.ray_cluster import actor_cpus, visible_gpus
+
+    return SileroModel(threads=threads or actor_cpus() or 1, device=device, gpus=visible_gpus())

@@ -22,6 +22,7 @@ from remotemedia_ray.nodes import reference, resampling
 from remotemedia_ray.nodes._cascade import CascadeSettings, cascade_probabilities
 from remotemedia_ray.nodes._silero_model import (
     SileroModel,
+    load_model,
     missing_extra,
     model_input,
     window_samples,
@@ -403,8 +404,6 @@ class VADNode(_AudioNode):
         self.params = parse_params(VADParams, params, node=self.node_id)
         self.settings = self.params.settings()
         if self.params.refine == "silero":
-            from remotemedia_ray.nodes.silero import load_model
-
             self.cascade = self.params.cascade()
             self.speech = self.params.silero.speech_settings()
             self.model = load_model()

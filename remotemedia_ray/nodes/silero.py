@@ -29,6 +29,7 @@ from remotemedia_ray.nodes._silero_model import (
     Lane,
     SileroModel,
     chunk_lanes,
+    load_model,
     missing_extra,
     model_input,
     window_samples,
@@ -38,7 +39,7 @@ from remotemedia_ray.nodes.builtin import ReferenceKernels, _AudioNode
 from remotemedia_ray.nodes.native import NativeKernels, native_available
 from remotemedia_ray.nodes.speech_timestamps import SpeechParams, SpeechSettings, speech_segments
 
-__all__ = ["SILERO_NODES", "SileroVADNode", "SileroVADParams", "load_model"]
+__all__ = ["SILERO_NODES", "SileroVADNode", "SileroVADParams"]
 
 
 class SileroVADParams(SpeechParams):
@@ -70,18 +71,6 @@ class SileroVADParams(SpeechParams):
         default="auto",
         description="cpu, cuda, or auto: CUDA when ONNX Runtime has it and a GPU is visible.",
     )
-
-
-def load_model(threads: int | None = None, device: Device = "auto") -> SileroModel:
-    """The Silero model for this process, on the GPUs visible to it.
-
-    ``threads`` defaults to the CPUs Ray gave this actor, and to 1 outside Ray
-    (the local runtime runs one node at a time; for this small model, more
-    threads only pay on large batches).
-    """
-    from remotemedia_ray._runtime.ray_cluster import actor_cpus, visible_gpus
-
-    return SileroModel(threads=threads or actor_cpus() or 1, device=device, gpus=visible_gpus())
 
 
 class SileroVADNode(_AudioNode):
