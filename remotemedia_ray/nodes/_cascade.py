@@ -103,7 +103,7 @@ def sure_windows(
     speech = np.zeros(n, np.bool_)
     unsure = np.zeros(n, np.bool_)
     edge = math.ceil(settings.edge_ms / window_ms)
-    for a, b in _runs(runs):
+    for a, b in reference.true_runs(runs):
         if float(np.max(rel[a:b])) > settings.speech_db:
             speech[a:b] = True
         else:
@@ -112,12 +112,6 @@ def sure_windows(
         unsure[max(0, b - edge) : b + edge] = True
     unsure |= ~runs & (rel >= -settings.silence_db)
     return speech & ~unsure, unsure
-
-
-def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
-    padded = np.concatenate(([False], flags, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
 
 
 def cascade_probabilities(
@@ -146,7 +140,7 @@ def cascade_probabilities(
     probs = speech.astype(np.float32)
     warmup = math.ceil(settings.context_ms / window_ms)
     lanes: list[Lane] = []
-    for a, b in _runs(unsure):
+    for a, b in reference.true_runs(unsure):
         if lanes and a - lanes[-1].stop <= warmup:  # its context would overlap: one stretch
             lanes[-1] = Lane(0, lanes[-1].start, b, lanes[-1].warmup)
         else:
