@@ -5,7 +5,7 @@ The corpus is the benchmark's own (8 recordings of 5 espeak-ng utterances,
 seed 0, 127 s; see its docstring), scored the same way. The cascade's targets
 on real speech are the benchmark's to report; here it must beat the energy
 VAD it refines where that VAD is weak (0 dB SNR, music at 0 dB), and stay
-within 0.01 F1 of it elsewhere: it is 0.001-0.006 below it in 4 of the 9
+within 0.01 F1 of it elsewhere: it is 0.001-0.006 below it in 3 of the 9
 conditions, because there it follows the Silero model, which is lower still
 (the figures: README, "Neural VAD").
 """
