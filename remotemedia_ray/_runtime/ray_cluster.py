@@ -348,6 +348,20 @@ def check_resources(
         )
 
 
+def actor_cpus() -> int | None:
+    """The CPUs Ray assigned to the actor this code runs in (rounded down, at least
+    1), or None outside a Ray actor."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    if context.get_actor_id() is None:
+        return None
+    assigned = context.get_assigned_resources().get("CPU") or 0.0
+    return max(1, math.floor(assigned))
+
+
 def visible_gpus() -> int:
     """The NVIDIA GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else
     those the driver lists in ``/proc/driver/nvidia/gpus`` (none on other machines)."""

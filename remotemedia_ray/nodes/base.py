@@ -133,6 +133,16 @@ class NodeExecutor(abc.ABC):
     def cleanup(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release resources; called once at the end (idempotent)."""
 
+    @classmethod
+    def missing_dependency(cls) -> str | None:
+        """Why this node type cannot run in this environment (an optional extra that
+        is not installed, and how to install it), or None when it can.
+
+        Checked when a pipeline is built, so a manifest naming the node fails
+        before anything runs.
+        """
+        return None
+
     def open_stream(self) -> ChunkStream | None:
         """A :class:`ChunkStream` for one item's audio, or None when this node cannot stream.
 

