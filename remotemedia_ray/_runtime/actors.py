@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -31,6 +31,7 @@ from remotemedia_ray._runtime.batches import (
 )
 from remotemedia_ray._runtime.execution import (
     BatchSink,
+    Failed,
     ItemFailure,
     NodeRunner,
     PipelineOutput,
@@ -98,7 +99,7 @@ class NodeActor:
     def _execute_batch(self, tables: tuple[pa.Table, ...]) -> pa.Table:
         try:
             inputs = [decode_batch(table) for table in tables]
-            results = [self._run_item(row, inputs) for row in range(len(inputs[0]))]
+            results = self._run_items(inputs)
             return encode_batch(results)
         except RemoteMediaError:
             raise
@@ -108,17 +109,29 @@ class NodeActor:
                 node_id=self.node_id,
             ) from exc
 
-    def _run_item(self, row: int, inputs: list[list[BatchItem]]) -> BatchItem:
-        first = inputs[0][row]
-        upstream = first_error(batch[row] for batch in inputs)
-        if upstream is not None:
-            return BatchItem(first.item_id, error=upstream)
-        values = {key: batch[row].value for key, batch in zip(self.input_keys, inputs, strict=True)}
-        value = self.plan.node_input(self.node_id, values.get(PIPELINE_INPUT), values)
-        try:
-            return BatchItem(first.item_id, self.runner.execute(value, item_id=first.item_id))
-        except RemoteMediaError as error:
-            return BatchItem(first.item_id, error=error)
+    def _run_items(self, inputs: list[list[BatchItem]]) -> list[BatchItem]:
+        """Each row's item run through the node (one call for a node that batches);
+        an item failed upstream keeps its error."""
+        results: list[BatchItem] = []
+        rows: list[int] = []
+        values: list[Any] = []
+        for row, first in enumerate(inputs[0]):
+            upstream = first_error(batch[row] for batch in inputs)
+            results.append(BatchItem(first.item_id, error=upstream))
+            if upstream is None:
+                given = {
+                    key: batch[row].value
+                    for key, batch in zip(self.input_keys, inputs, strict=True)
+                }
+                rows.append(row)
+                values.append(self.plan.node_input(self.node_id, given.get(PIPELINE_INPUT), given))
+        done = self.runner.execute_many(values, [results[row].item_id for row in rows])
+        for row, out in zip(rows, done, strict=True):
+            if isinstance(out, Failed):
+                results[row].error = out.error
+            else:
+                results[row].value = out
+        return results
 
     def metrics(self) -> NodeMetrics:
         """This actor's figures for its node."""
@@ -183,17 +196,15 @@ class FusedActor:
             return tables[0] if len(tables) == 1 else tables
 
     def _outcomes(self, table: pa.Table) -> list[PipelineOutput | ItemFailure]:
-        outcomes: list[PipelineOutput | ItemFailure] = []
-        for item in decode_batch(table):
-            error = first_error([item])
-            if error is None:
-                try:
-                    outcomes.append(self.executor.run_item(item.item_id, item.value))
-                    continue
-                except RemoteMediaError as failed:
-                    error = failed
-            outcomes.append(ItemFailure(item.item_id, error.node_id, error))
-        return outcomes
+        items = decode_batch(table)
+        ok = [(item.item_id, item.value) for item in items if item.error is None]
+        ran = iter(self.executor.run_batch(ok))
+        return [
+            next(ran)
+            if item.error is None
+            else ItemFailure(item.item_id, item.error.node_id, item.error)
+            for item in items
+        ]
 
     def metrics(self) -> list[NodeMetrics]:
         """This actor's figures, one entry per node."""

@@ -28,6 +28,7 @@ from remotemedia_ray.nodes.base import ChunkStream, NodeExecutor
 
 __all__ = [
     "BatchSink",
+    "Failed",
     "ItemFailure",
     "NodeRunner",
     "PipelineOutput",
@@ -50,6 +51,13 @@ class PipelineOutput(dict[str, Any]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PipelineOutput, (self.item_id, dict(self)))
+
+
+@dataclass(frozen=True)
+class Failed:
+    """One item's error among the outputs of :meth:`NodeRunner.execute_many`."""
+
+    error: RemoteMediaError
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,48 @@ class NodeRunner:
                 )
             )
         return self._execute_one(value, item_id=item_id)
+
+    @property
+    def batches(self) -> bool:
+        """Whether the node runs several items in one call (it defines ``execute_many``)."""
+        return callable(getattr(self.executor, "execute_many", None))
+
+    def execute_many(self, values: Sequence[Any], item_ids: Sequence[str]) -> list[Any]:
+        """Execute on several items: each item's output, or :class:`Failed` with its
+        error (tagged with the node and the item).
+
+        A node that defines ``execute_many`` gets the items whose inputs are all
+        plain audio in one call (a neural model batches them). If that call
+        fails, the items run one by one, with retries, so each error names its
+        item; other nodes, and other inputs, always run one by one.
+        """
+        if not values:
+            return []
+        batch = getattr(self.executor, "execute_many", None)
+        if (
+            callable(batch)
+            and len(values) > 1
+            and all(type(v) is AudioBuffer for v in values)
+            and self.breaker.allow()
+        ):
+            start = time.perf_counter()
+            try:
+                results = list(batch(list(values)))
+            except Exception:  # run one by one: then the errors name their items
+                results = []
+            if len(results) == len(values):
+                share = (time.perf_counter() - start) * 1e3 / len(values)
+                for _ in values:
+                    self.breaker.record_success()
+                    self.recorder.record_success(share)
+                return results
+        outcomes: list[Any] = []
+        for value, item_id in zip(values, item_ids, strict=True):
+            try:
+                outcomes.append(self.execute(value, item_id=item_id))
+            except RemoteMediaError as error:
+                outcomes.append(Failed(error))
+        return outcomes
 
     def _execute_one(self, value: Any, *, item_id: str | None) -> Any:
         self._check_breaker(item_id)

@@ -10,6 +10,11 @@ order, one at a time, and only sinks keep their output pieces, so memory is
 bounded by the chunk size plus the outputs. Nodes that cannot stream, and
 nodes after a non-audio stream (VAD segments), run once the stream has ended,
 on whole values. The outputs equal those of the whole audio.
+
+Batches (:meth:`LocalExecutor.run_batch`) run item by item too, unless a node
+runs several items in one call (``execute_many``, a neural model): then every
+node runs over the whole batch before the next one, each keeping the outputs
+only while a later node needs them, and that node gets the batch in one call.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from remotemedia_ray._runtime.execution import (
     BatchSink,
+    Failed,
     ItemFailure,
     NodeRunner,
     PipelineOutput,
@@ -118,10 +124,53 @@ class LocalExecutor:
         if sink is not None:
             source = iter(items)
             while chunk := list(itertools.islice(source, self.sink_batch)):
-                yield from write_batch(sink, [self._outcome(i, item) for i, item in chunk])
+                yield from write_batch(sink, self.run_batch(chunk))
             return
         for item_id, item in items:
             yield self._outcome(item_id, item)
+
+    def run_batch(self, items: Sequence[tuple[str, Any]]) -> list[PipelineOutput | ItemFailure]:
+        """The outcome of each ``(item_id, item)``, in order (see the module docs)."""
+        if not any(runner.batches for runner in self._runners.values()):
+            return [self._outcome(item_id, item) for item_id, item in items]
+        order = self.plan.graph.execution_order
+        graph = self.plan.graph
+        last_use = {
+            node: max((order.index(c) for c in graph.children(node)), default=len(order))
+            for node in order
+        }
+        outputs: dict[int, dict[str, Any]] = {k: {} for k in range(len(items))}
+        results: list[PipelineOutput | ItemFailure | None] = [None] * len(items)
+        for index, node_id in enumerate(order):
+            runner = self._runners[node_id]
+            rows: list[int] = []
+            values: list[Any] = []
+            for k in list(outputs):
+                item_id, item = items[k]
+                value = self.plan.node_input(node_id, item, outputs[k])
+                if isinstance(value, AudioChunks) and not runner.executor.accepts_chunks:
+                    kept = outputs.pop(k)  # a long file: the rest of its nodes stream it
+                    try:
+                        _ItemStream(self, item_id, item, value, kept).run(order[index:])
+                        results[k] = PipelineOutput(item_id, self.plan.result(kept))
+                    except RemoteMediaError as error:
+                        results[k] = ItemFailure(item_id, error.node_id, error)
+                    continue
+                rows.append(k)
+                values.append(value)
+            done = runner.execute_many(values, [items[k][0] for k in rows])
+            for k, out in zip(rows, done, strict=True):
+                if isinstance(out, Failed):
+                    results[k] = ItemFailure(items[k][0], out.error.node_id, out.error)
+                    del outputs[k]
+                else:
+                    outputs[k][node_id] = out
+            for kept in outputs.values():  # free what no later node reads
+                for node in [n for n in kept if last_use[n] == index and n not in graph.sinks]:
+                    del kept[node]
+        for k, kept in outputs.items():
+            results[k] = PipelineOutput(items[k][0], self.plan.result(kept))
+        return [r for r in results if r is not None]
 
     def _outcome(self, item_id: str, item: Any) -> PipelineOutput | ItemFailure:
         try:

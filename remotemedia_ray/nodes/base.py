@@ -87,6 +87,12 @@ class NodeExecutor(abc.ABC):
 
     ``node_id`` is the manifest id of the node this executor runs (``None``
     when created on its own); errors raised by the node are tagged with it.
+
+    A node that computes several items faster together (a neural model) may
+    also define ``execute_many(inputs) -> list`` (outputs in input order, equal
+    to ``execute`` on each): a batch's plain audio inputs then reach it in one
+    call. When that call raises, its items run through ``execute`` one by
+    one, so each error names its item.
     """
 
     node_type: ClassVar[str] = ""

@@ -287,3 +287,52 @@ def test_every_call_of_a_batch_in_flight_can_be_cancelled(fuse: bool) -> None:
         assert len(batch.all_refs) == calls
         assert set(batch.sink_refs.values()) <= set(batch.all_refs)
         ray.get(batch.all_refs)
+
+
+@rm.register_node("TestRayBatched")
+class RayBatched(rm.NodeExecutor):
+    """Doubles audio; says how many items the call that computed it held."""
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def execute(self, input: Any) -> dict[str, Any]:
+        return self.execute_many([input])[0]
+
+    def execute_many(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"audio": rm.AudioBuffer.from_numpy(a.to_numpy() * 2, a.sample_rate), "n": len(inputs)}
+            for a in inputs
+        ]
+
+
+class BatchSizes:
+    """A sink whose record is, per item, the size of the batched call and the samples' sum."""
+
+    node_id = "sizes"
+
+    def write(
+        self, outputs: list[Mapping[str, Any]], item_ids: list[str]
+    ) -> dict[str, tuple[int, float]]:
+        return {
+            i: (o["batched"]["n"], float(o["batched"]["audio"].to_numpy().sum()))
+            for i, o in zip(item_ids, outputs, strict=True)
+        }
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_a_batching_node_gets_each_batch_in_one_call_on_ray(fuse: bool) -> None:
+    m = manifest(
+        [("gain", "MultiplyNode", {"factor": 0.5}), ("batched", "TestRayBatched", {})],
+        [("gain", "batched")],
+    )
+    items = [rm.AudioBuffer.from_numpy(np.full(10 + n, n, np.float32), 8000) for n in range(8)]
+    ids = [f"i{n}" for n in range(8)]
+    with rm.Pipeline(m, runtime="ray", batch_size=4, fuse=fuse) as pipeline:
+        records: dict[str, tuple[int, float]] = {}
+        for commit in pipeline.write(items, BatchSizes(), ids=ids):
+            records.update(commit.record)
+    assert sorted(records) == ids
+    assert {n for n, _ in records.values()} == {4}
+    for n, item_id in enumerate(ids):  # x 0.5, then x 2
+        assert records[item_id][1] == pytest.approx(n * (10 + n))
