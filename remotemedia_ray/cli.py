@@ -261,7 +261,8 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         default=None,
-        help="items per batch (default: about four batches per actor, 1 to 32)",
+        help="items per batch (default: about four batches per actor, at most --shard-rows; "
+        "a batch also ends once its input files hold 64 MB)",
     )
     run.add_argument("--max-in-flight", type=int, default=None, help="batches in flight")
     run.add_argument(

@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -66,6 +66,8 @@ class _Executor(Protocol):
         *,
         ordered: bool = True,
         sink: BatchSink | None = None,
+        item_bytes: Callable[[Any], int | None] | None = None,
+        batch_bytes: int | None = None,
     ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]: ...
     def node_metrics(self) -> list[NodeMetrics]: ...
     def close(self) -> None: ...
@@ -279,6 +281,8 @@ class Pipeline:
         ids: Iterable[str] | None = None,
         on_error: OnError | None = None,
         local_batch: int | None = None,
+        item_bytes: Callable[[Any], int | None] | None = None,
+        batch_bytes: int | None = None,
     ) -> Iterator[SinkCommit]:
         """Run many items and hand each batch's outputs to ``sink`` where they were produced.
 
@@ -290,7 +294,13 @@ class Pipeline:
         :class:`~remotemedia_ray._runtime.execution.SinkCommit` per batch, as
         batches complete. Failures follow ``on_error`` as in :meth:`map`; an
         item the sink could not take fails at ``sink.node_id``.
+
+        With ``item_bytes`` (an item's size in bytes, or None when unknown) and
+        ``batch_bytes``, a batch also ends once its items hold ``batch_bytes``,
+        so a batch's work and memory follow its inputs' size.
         """
+        if batch_bytes is not None and batch_bytes < 1:
+            raise ConfigError(f"batch_bytes must be >= 1, got {batch_bytes}")
         policy = on_error or self.on_error
         _check_on_error(policy)
         if local_batch is not None and local_batch < 1:
@@ -305,7 +315,14 @@ class Pipeline:
         pairs = (
             (self._next_id(None if id_iter is None else str(next(id_iter))), item) for item in items
         )
-        for outcome in self._stream(pairs, ordered=False, raise_=policy == "raise", sink=sink):
+        for outcome in self._stream(
+            pairs,
+            ordered=False,
+            raise_=policy == "raise",
+            sink=sink,
+            item_bytes=item_bytes,
+            batch_bytes=batch_bytes,
+        ):
             assert isinstance(outcome, SinkCommit)
             yield outcome
 
@@ -319,6 +336,8 @@ class Pipeline:
         ordered: bool,
         raise_: bool,
         sink: BatchSink | None = None,
+        item_bytes: Callable[[Any], int | None] | None = None,
+        batch_bytes: int | None = None,
     ) -> Iterator[Any]:
         self.open()
         assert self._executor is not None
@@ -326,7 +345,11 @@ class Pipeline:
         self._state = PipelineState.EXECUTING
         try:
             for outcome in self._executor.stream(
-                self._count_audio(pairs), ordered=ordered, sink=sink
+                self._count_audio(pairs),
+                ordered=ordered,
+                sink=sink,
+                item_bytes=item_bytes,
+                batch_bytes=batch_bytes,
             ):
                 if isinstance(outcome, ItemFailure):
                     self._items_failed += 1

@@ -8,9 +8,10 @@ subclasses naming the node and item, whatever the node raised.
 
 from __future__ import annotations
 
+import itertools
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +36,7 @@ __all__ = [
     "SinkCommit",
     "for_item",
     "join_chunks",
+    "take_batch",
     "wrap_error",
     "write_batch",
 ]
@@ -125,6 +127,35 @@ def write_batch(
         error = wrap_error(exc, node_id=sink.node_id)
         return [*results, *(ItemFailure(i, sink.node_id, for_item(error, i)) for i in ids)]
     return [*results, SinkCommit(ids, record)]
+
+
+ItemBytes = Callable[[Any], "int | None"]
+"""The size in bytes of an item (its input file's), or None when unknown."""
+
+
+def take_batch(
+    source: Iterator[tuple[str, Any]],
+    count: int,
+    item_bytes: ItemBytes | None = None,
+    batch_bytes: int | None = None,
+) -> list[tuple[str, Any]]:
+    """The next batch of ``(item_id, item)`` pairs: at most ``count`` of them, and with
+    ``item_bytes`` and ``batch_bytes``, no more once their bytes reach ``batch_bytes``
+    (an item of unknown size counts as none; a batch holds at least one item).
+
+    Both executors batch through here, so a batch's work and memory follow the
+    size of its inputs (a long file's batch holds few items, short clips many).
+    """
+    if item_bytes is None or batch_bytes is None:
+        return list(itertools.islice(source, count))
+    batch: list[tuple[str, Any]] = []
+    held = 0
+    for pair in source:
+        batch.append(pair)
+        held += item_bytes(pair[1]) or 0
+        if len(batch) >= count or held >= batch_bytes:
+            break
+    return batch
 
 
 def for_item(error: RemoteMediaError, item_id: str) -> RemoteMediaError:

@@ -20,7 +20,6 @@ only while a later node needs them, and that node gets the batch in one call.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -28,10 +27,12 @@ from typing import Any
 from remotemedia_ray._runtime.execution import (
     BatchSink,
     Failed,
+    ItemBytes,
     ItemFailure,
     NodeRunner,
     PipelineOutput,
     SinkCommit,
+    take_batch,
     wrap_error,
     write_batch,
 )
@@ -114,16 +115,19 @@ class LocalExecutor:
         *,
         ordered: bool = True,
         sink: BatchSink | None = None,
+        item_bytes: ItemBytes | None = None,
+        batch_bytes: int | None = None,
     ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]:
         """Run items one after another, yielding each result or failure (always in order).
 
-        With ``sink``, every :attr:`sink_batch` items' outputs are handed to it
-        and its :class:`SinkCommit` is yielded instead of the outputs.
+        With ``sink``, the outputs of every batch (:attr:`sink_batch` items, fewer
+        once their ``item_bytes`` reach ``batch_bytes``; see :func:`take_batch`)
+        are handed to it and its :class:`SinkCommit` is yielded instead.
         """
         del ordered  # one item at a time: completion order is input order
         if sink is not None:
             source = iter(items)
-            while chunk := list(itertools.islice(source, self.sink_batch)):
+            while chunk := take_batch(source, self.sink_batch, item_bytes, batch_bytes):
                 yield from write_batch(sink, self.run_batch(chunk))
             return
         for item_id, item in items:

@@ -68,7 +68,14 @@ class RayOptions(BaseModel):
         le=1_000_000,
         description="Items per batch (default: the smallest execution.batch_size of the "
         "manifest's nodes; else, with expected_items known, enough items that every actor "
-        "gets about four batches, 1 to 32; else 8).",
+        "gets about four batches, 1 to max_batch_size; else 8).",
+    )
+    max_batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1_000_000,
+        description="The most items a batch sized by expected_items holds (the dataset job "
+        "raises it to --shard-rows: its batches end at a size in bytes first).",
     )
     max_in_flight: int | None = Field(
         default=None,

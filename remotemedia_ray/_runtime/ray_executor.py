@@ -40,10 +40,12 @@ from remotemedia_ray._runtime.actors import (
 from remotemedia_ray._runtime.batches import BatchItem, decode_batch, encode_batch, item_outcomes
 from remotemedia_ray._runtime.execution import (
     BatchSink,
+    ItemBytes,
     ItemFailure,
     PipelineOutput,
     SinkCommit,
     for_item,
+    take_batch,
 )
 from remotemedia_ray._runtime.plan import PIPELINE_INPUT, PipelinePlan
 from remotemedia_ray._runtime.ray_cluster import (
@@ -65,7 +67,6 @@ logger = logging.getLogger(__name__)
 
 
 _DEFAULT_BATCH = 8
-_MAX_AUTO_BATCH = 32
 _HEALTH_S = 2.0
 """Seconds between two looks for lost Ray nodes while batches are in flight."""
 _MAX_SENDS = 4
@@ -161,7 +162,8 @@ class RayExecutor:
         expected = self.options.expected_items
         if expected is not None and not self._batch_size_chosen:
             widest = max(len(pool.actors) for pool in self._pools.values())
-            self.batch_size = max(1, min(_MAX_AUTO_BATCH, expected // (4 * widest)))
+            most = self.options.max_batch_size
+            self.batch_size = max(1, min(most, expected // (4 * widest)))
 
     def _create_fused(self, ray: Any) -> None:
         total = ray.cluster_resources()
@@ -460,11 +462,15 @@ class RayExecutor:
         *,
         ordered: bool = True,
         sink: BatchSink | None = None,
+        item_bytes: ItemBytes | None = None,
+        batch_bytes: int | None = None,
     ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]:
         """Run items through the actors in batches, keeping ``max_in_flight`` batches going.
 
-        With ``sink``, each batch's outputs are handed to it where they were
-        produced, and its :class:`SinkCommit` is yielded instead of the outputs.
+        A batch holds :attr:`batch_size` items, fewer once their ``item_bytes``
+        reach ``batch_bytes`` (see :func:`take_batch`). With ``sink``, each
+        batch's outputs are handed to it where they were produced, and its
+        :class:`SinkCommit` is yielded instead of the outputs.
         """
         import ray
 
@@ -475,7 +481,7 @@ class RayExecutor:
         exhausted = False
         while True:
             while not exhausted and len(pending) < self.max_in_flight:
-                chunk = list(itertools.islice(source, self.batch_size))
+                chunk = take_batch(source, self.batch_size, item_bytes, batch_bytes)
                 if not chunk:
                     exhausted = True
                     break

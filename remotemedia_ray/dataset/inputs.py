@@ -31,6 +31,7 @@ import fnmatch
 import glob as globlib
 import hashlib
 import os
+import stat
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class InputItem:
         row: The row in a Parquet file, or None for an audio file.
         error: Why this entry cannot be read (it is recorded, not run), or None.
         fs: The filesystem of ``path`` for a storage URI input, None for a local file.
+        size: The file's size in bytes where the listing gives it (folders, globs and
+            store prefixes), else None; the job sizes its batches by it.
     """
 
     item_id: str
@@ -84,12 +87,15 @@ class InputItem:
     row: int | None = None
     error: str | None = None
     fs: pafs.FileSystem | None = None
+    size: int | None = None
 
     def to_value(self) -> dict[str, Any]:
         """The pipeline input that the job's reader node decodes."""
         value: dict[str, Any] = {"item_id": self.item_id, "path": self.path, "row": self.row}
         if self.fs is not None:
             value["fs"] = self.fs
+        if self.size is not None:
+            value["size"] = self.size
         return value
 
     @property
@@ -292,7 +298,10 @@ def _folder_items(
             suffix = os.path.splitext(name)[1].lower()
             if suffix == ".parquet" and not found_audio:
                 parquet.append(full)
-            if suffix not in exts or not os.path.isfile(full):
+            if suffix not in exts:
+                continue
+            size = _file_size(full)
+            if size is None:
                 continue
             if os.path.islink(full) and not wanted(Path(full)):  # a link into OUTDIR
                 continue
@@ -302,7 +311,7 @@ def _folder_items(
             error = None
             if first != full:  # two names that render alike (see printable_name)
                 error = f"{full}: its id {item_id!r} is already the id of {first}"
-            yield InputItem(item_id, full, error=error)
+            yield InputItem(item_id, full, error=error, size=size)
     if not found_audio and parquet:
         yield from _parquet_items(sorted(parquet))
 
@@ -314,13 +323,25 @@ def _glob_items(
     seen = _Seen()
     for name in globlib.iglob(pattern, recursive=True):
         file = Path(name)
-        if file.suffix.lower() not in exts or not file.is_file() or not wanted(file):
+        if file.suffix.lower() not in exts or not wanted(file):
+            continue
+        size = _file_size(name)
+        if size is None:
             continue
         item_id = _relative_id(file, root)
         error = None
         if seen.add(item_id):
             error = f"{file}: its id {item_id!r} is already the id of another match"
-        yield InputItem(item_id, str(file.resolve()), error=error)
+        yield InputItem(item_id, str(file.resolve()), error=error, size=size)
+
+
+def _file_size(path: str) -> int | None:
+    """The size of a regular file (following links), or None for anything else."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
 def _store_items(location: Location) -> Iterator[InputItem]:
@@ -331,18 +352,18 @@ def _store_items(location: Location) -> Iterator[InputItem]:
     if info.type == pafs.FileType.NotFound and any(ch in root for ch in "*?["):
         base = _glob_root(root)
         plain = root.replace("**/", "")
-        for path in _store_walk(location, base):
+        for path, size in _store_walk(location, base):
             if _suffix(path) in exts and (
                 fnmatch.fnmatchcase(path, root) or fnmatch.fnmatchcase(path, plain)
             ):
-                yield InputItem(_store_id(path, base), path, fs=fs)
+                yield InputItem(_store_id(path, base), path, fs=fs, size=size)
     elif info.type == pafs.FileType.Directory:
         found_audio = False
         parquet: list[str] = []
-        for path in _store_walk(location, root):
+        for path, size in _store_walk(location, root):
             if _suffix(path) in exts:
                 found_audio = True
-                yield InputItem(_store_id(path, root), path, fs=fs)
+                yield InputItem(_store_id(path, root), path, fs=fs, size=size)
             elif _suffix(path) == ".parquet" and not found_audio:
                 parquet.append(path)
         if not found_audio and parquet:
@@ -361,14 +382,15 @@ def _store_items(location: Location) -> Iterator[InputItem]:
         )
 
 
-def _store_walk(location: Location, top: str) -> Iterator[str]:
-    """Every file under ``top``, one folder (common prefix) at a time, by name."""
+def _store_walk(location: Location, top: str) -> Iterator[tuple[str, int | None]]:
+    """Every file under ``top`` with its size, one folder (common prefix) at a time,
+    by name."""
     selector = pafs.FileSelector(top, recursive=False, allow_not_found=True)
     infos = sorted(location.fs.get_file_info(selector), key=lambda info: info.path)
     folders = []
     for info in infos:
         if info.type == pafs.FileType.File:
-            yield info.path
+            yield info.path, info.size
         elif info.type == pafs.FileType.Directory:
             folders.append(info.path)
     for folder in folders:

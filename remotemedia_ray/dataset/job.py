@@ -108,6 +108,12 @@ class JobConfig:
     shard_size: str | int | None = None
     batch_size: int | None = None
     shard_rows: int = 256
+    batch_bytes: int = 64 << 20
+    """A batch (one shard) ends once its input files hold this many bytes, or at
+    ``shard_rows`` items: each Ray call then carries a few hundred milliseconds of
+    work at least, and an actor holds only one batch's outputs, whether the inputs
+    are short clips (many to a batch) or hour-long recordings (one). An input of
+    unknown size (a list file's entry, a Parquet row) counts as none."""
     window_s: float | None = 600.0
     fuse: bool = True
     progress: Literal["auto", "live", "plain", "off"] = "auto"
@@ -284,7 +290,14 @@ class DatasetJob:
         try:
             with pipeline:
                 values, ids = _unzip((v["item_id"], v) for v in todo)
-                batches = pipeline.write(values, writer, ids=ids, local_batch=config.shard_rows)
+                batches = pipeline.write(
+                    values,
+                    writer,
+                    ids=ids,
+                    local_batch=config.shard_rows,
+                    item_bytes=_input_bytes,
+                    batch_bytes=config.batch_bytes,
+                )
                 for commit in batches:
                     record: BatchCommit = commit.record
                     log.add(record)
@@ -332,6 +345,7 @@ class DatasetJob:
         assert self._job_manifest is not None, "prepare() first"
         options = dict(config.ray_options)
         options.setdefault("fuse", config.fuse)
+        options.setdefault("max_batch_size", config.shard_rows)  # batches end by bytes first
         if config.batch_size is not None:
             options["batch_size"] = min(config.batch_size, config.shard_rows)
         elif config.shard_rows < _AUTO_BATCH_LIMIT:
@@ -419,6 +433,12 @@ class DatasetJob:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _input_bytes(value: dict[str, Any]) -> int | None:
+    """The size of a pipeline input of the job (see :meth:`InputItem.to_value`)."""
+    size: int | None = value.get("size")
+    return size
 
 
 _PEEK = 4096
@@ -578,6 +598,8 @@ def _check_config(config: JobConfig) -> None:
         raise ConfigError(f"--batch-size must be >= 1, got {config.batch_size}")
     if config.shard_rows < 1:
         raise ConfigError(f"--shard-rows must be >= 1, got {config.shard_rows}")
+    if config.batch_bytes < 1:
+        raise ConfigError(f"batch_bytes must be >= 1, got {config.batch_bytes}")
     if not config.formats:
         raise ConfigError("--format: give at least one output format")
     for fmt in config.formats:

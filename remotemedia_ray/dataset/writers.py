@@ -62,9 +62,13 @@ pyarrow's default (snappy over the dictionary) barely compresses it."""
 
 
 def parquet_options(table: pa.Table) -> dict[str, Any]:
-    """:data:`PARQUET_OPTIONS` for one table: the dictionary for every column but ``audio``
-    (a dictionary of whole recordings only costs time)."""
-    return {**PARQUET_OPTIONS, "use_dictionary": [n for n in table.column_names if n != "audio"]}
+    """:data:`PARQUET_OPTIONS` for one table: the dictionary and statistics for every
+    column but ``audio``. A dictionary of whole recordings only costs time, and the
+    statistics of a binary column are its smallest and largest value, copies of whole
+    recordings: without them a shard is written about 1.6x faster, and a 3-hour cell
+    (330 MiB) needs 1.3 GB beside it instead of 3.3 GB."""
+    others = [n for n in table.column_names if n != "audio"]
+    return {**PARQUET_OPTIONS, "use_dictionary": others, "write_statistics": others}
 
 
 def output_folders(sinks: Iterable[str]) -> list[str]:

@@ -823,3 +823,30 @@ def test_a_shard_holds_at_most_shard_rows_items_on_either_runtime(
         assert (result.exit_code, result.items_done) == (0, len(ids))
         sizes = sorted(pq.read_table(f).num_rows for f in shard_files(outdir, "pcm16"))
         assert sizes == [1, 2, 2], runtime
+
+
+def test_batches_end_at_a_size_in_bytes_on_either_runtime(
+    ray_session: None, tmp_path: Path
+) -> None:
+    """A batch (one shard) holds inputs up to batch_bytes: more short files, fewer long."""
+    root = tmp_path / "in"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    seconds = [0.2, 0.2, 0.2, 0.2, 2.0, 0.2, 0.2]
+    for n, length in enumerate(seconds):
+        x = (rng.standard_normal(round(16000 * length)) * 3000).astype(np.int16)
+        sf.write(root / f"{n}.wav", x, 16000, subtype="PCM_16")
+    short = (root / "0.wav").stat().st_size
+    for runtime in ("local", "ray"):
+        outdir = tmp_path / runtime
+        # (--batch-size 10: a corpus this small otherwise gets one-item batches on Ray)
+        result, _ = job(root, outdir, runtime=runtime, batch_bytes=2 * short, batch_size=10)
+        assert (result.exit_code, result.items_done) == (0, len(seconds))
+        shards = [pq.read_table(f).column("id").to_pylist() for f in shard_files(outdir, "pcm16")]
+        # two short files fill a batch; the long one ends its batch alone
+        assert sorted(sorted(s) for s in shards) == [
+            ["0.wav", "1.wav"],
+            ["2.wav", "3.wav"],
+            ["4.wav"],
+            ["5.wav", "6.wav"],
+        ], runtime

@@ -50,3 +50,37 @@ def test_keys_equal_the_reference_xxh3_whatever_the_size(tmp_path: Path, size: i
     assert row_key(audio) == _xxh3(b"i16:8000:2:" + samples.tobytes())
     sliced = rm.AudioBuffer.from_arrow(pa.array(np.arange(10, dtype=np.int16)).slice(2, 6), 8000)
     assert row_key(sliced) == _xxh3(b"i16:8000:1:" + np.arange(2, 8, dtype=np.int16).tobytes())
+
+
+def test_folders_and_globs_list_each_file_with_its_size(tmp_path: Path) -> None:
+    from remotemedia_ray.dataset.inputs import list_inputs
+
+    (tmp_path / "sub").mkdir()
+    for name, frames in (("a.wav", 100), ("sub/b.wav", 300)):
+        sf.write(tmp_path / name, np.zeros(frames, np.int16), 8000, subtype="PCM_16")
+    sizes = {"a.wav": (tmp_path / "a.wav").stat().st_size}
+    sizes["sub/b.wav"] = (tmp_path / "sub" / "b.wav").stat().st_size
+    assert {i.item_id: i.size for i in list_inputs(str(tmp_path))} == sizes
+    assert {i.item_id: i.size for i in list_inputs(str(tmp_path / "**" / "*.wav"))} == sizes
+    listed = tmp_path / "list.txt"
+    listed.write_text("a.wav\nsub/b.wav\n")
+    assert [i.size for i in list_inputs(str(listed))] == [None, None]  # not stat'ed
+    assert list_inputs(str(tmp_path))[0].to_value()["size"] == sizes["a.wav"]
+
+
+def test_a_batch_ends_at_its_count_or_its_bytes() -> None:
+    from remotemedia_ray._runtime.execution import take_batch
+
+    pairs = [(str(n), {"size": size}) for n, size in enumerate([5, 5, 30, None, 1, 1])]
+
+    def batches(count: int, budget: int | None) -> list[list[str]]:
+        source = iter(pairs)
+        out = []
+        while chunk := take_batch(source, count, lambda v: v["size"], budget):
+            out.append([item_id for item_id, _ in chunk])
+        return out
+
+    assert batches(10, 10) == [["0", "1"], ["2"], ["3", "4", "5"]]  # unknown counts as 0
+    assert batches(2, 10) == [["0", "1"], ["2"], ["3", "4"], ["5"]]
+    assert batches(3, None) == [["0", "1", "2"], ["3", "4", "5"]]
+    assert batches(10, 1) == [[str(n)] for n in range(3)] + [["3", "4"], ["5"]]

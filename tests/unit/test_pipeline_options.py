@@ -34,7 +34,7 @@ def test_a_typo_raises_at_construction_naming_the_option_and_the_known_ones() ->
         rm.Pipeline(LINEAR, runtime="ray", batch_sise=3)
     text = str(info.value)
     assert "unknown Ray option 'batch_sise' (did you mean 'batch_size'?)" in text
-    assert "known options: batch_size, max_in_flight," in text
+    assert "known options: batch_size, max_batch_size, max_in_flight," in text
     assert isinstance(info.value, ValueError)
     assert ray_started() == ray_was_up
 
@@ -84,6 +84,7 @@ def test_defaults_are_unchanged() -> None:
     options = rm.RayOptions()
     assert options.model_dump() == {
         "batch_size": None,
+        "max_batch_size": 32,
         "max_in_flight": None,
         "ready_timeout_s": 120.0,
         "cleanup_timeout_s": 30.0,
