@@ -582,8 +582,9 @@ def real_recordings(folder: Path = REAL_SPEECH) -> list[Recording]:
 
 def cascade_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """VADNode params with ``refine: "silero"``: the energy settings of ``params``
-    (its smoothing left out: the refined segments follow Silero's rule)."""
-    smoothing = {"hangover_ms", "min_speech_ms", "min_silence_ms"}
+    (its smoothing and frame length left out: the refined segments follow
+    Silero's rule, and the energy VAD's frames are the model's windows)."""
+    smoothing = {"hangover_ms", "min_speech_ms", "min_silence_ms", "frame_length_ms"}
     return {**{k: v for k, v in params.items() if k not in smoothing}, "refine": "silero"}
 
 
