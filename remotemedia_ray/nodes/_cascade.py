@@ -23,16 +23,21 @@ The energy VAD is trusted where it is sure:
   whether speech pauses there.
 
 Loudness is not speech (a tone, a door, music is loud too), so the model
-*probes* each stretch of sure speech: it scores ``probe_windows`` windows at
-the stretch's loudest window, after ``probe_context_ms`` of the audio
-before. A stretch whose probe stays below Silero's ``threshold`` is
-uncertain after all, and the model scores all of it.
+checks each stretch of sure speech. The model first scores the uncertain
+stretches, all of a file in one batch, each run from ``context_ms`` earlier
+(``edge_context_ms`` for a stretch that is only run edges) so that its state
+has settled when the stretch begins; stretches closer than that are scored
+as one. A stretch of sure speech next to a window where the model found
+speech (``>= threshold``) is confirmed; every other one is *probed*: the
+model scores ``probe_windows`` windows at its loudest window, after
+``probe_context_ms`` of the audio before. A stretch whose probe stays below
+Silero's ``threshold`` is uncertain after all, and the model scores all of it.
 
-The Silero model scores the uncertain stretches (or the whole file, in one
-piece as SileroVADNode does, when they would be most of it), all stretches of
-a file in one batch, each run from ``context_ms`` earlier so that the model's
-state has settled when the stretch begins; stretches closer than that are
-scored as one. The probabilities then go through Silero's segmenting rule
+Where the uncertain stretches, or they with the probes and the stretches
+that failed them, would be more than ``whole_share`` of the file (noisy
+audio), the model scores the whole file in one piece instead, as
+SileroVADNode does, and the result is SileroVADNode's. The probabilities then
+go through Silero's segmenting rule
 (:mod:`remotemedia_ray.nodes.speech_timestamps`), as SileroVADNode's do.
 """
 
@@ -75,7 +80,10 @@ class CascadeSettings:
         speech_db: A run whose loudest window is this far above the level is speech, dB.
         edge_ms: Uncertain on each side of a run boundary, ms.
         bridge_ms: Speech runs closer than this are one run, ms.
-        context_ms: Audio the model runs before each uncertain stretch, ms.
+        context_ms: Audio the model runs before each stretch it decides (pauses,
+            weak runs, near-level gaps), ms: it needs a few hundred ms to
+            settle in noise and music.
+        edge_context_ms: ... and before a stretch that is only run edges, ms.
         probe_windows: Windows the model scores in each stretch of sure speech.
         probe_context_ms: Audio the model runs before each probe, ms (longer
             than ``context_ms``: the model needs about half a second of
@@ -92,6 +100,7 @@ class CascadeSettings:
     edge_ms: float = 64.0
     bridge_ms: float = 320.0
     context_ms: float = 320.0
+    edge_context_ms: float = 96.0
     probe_windows: int = 2
     probe_context_ms: float = 512.0
     whole_share: float = 0.5
@@ -104,12 +113,15 @@ class CascadePlan:
     Attributes:
         speech: Sure speech (probability 1 unless its probe fails).
         uncertain: Windows the model scores.
+        decided: Of those, the windows the model decides, not just run edges
+            (their lanes get ``context_ms``, the rest ``edge_context_ms``).
         stretches: The stretches of sure speech, half-open window ranges.
         probes: For each stretch, the first window of its probe.
     """
 
     speech: npt.NDArray[np.bool_]
     uncertain: npt.NDArray[np.bool_]
+    decided: npt.NDArray[np.bool_]
     stretches: list[tuple[int, int]]
     probes: list[int]
 
@@ -167,6 +179,7 @@ def plan_windows(
     )
     speech = np.zeros(n, np.bool_)
     unsure = np.zeros(n, np.bool_)
+    decided = np.zeros(n, np.bool_)
     edge = math.ceil(settings.edge_ms / window_ms)
     # A pause of this many windows can end a segment under Silero's rule (the window
     # that starts it, then min_silence_duration_ms more); shorter ones cannot.
@@ -176,29 +189,37 @@ def plan_windows(
             speech[a:b] = True
             for g0, g1 in reference.true_runs(~loud[a:b]):
                 if g1 - g0 >= pause:
-                    unsure[max(0, a + g0 - edge) : a + g1 + edge] = True
+                    decided[max(0, a + g0 - edge) : a + g1 + edge] = True
         else:
-            unsure[a:b] = True
+            decided[a:b] = True
         unsure[max(0, a - edge) : a + edge] = True
         unsure[max(0, b - edge) : b + edge] = True
-    unsure |= ~runs & (rel >= -settings.silence_db)
+    decided |= ~runs & (rel >= -settings.silence_db)
+    unsure |= decided
     speech &= ~unsure
     stretches = reference.true_runs(speech)
     probes = [
         min(a + int(np.argmax(rel[a:b])), max(a, b - settings.probe_windows)) for a, b in stretches
     ]
-    return CascadePlan(speech, unsure, stretches, probes)
+    return CascadePlan(speech, unsure, decided, stretches, probes)
 
 
-def _lanes(mask: npt.NDArray[np.bool_], warmup: int) -> list[Lane]:
-    """The stretches of ``mask`` as lanes, each started ``warmup`` windows early;
-    stretches whose warm-up would overlap the one before are one lane."""
+def _lanes(
+    mask: npt.NDArray[np.bool_],
+    warmup: int,
+    decided: npt.NDArray[np.bool_] | None = None,
+    edge_warmup: int = 0,
+) -> list[Lane]:
+    """The stretches of ``mask`` as lanes, each started ``warmup`` windows early
+    (``edge_warmup`` for a stretch with no ``decided`` window); stretches whose
+    warm-up would overlap the one before are one lane."""
     lanes: list[Lane] = []
     for a, b in reference.true_runs(mask):
-        if lanes and a - lanes[-1].stop <= warmup:
+        w = warmup if decided is None or bool(decided[a:b].any()) else edge_warmup
+        if lanes and a - lanes[-1].stop <= w:
             lanes[-1] = Lane(0, lanes[-1].start, b, lanes[-1].warmup)
         else:
-            lanes.append(Lane(0, a, b, min(a, warmup)))
+            lanes.append(Lane(0, a, b, min(a, w)))
     return lanes
 
 
@@ -229,29 +250,48 @@ def cascade_probabilities(
     probs = plan.speech.astype(np.float32)
     scored = np.zeros(n, np.bool_)
     warmup = math.ceil(settings.context_ms / window_ms)
-    lanes = _lanes(plan.uncertain, warmup)
+    lanes = _lanes(
+        plan.uncertain, warmup, plan.decided, math.ceil(settings.edge_context_ms / window_ms)
+    )
     probe_warmup = math.ceil(settings.probe_context_ms / window_ms)
-    probe_lanes = [
-        Lane(0, p, min(n, p + settings.probe_windows), min(p, probe_warmup)) for p in plan.probes
-    ]
-    cost = _cost(lanes) + _cost(probe_lanes)
+    cost = _cost(lanes)
     if cost > settings.whole_share * n:
-        whole = Lane(0, 0, n, 0)
-        (p,) = model.score([signal], rate, [whole])
-        return CascadeResult(p.astype(np.float32), np.ones(n, np.bool_), n)
-    if not lanes and not probe_lanes:
-        return CascadeResult(probs, scored, 0)
-    found = model.score([signal], rate, [*lanes, *probe_lanes])
-    for lane, p in zip([*lanes, *probe_lanes], found, strict=True):
-        probs[lane.start : lane.stop] = p
-        scored[lane.start : lane.stop] = True
-    rejected = np.zeros(n, np.bool_)
-    for (a, b), p in zip(plan.stretches, found[len(lanes) :], strict=True):
-        if p.size == 0 or float(np.max(p)) < settings.speech.threshold:
-            rejected[a:b] = True
-    retry = _lanes(rejected & ~scored, warmup)
-    if retry:
-        for lane, p in zip(retry, model.score([signal], rate, retry), strict=True):
+        return _whole(signal, rate, model, n, 0)
+
+    def run(batch: list[Lane]) -> list[npt.NDArray[np.float32]]:
+        found = model.score([signal], rate, batch) if batch else []
+        for lane, p in zip(batch, found, strict=True):
             probs[lane.start : lane.stop] = p
             scored[lane.start : lane.stop] = True
+        return found
+
+    run(lanes)
+    # A stretch next to a window where the model already found speech needs no probe.
+    threshold = settings.speech.threshold
+    unconfirmed = [
+        (a, b, q)
+        for (a, b), q in zip(plan.stretches, plan.probes, strict=True)
+        if not any(0 <= i < n and scored[i] and probs[i] >= threshold for i in (a - 1, b))
+    ]
+    probe_lanes = [
+        Lane(0, q, min(n, q + settings.probe_windows), min(q, probe_warmup))
+        for _, _, q in unconfirmed
+    ]
+    rejected = np.zeros(n, np.bool_)
+    for (a, b, _), p in zip(unconfirmed, run(probe_lanes), strict=True):
+        if p.size == 0 or float(np.max(p)) < threshold:
+            rejected[a:b] = True
+    retry = _lanes(rejected, warmup)
+    cost += _cost(probe_lanes)
+    if cost + _cost(retry) > settings.whole_share * n:
+        return _whole(signal, rate, model, n, cost)
+    run(retry)
     return CascadeResult(probs, scored, cost + _cost(retry))
+
+
+def _whole(
+    signal: npt.NDArray[np.float32], rate: int, model: SileroModel, n: int, spent: int
+) -> CascadeResult:
+    """SileroVADNode's probabilities: the whole signal in one pass (after ``spent`` windows)."""
+    (p,) = model.score([signal], rate, [Lane(0, 0, n, 0)])
+    return CascadeResult(p.astype(np.float32), np.ones(n, np.bool_), spent + n)
