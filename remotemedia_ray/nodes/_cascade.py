@@ -2,46 +2,70 @@
 
 The energy VAD measures every model window (512 samples at 16 kHz) of the
 model's input with its own rules (decision energy with context, fixed and
-adaptive threshold: :mod:`remotemedia_ray.nodes.reference.vad`); ``rel`` is
-a window's decision energy over the energy VAD's decision level, in dB.
-Windows with ``rel > 0`` are its speech; speech runs closer than
-``bridge_ms`` are joined into one run. The energy VAD is trusted where it is
-sure:
+adaptive threshold, the level of
+:func:`remotemedia_ray.nodes.reference.decision_level`); ``rel`` is a
+window's decision energy over that level, in dB. Windows with ``rel > 0`` are
+its speech; speech runs closer than ``bridge_ms`` are joined into one run.
+The energy VAD is trusted where it is sure:
 
 * inside a run whose loudest window is more than ``speech_db`` above the
-  level: speech (probability 1);
+  level, the windows it called speech: speech (probability 1), once the model
+  has agreed (below);
 * in a gap between runs, a window more than ``silence_db`` below the level:
   silence (probability 0);
 * every other window is uncertain: ``edge_ms`` on each side of every run
   boundary (where the two detectors place a boundary differently), whole runs
-  that never get loud (music, noise bursts, faint speech), and gap windows
-  close to the level (speech the energy VAD may miss).
+  that never get loud (music, noise bursts, faint speech), gap windows
+  close to the level (speech the energy VAD may miss), and, inside a loud
+  run, every stretch the energy VAD called silent that is long enough for
+  Silero's ``min_silence_duration_ms`` to end a segment there (with
+  ``edge_ms`` on each side), so that the model, not the bridging, decides
+  whether speech pauses there.
 
-The Silero model scores the uncertain stretches (or the whole file, as
-SileroVADNode does, when they would be most of it), all stretches of a file in
-one batch, each run from ``context_ms`` earlier so that the model's state
+Loudness is not speech (a tone, a door, music is loud too), so the model
+checks each stretch of sure speech. The model first scores the uncertain
+stretches, all of a file in one batch, each run from ``context_ms`` earlier
+(``edge_context_ms`` for a stretch that is only run edges) so that its state
 has settled when the stretch begins; stretches closer than that are scored
-as one. The probabilities then go through Silero's segmenting rule
+as one. A stretch of sure speech next to a window where the model found
+speech (``>= threshold``) is confirmed; every other one is *probed*: the
+model scores ``probe_windows`` windows at its loudest window, after
+``probe_context_ms`` of the audio before. A stretch whose probe stays below
+Silero's ``threshold`` is uncertain after all, and the model scores all of it.
+
+Where the uncertain stretches, or they with the probes and the stretches
+that failed them, would be more than ``whole_share`` of the file (noisy
+audio), the model scores the whole file in one piece instead, as
+SileroVADNode does, and the result is SileroVADNode's. The probabilities then
+go through Silero's segmenting rule
 (:mod:`remotemedia_ray.nodes.speech_timestamps`), as SileroVADNode's do.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from remotemedia_ray.nodes import reference
-from remotemedia_ray.nodes._silero_model import Lane, SileroModel, chunk_lanes, window_samples
+from remotemedia_ray.nodes._silero_model import Lane, SileroModel, window_samples
 from remotemedia_ray.nodes.reference import VadSettings
+from remotemedia_ray.nodes.speech_timestamps import SpeechSettings
 
 if TYPE_CHECKING:
     from remotemedia_ray.nodes.builtin import KernelBackend
 
-__all__ = ["CascadeSettings", "cascade_probabilities", "relative_levels", "sure_windows"]
+__all__ = [
+    "CascadePlan",
+    "CascadeResult",
+    "CascadeSettings",
+    "cascade_probabilities",
+    "plan_windows",
+    "relative_levels",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,32 +74,82 @@ class CascadeSettings:
 
     Attributes:
         energy: The energy VAD's settings (threshold, context, noise floor).
+        speech: Silero's segmenting rule (its ``threshold`` judges the probes,
+            its ``min_silence_duration_ms`` which pauses the model checks).
         silence_db: A gap window this far below the decision level is silence, dB.
         speech_db: A run whose loudest window is this far above the level is speech, dB.
         edge_ms: Uncertain on each side of a run boundary, ms.
         bridge_ms: Speech runs closer than this are one run, ms.
-        context_ms: Audio the model runs before each uncertain stretch, ms.
+        context_ms: Audio the model runs before each stretch it decides (pauses,
+            weak runs, near-level gaps), ms: it needs a few hundred ms to
+            settle in noise and music.
+        edge_context_ms: ... and before a stretch that is only run edges, ms.
+        probe_windows: Windows the model scores in each stretch of sure speech.
+        probe_context_ms: Audio the model runs before each probe, ms (longer
+            than ``context_ms``: the model needs about half a second of
+            speech before it says speech with confidence).
+        whole_share: When the model would run on more than this share of a
+            file anyway, it runs on all of it in one piece (SileroVADNode's
+            result, for a little more work).
     """
 
     energy: VadSettings
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
     silence_db: float = 1.5
     speech_db: float = 6.0
     edge_ms: float = 64.0
     bridge_ms: float = 320.0
-    context_ms: float = 96.0
+    context_ms: float = 320.0
+    edge_context_ms: float = 96.0
+    probe_windows: int = 2
+    probe_context_ms: float = 512.0
     whole_share: float = 0.5
-    """When the model would run on more than this share of a file anyway, it runs on
-    all of it, in chunks as SileroVADNode does (its result, for a little more work)."""
-    chunk_windows: int = 312
-    """Those chunks: 10 s at 16 kHz ..."""
-    chunk_context: int = 32
-    """... each started 1 s early."""
+
+
+@dataclass(frozen=True, slots=True)
+class CascadePlan:
+    """What the energy VAD decides per window, before the model runs.
+
+    Attributes:
+        speech: Sure speech (probability 1 unless its probe fails).
+        uncertain: Windows the model scores.
+        decided: Of those, the windows the model decides, not just run edges
+            (their lanes get ``context_ms``, the rest ``edge_context_ms``).
+        stretches: The stretches of sure speech, half-open window ranges.
+        probes: For each stretch, the first window of its probe.
+    """
+
+    speech: npt.NDArray[np.bool_]
+    uncertain: npt.NDArray[np.bool_]
+    decided: npt.NDArray[np.bool_]
+    stretches: list[tuple[int, int]]
+    probes: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeResult:
+    """The cascade's per-window speech probabilities and what the model did.
+
+    Attributes:
+        probs: One probability per window (1/0 where the energy VAD decided).
+        scored: True for the windows whose probability is the model's.
+        model_windows: Windows the model ran, warm-up and probes included.
+    """
+
+    probs: npt.NDArray[np.float32]
+    scored: npt.NDArray[np.bool_]
+    model_windows: int
 
 
 def relative_levels(
     signal: npt.NDArray[np.float32], rate: int, kernels: KernelBackend, energy: VadSettings
 ) -> npt.NDArray[np.float64]:
-    """Each model window's decision energy over the energy VAD's decision level, dB."""
+    """Each model window's decision energy over the energy VAD's decision level, dB.
+
+    The level is :func:`remotemedia_ray.nodes.reference.decision_level` of the
+    windows' decision energies (``frame_length_ms`` does not apply: the frames
+    are the model's windows).
+    """
     window = window_samples(rate)
     if signal.size == 0:
         return np.zeros(0, np.float64)
@@ -84,34 +158,73 @@ def relative_levels(
     d = reference.decision_energies(
         sums, counts, reference.smoothing_frames(energy.context_ms, window_ms)
     )
-    level = 10.0 ** (energy.threshold_db / 10.0)
-    if energy.noise_floor_percentile is not None:
-        floor = reference.noise_floor(d, energy.noise_floor_percentile)
-        level = max(level, floor * 10.0 ** (energy.noise_floor_margin_db / 10.0))
+    level = reference.decision_level(
+        d,
+        energy.threshold_db,
+        noise_floor_percentile=energy.noise_floor_percentile,
+        noise_floor_margin_db=energy.noise_floor_margin_db,
+    )
     with np.errstate(all="ignore"):
         return np.asarray(10.0 * np.log10(d / level), dtype=np.float64)
 
 
-def sure_windows(
+def plan_windows(
     rel: npt.NDArray[np.float64], window_ms: float, settings: CascadeSettings
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """``(speech, uncertain)`` per window, from the relative levels (see the module docs)."""
+) -> CascadePlan:
+    """What the energy VAD is sure of, from the relative levels (see the module docs)."""
     n = rel.size
+    loud = rel > 0.0
     runs = reference.smooth_decisions(
-        rel > 0.0, min_silence_frames=math.ceil(settings.bridge_ms / window_ms)
+        loud, min_silence_frames=math.ceil(settings.bridge_ms / window_ms)
     )
     speech = np.zeros(n, np.bool_)
     unsure = np.zeros(n, np.bool_)
+    decided = np.zeros(n, np.bool_)
     edge = math.ceil(settings.edge_ms / window_ms)
+    # A pause of this many windows can end a segment under Silero's rule (the window
+    # that starts it, then min_silence_duration_ms more); shorter ones cannot.
+    pause = math.ceil(settings.speech.min_silence_duration_ms / window_ms) + 1
     for a, b in reference.true_runs(runs):
         if float(np.max(rel[a:b])) > settings.speech_db:
             speech[a:b] = True
+            for g0, g1 in reference.true_runs(~loud[a:b]):
+                if g1 - g0 >= pause:
+                    decided[max(0, a + g0 - edge) : a + g1 + edge] = True
         else:
-            unsure[a:b] = True
+            decided[a:b] = True
         unsure[max(0, a - edge) : a + edge] = True
         unsure[max(0, b - edge) : b + edge] = True
-    unsure |= ~runs & (rel >= -settings.silence_db)
-    return speech & ~unsure, unsure
+    decided |= ~runs & (rel >= -settings.silence_db)
+    unsure |= decided
+    speech &= ~unsure
+    stretches = reference.true_runs(speech)
+    probes = [
+        min(a + int(np.argmax(rel[a:b])), max(a, b - settings.probe_windows)) for a, b in stretches
+    ]
+    return CascadePlan(speech, unsure, decided, stretches, probes)
+
+
+def _lanes(
+    mask: npt.NDArray[np.bool_],
+    warmup: int,
+    decided: npt.NDArray[np.bool_] | None = None,
+    edge_warmup: int = 0,
+) -> list[Lane]:
+    """The stretches of ``mask`` as lanes, each started ``warmup`` windows early
+    (``edge_warmup`` for a stretch with no ``decided`` window); stretches whose
+    warm-up would overlap the one before are one lane."""
+    lanes: list[Lane] = []
+    for a, b in reference.true_runs(mask):
+        w = warmup if decided is None or bool(decided[a:b].any()) else edge_warmup
+        if lanes and a - lanes[-1].stop <= w:
+            lanes[-1] = Lane(0, lanes[-1].start, b, lanes[-1].warmup)
+        else:
+            lanes.append(Lane(0, a, b, min(a, w)))
+    return lanes
+
+
+def _cost(lanes: list[Lane]) -> int:
+    return sum(lane.stop - lane.start + lane.warmup for lane in lanes)
 
 
 def cascade_probabilities(
@@ -120,8 +233,8 @@ def cascade_probabilities(
     kernels: KernelBackend,
     model: SileroModel,
     settings: CascadeSettings,
-) -> tuple[npt.NDArray[np.float32], int]:
-    """Per-window speech probabilities of the cascade, and the windows the model ran.
+) -> CascadeResult:
+    """Per-window speech probabilities of the cascade, and what the model ran.
 
     Args:
         signal: Mono float32 at ``rate`` (8000 or 16000 Hz).
@@ -129,28 +242,56 @@ def cascade_probabilities(
         kernels: The calling node's backend (frame energies).
         model: The loaded Silero model.
         settings: The cascade's settings.
-
-    Returns:
-        ``(probs, scored)``: one probability per window, and the number of
-        windows the model ran (uncertain ones and their context).
     """
     window_ms = window_samples(rate) * 1000.0 / rate
     rel = relative_levels(signal, rate, kernels, settings.energy)
-    speech, unsure = sure_windows(rel, window_ms, settings)
-    probs = speech.astype(np.float32)
+    n = rel.size
+    plan = plan_windows(rel, window_ms, settings)
+    probs = plan.speech.astype(np.float32)
+    scored = np.zeros(n, np.bool_)
     warmup = math.ceil(settings.context_ms / window_ms)
-    lanes: list[Lane] = []
-    for a, b in reference.true_runs(unsure):
-        if lanes and a - lanes[-1].stop <= warmup:  # its context would overlap: one stretch
-            lanes[-1] = Lane(0, lanes[-1].start, b, lanes[-1].warmup)
-        else:
-            lanes.append(Lane(0, a, b, min(a, warmup)))
-    if not lanes:
-        return probs, 0
-    scored = sum(lane.stop - lane.start + lane.warmup for lane in lanes)
-    if scored > settings.whole_share * probs.size:
-        lanes = chunk_lanes(0, probs.size, settings.chunk_windows, settings.chunk_context)
-        scored = sum(lane.stop - lane.start + lane.warmup for lane in lanes)
-    for lane, p in zip(lanes, model.score([signal], rate, lanes), strict=True):
-        probs[lane.start : lane.stop] = p
-    return probs, scored
+    lanes = _lanes(
+        plan.uncertain, warmup, plan.decided, math.ceil(settings.edge_context_ms / window_ms)
+    )
+    probe_warmup = math.ceil(settings.probe_context_ms / window_ms)
+    cost = _cost(lanes)
+    if cost > settings.whole_share * n:
+        return _whole(signal, rate, model, n, 0)
+
+    def run(batch: list[Lane]) -> list[npt.NDArray[np.float32]]:
+        found = model.score([signal], rate, batch) if batch else []
+        for lane, p in zip(batch, found, strict=True):
+            probs[lane.start : lane.stop] = p
+            scored[lane.start : lane.stop] = True
+        return found
+
+    run(lanes)
+    # A stretch next to a window where the model already found speech needs no probe.
+    threshold = settings.speech.threshold
+    unconfirmed = [
+        (a, b, q)
+        for (a, b), q in zip(plan.stretches, plan.probes, strict=True)
+        if not any(0 <= i < n and scored[i] and probs[i] >= threshold for i in (a - 1, b))
+    ]
+    probe_lanes = [
+        Lane(0, q, min(n, q + settings.probe_windows), min(q, probe_warmup))
+        for _, _, q in unconfirmed
+    ]
+    rejected = np.zeros(n, np.bool_)
+    for (a, b, _), p in zip(unconfirmed, run(probe_lanes), strict=True):
+        if p.size == 0 or float(np.max(p)) < threshold:
+            rejected[a:b] = True
+    retry = _lanes(rejected, warmup)
+    cost += _cost(probe_lanes)
+    if cost + _cost(retry) > settings.whole_share * n:
+        return _whole(signal, rate, model, n, cost)
+    run(retry)
+    return CascadeResult(probs, scored, cost + _cost(retry))
+
+
+def _whole(
+    signal: npt.NDArray[np.float32], rate: int, model: SileroModel, n: int, spent: int
+) -> CascadeResult:
+    """SileroVADNode's probabilities: the whole signal in one pass (after ``spent`` windows)."""
+    (p,) = model.score([signal], rate, [Lane(0, 0, n, 0)])
+    return CascadeResult(p.astype(np.float32), np.ones(n, np.bool_), spent + n)

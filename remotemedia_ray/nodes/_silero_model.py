@@ -19,6 +19,7 @@ its state, which then gives close, not identical, probabilities.
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from remotemedia_ray.audio import AudioFormat
-from remotemedia_ray.errors import ConfigError
+from remotemedia_ray.errors import AudioFormatError, ConfigError
 from remotemedia_ray.nodes import reference
 from remotemedia_ray.nodes.resampling import ResampleSettings
 
@@ -118,7 +119,8 @@ def model_input(
         ``(signal, model_rate)``.
 
     Raises:
-        AudioFormatError: A NaN/inf sample (named), or a bad shape or dtype.
+        AudioFormatError: A NaN/inf sample (named), a bad shape or dtype, or a
+            rate the node cannot resample to 16000 Hz.
     """
     reference.check_finite(samples)
     x = samples
@@ -128,7 +130,17 @@ def model_input(
         x = kernels.convert_format(x, AudioFormat.F32)
     model_rate = rate if rate in MODEL_RATES else 16000
     if model_rate != rate and x.shape[0]:
-        x = kernels.resample(x, rate, ResampleSettings(target_rate=16000, quality="medium"))
+        try:
+            x = kernels.resample(x, rate, ResampleSettings(target_rate=16000, quality="medium"))
+        except ConfigError:
+            g = math.gcd(rate, 16000)
+            raise AudioFormatError(
+                f"the Silero model reads 8000 or 16000 Hz and this node resamples other rates "
+                f"to 16000 Hz, but not from {rate} Hz (16000/{rate} reduces to "
+                f"{16000 // g}/{rate // g}); it accepts rates whose ratio to 16000 reduces to "
+                "terms of at most 8192, such as 11025, 22050, 24000, 32000, 44100, 48000 or "
+                "96000 Hz: resample the audio to one of those first"
+            ) from None
     return np.ascontiguousarray(x[:, 0], dtype=np.float32), model_rate
 
 

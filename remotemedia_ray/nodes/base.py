@@ -241,11 +241,16 @@ def parse_params(model: type[P], params: Mapping[str, Any], *, node: str | None 
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "params"
+            key = ".".join(str(part) for part in error["loc"])
+            message = error["msg"]
+            if error["type"] == "value_error":  # our validators' own words, without "Value error, "
+                message = str(error.get("ctx", {}).get("error", message))
             if error["type"] == "extra_forbidden":
                 problems.append(f"unknown param {key!r}")
-            else:
-                problems.append(f"param {key!r}: {error['msg']}")
+            elif key:
+                problems.append(f"param {key!r}: {message}")
+            else:  # a rule across params names them itself
+                problems.append(message)
         raise ManifestError("; ".join(problems), node_id=node) from None
 
 

