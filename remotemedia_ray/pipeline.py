@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from remotemedia_ray._runtime.execution import BatchSink, ItemFailure, PipelineOutput, SinkCommit
+from remotemedia_ray._runtime.execution import (
+    BatchSink,
+    ItemBytes,
+    ItemFailure,
+    PipelineOutput,
+    SinkCommit,
+)
 from remotemedia_ray._runtime.plan import PipelinePlan
 from remotemedia_ray._runtime.ray_cluster import RayOptions
 from remotemedia_ray._runtime.retry import RetryPolicy
@@ -66,7 +72,7 @@ class _Executor(Protocol):
         *,
         ordered: bool = True,
         sink: BatchSink | None = None,
-        item_bytes: Callable[[Any], int | None] | None = None,
+        item_bytes: ItemBytes | None = None,
         batch_bytes: int | None = None,
     ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]: ...
     def node_metrics(self) -> list[NodeMetrics]: ...
@@ -336,7 +342,7 @@ class Pipeline:
         ordered: bool,
         raise_: bool,
         sink: BatchSink | None = None,
-        item_bytes: Callable[[Any], int | None] | None = None,
+        item_bytes: ItemBytes | None = None,
         batch_bytes: int | None = None,
     ) -> Iterator[Any]:
         self.open()

@@ -68,6 +68,13 @@ class LocalExecutor:
         self._breaker_threshold = breaker_threshold
         self._breaker_cooldown_s = breaker_cooldown_s
         self._runners: dict[str, NodeRunner] = {}
+        order = plan.graph.execution_order
+        self._last_use = {
+            node: max((order.index(c) for c in plan.graph.children(node)), default=len(order))
+            for node in order
+        }
+        """Where each node's output is read last (an execution-order index): a batch run
+        node by node frees it there."""
         self.sink_batch = SINK_BATCH
         """Items per batch handed to a sink (see :meth:`stream`)."""
 
@@ -139,10 +146,7 @@ class LocalExecutor:
             return [self._outcome(item_id, item) for item_id, item in items]
         order = self.plan.graph.execution_order
         graph = self.plan.graph
-        last_use = {
-            node: max((order.index(c) for c in graph.children(node)), default=len(order))
-            for node in order
-        }
+        last_use = self._last_use
         outputs: dict[int, dict[str, Any]] = {k: {} for k in range(len(items))}
         results: list[PipelineOutput | ItemFailure | None] = [None] * len(items)
         for index, node_id in enumerate(order):
