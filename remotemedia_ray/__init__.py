@@ -9,6 +9,7 @@ from importlib.metadata import version as _version
 
 from remotemedia_ray import errors
 from remotemedia_ray._runtime.execution import ItemFailure, PipelineOutput
+from remotemedia_ray._runtime.pools import Pool, PoolLayout
 from remotemedia_ray._runtime.ray_cluster import RayOptions
 from remotemedia_ray._runtime.retry import CircuitBreaker, RetryPolicy
 from remotemedia_ray.audio import (
@@ -88,6 +89,8 @@ __all__ = [
     "PipelineMetrics",
     "PipelineOutput",
     "PipelineState",
+    "Pool",
+    "PoolLayout",
     "PythonError",
     "RayOptions",
     "RemoteMediaError",

@@ -1,6 +1,7 @@
 """The ``remotemedia-ray`` command line.
 
 remotemedia-ray run MANIFEST -i INPUT -o OUTDIR     the dataset job (see remotemedia_ray.dataset)
+remotemedia-ray plan MANIFEST                       the actor pools ``run`` would use, and why
 remotemedia-ray validate MANIFEST [MANIFEST ...]   checks every file; exit 0 when all are valid
 remotemedia-ray nodes [--json]                      node types, parameters, runtimes
 remotemedia-ray schema                              the manifest JSON schema
@@ -29,9 +30,11 @@ __all__ = ["main"]
 def _run(args: argparse.Namespace) -> int:
     from remotemedia_ray.dataset import JobConfig, run_job
 
-    ray_options = {}
+    ray_options: dict[str, Any] = {}
     if args.max_in_flight is not None:
         ray_options["max_in_flight"] = args.max_in_flight
+    if args.wait_for_resources:
+        ray_options["wait_for_resources"] = True
     config = JobConfig(
         manifest=args.manifest,
         input=args.input,
@@ -114,6 +117,27 @@ def _shutdown_ray() -> None:
     import ray
 
     ray.shutdown()
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from remotemedia_ray.dataset import JobConfig, plan_job
+
+    config = JobConfig(
+        manifest=args.manifest,
+        input="",
+        outdir="",
+        runtime=args.runtime,
+        node_runtime=args.node_runtime,
+        fuse=not args.no_fuse,
+    )
+    layout = plan_job(config, cpus=args.cpus, gpus=args.gpus)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(layout), indent=2))
+    else:
+        print(layout.describe())
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -282,11 +306,37 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-fuse",
         action="store_true",
-        help="one actor pool per node instead of the whole manifest in each actor "
-        "(fused is faster on small machines; outputs are the same)",
+        help="one actor pool per node instead of pools of nodes fused by their resource "
+        "needs (fused is faster; outputs are the same; `plan` shows the pools)",
+    )
+    run.add_argument(
+        "--wait-for-resources",
+        action="store_true",
+        help="on an autoscaling cluster, ask for the GPUs a node needs and wait for them "
+        "(up to 120 s) instead of failing at once",
     )
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.set_defaults(func=_run)
+
+    plan = sub.add_parser(
+        "plan",
+        help="show the actor pools `run` would use for a manifest, and why",
+        description="Show the actor pools `run MANIFEST` would use on Ray (nodes fused by "
+        "their resource needs, replicas, CPUs and GPUs per actor), with the reason for each. "
+        "Nothing starts.",
+    )
+    plan.add_argument("manifest", metavar="MANIFEST", help="pipeline manifest (.json/.yaml)")
+    plan.add_argument("--runtime", choices=["ray", "local"], default="ray", help="default: ray")
+    plan.add_argument("--node-runtime", choices=RUNTIME_HINTS, default=None, help="as for `run`")
+    plan.add_argument("--no-fuse", action="store_true", help="as for `run`")
+    plan.add_argument(
+        "--cpus", type=float, default=None, help="the cluster's CPUs (default: this machine's)"
+    )
+    plan.add_argument(
+        "--gpus", type=float, default=None, help="the cluster's GPUs (default: this machine's)"
+    )
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(func=_plan)
 
     validate = sub.add_parser("validate", help="check manifests (exit 0 if all are valid)")
     validate.add_argument("manifests", nargs="+", metavar="MANIFEST", help=".json/.yaml file")

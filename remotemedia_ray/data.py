@@ -234,7 +234,7 @@ def map_pipeline(
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1 or None, got {batch_size}")
     checked = Pipeline(manifest, runtime="local", on_error=on_error, node_runtime=runtime)
-    _check_column_names(checked.plan.graph.sinks, tuple(keep_columns))
+    _check_column_names(checked.graph.sinks, tuple(keep_columns))
     known_columns = ds.columns(fetch_if_missing=False)
     if known_columns is not None:
         _check_input_columns(known_columns, keep_columns)
@@ -310,7 +310,7 @@ class _PipelineMapper:
         self._on_error = on_error
         self._keep_columns = keep_columns
         self._pipeline = Pipeline(manifest, runtime="local", node_runtime=runtime).open()
-        self._sinks = self._pipeline.plan.graph.sinks
+        self._sinks = self._pipeline.graph.sinks
         self._layouts: dict[str, Layout] = {}
         self._warned: set[str] = set()
 

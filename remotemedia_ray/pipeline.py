@@ -31,10 +31,12 @@ from remotemedia_ray._runtime.execution import (
     SinkCommit,
 )
 from remotemedia_ray._runtime.plan import PipelinePlan
+from remotemedia_ray._runtime.pools import PoolLayout
 from remotemedia_ray._runtime.ray_cluster import RayOptions
 from remotemedia_ray._runtime.retry import RetryPolicy
 from remotemedia_ray.audio import AudioBuffer
 from remotemedia_ray.errors import ConfigError, RemoteMediaError
+from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import Manifest, RuntimeHint
 from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics, micros
 
@@ -178,7 +180,7 @@ class Pipeline:
         self._state = PipelineState.PARSING
         try:
             self.manifest = _load_manifest(manifest)
-            self.plan = PipelinePlan.build(self.manifest, node_runtime)
+            self._plan = PipelinePlan.build(self.manifest, node_runtime)
         except BaseException:
             self._state = PipelineState.FAILED
             raise
@@ -193,10 +195,47 @@ class Pipeline:
 
     @property
     def pipeline_id(self) -> str | None:
-        """The id in the names of this pipeline's Ray actors (``rm:<id>:<node>:<replica>``,
-        ``rm:<id>:fused:<replica>``), once it is open on Ray; None otherwise."""
+        """The id in the names of this pipeline's Ray actors (``rm:<id>:<pool>:<replica>``,
+        where a pool is a node id, or ``fused``, ``fused-1``, ... when fused; see
+        :meth:`plan`), once it is open on Ray; None otherwise."""
         pipeline_id = getattr(self._executor, "pipeline_id", None)
         return pipeline_id if isinstance(pipeline_id, str) else None
+
+    @property
+    def graph(self) -> PipelineGraph:
+        """The manifest's DAG (execution order, sources, sinks)."""
+        return self._plan.graph
+
+    def plan(self, *, cpus: float | None = None, gpus: float | None = None) -> PoolLayout:
+        """The actor pools that run (or would run) this pipeline, and why.
+
+        On Ray: the pools built, once the pipeline is open; before that, those
+        it would build on a cluster of ``cpus`` CPUs and ``gpus`` GPUs (default:
+        the embedded Ray's, i.e. ``options.num_cpus`` or this machine's CPUs,
+        and this machine's GPUs). Nothing is started. ``print(p.plan())`` shows
+        a table; see :class:`~remotemedia_ray.PoolLayout`.
+        """
+        from remotemedia_ray._runtime.pools import local_layout, plan_pools
+        from remotemedia_ray._runtime.ray_cluster import machine_cpus, visible_gpus
+
+        built = getattr(self._executor, "layout", None)
+        if isinstance(built, PoolLayout) and built.pools and cpus is None and gpus is None:
+            return built
+        if cpus is None:
+            cpus = float(self.options.num_cpus or machine_cpus()) if self.options else 1.0
+        if gpus is None:
+            gpus = float(visible_gpus())
+        if cpus <= 0 or gpus < 0:
+            raise ConfigError(f"cpus must be > 0 and gpus >= 0, got cpus={cpus}, gpus={gpus}")
+        if self.options is None:
+            return local_layout(self._plan, cpus, gpus)
+        return plan_pools(
+            self._plan,
+            fuse=self.options.fuse,
+            cpus=cpus,
+            gpus=gpus,
+            fused_replicas=self.options.fused_replicas,
+        )
 
     def open(self) -> Pipeline:
         """Build the pipeline (create and initialize every node); idempotent."""
@@ -220,11 +259,11 @@ class Pipeline:
         if self.runtime == "local":
             from remotemedia_ray._runtime.local import LocalExecutor
 
-            return LocalExecutor(self.plan, retry_policy=self.retry_policy)
+            return LocalExecutor(self._plan, retry_policy=self.retry_policy)
         from remotemedia_ray._runtime.ray_executor import RayExecutor
 
         return RayExecutor(
-            self.plan, address=self.address, retry_policy=self.retry_policy, options=self.options
+            self._plan, address=self.address, retry_policy=self.retry_policy, options=self.options
         )
 
     def close(self) -> None:
@@ -403,7 +442,7 @@ class Pipeline:
                         NodeMetrics(
                             node_id=n.node_id, node_type=n.spec.node_type, runtime=n.runtime
                         )
-                        for n in self.plan.nodes.values()
+                        for n in self._plan.nodes.values()
                     ]
                 )
             finally:

@@ -10,7 +10,7 @@ import shutil
 import signal
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +96,28 @@ def ids_exactly_once(table: pa.Table) -> list[str]:
     twice = sorted(i for i, n in Counter(ids).items() if n > 1)
     assert not twice, f"ids with more than one row: {twice}"
     return ids
+
+
+@contextlib.contextmanager
+def own_ray(
+    start: Callable[[], Any], stop: Callable[[Any], None] = lambda _: None
+) -> Iterator[Any]:
+    """Run ``start()`` (which starts a Ray) instead of any Ray this process already has.
+
+    On exit the driver disconnects, then ``stop(what start returned)`` runs.
+    """
+    import ray
+
+    shared = ray.is_initialized()
+    if shared:
+        ray.shutdown()
+    started = None
+    try:
+        started = start()
+        yield started
+    finally:
+        ray.shutdown()
+        if started is not None:
+            stop(started)
+        if shared:  # the session's Ray, as conftest.ray_session starts it
+            ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)

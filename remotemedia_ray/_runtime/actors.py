@@ -46,6 +46,7 @@ from remotemedia_ray.metrics import NodeMetrics
 
 if TYPE_CHECKING:
     from remotemedia_ray._runtime.plan import PipelinePlan
+    from remotemedia_ray._runtime.pools import Pool
 
 __all__ = ["CONTROL_GROUP", "FusedActor", "NodeActor", "write_sink_tables"]
 
@@ -145,20 +146,30 @@ class NodeActor:
 
 
 class FusedActor:
-    """Runs a whole pipeline inside one Ray actor (fusion).
+    """Runs several nodes of a pipeline inside one Ray actor (fusion): a pool of
+    :func:`~remotemedia_ray._runtime.pools.plan_pools`, or the whole pipeline.
 
-    Every node's executor lives in this actor and items flow between them in
-    memory, exactly as in the local runtime; ``execute_batch`` returns one
-    batch table per sink, in sink order. Replicas of this actor process
-    different batches in parallel.
+    Its nodes' executors live in this actor and items flow between them in
+    memory, exactly as in the local runtime. ``execute_batch`` takes one batch
+    table per input of the pool (the pipeline input, or nodes of earlier
+    pools) and returns one per output of the pool (in the pool's order).
+    Replicas of this actor process different batches in parallel.
     """
 
-    def __init__(self, plan: PipelinePlan, retry_policy: RetryPolicy) -> None:
+    def __init__(
+        self, plan: PipelinePlan, retry_policy: RetryPolicy, pool: Pool | None = None
+    ) -> None:
         from remotemedia_ray._runtime.local import LocalExecutor
 
         self.lock = threading.Lock()
         self.plan = plan
-        self.executor = LocalExecutor(plan, retry_policy=retry_policy)
+        self.inputs = pool.inputs if pool is not None else (PIPELINE_INPUT,)
+        self.executor = LocalExecutor(
+            plan,
+            retry_policy=retry_policy,
+            nodes=None if pool is None else pool.nodes,
+            outputs=None if pool is None else pool.outputs,
+        )
         self.executor.start()
 
     def ready(self) -> int:
@@ -170,40 +181,48 @@ class FusedActor:
         return _host()
 
     def execute_batch(
-        self, table: pa.Table, sink: BatchSink | None = None
+        self, *tables: pa.Table, sink: BatchSink | None = None
     ) -> pa.Table | list[pa.Table] | list[SinkCommit | ItemFailure]:
-        """Run every node on every item; one output table per sink.
+        """Run the nodes on every item; one output table per output of the pool.
 
-        With ``sink``, the outputs go to ``sink.write`` here instead, and the
-        sink's commit (with the batch's failures) is returned.
+        With ``sink`` (a pool that holds every sink), the outputs go to
+        ``sink.write`` here instead, and the sink's commit (with the batch's
+        failures) is returned.
         """
         with self.lock:
-            outcomes = self._outcomes(table)
+            outcomes = self._outcomes(tables)
             if sink is not None:
                 return write_batch(sink, outcomes)
-            sinks = self.plan.graph.sinks
-            tables = [
+            tables_out = [
                 encode_batch(
                     [
                         BatchItem(o.item_id, error=o.error)
                         if isinstance(o, ItemFailure)
-                        else BatchItem(o.item_id, o[sink_id])
+                        else BatchItem(o.item_id, o[node_id])
                         for o in outcomes
                     ]
                 )
-                for sink_id in sinks
+                for node_id in self.executor.outputs
             ]
-            return tables[0] if len(tables) == 1 else tables
+            return tables_out[0] if len(tables_out) == 1 else tables_out
 
-    def _outcomes(self, table: pa.Table) -> list[PipelineOutput | ItemFailure]:
-        items = decode_batch(table)
-        ok = [(item.item_id, item.value) for item in items if item.error is None]
-        ran = iter(self.executor.run_batch(ok))
+    def _outcomes(self, tables: tuple[pa.Table, ...]) -> list[PipelineOutput | ItemFailure]:
+        """Each row's outcome; an item failed upstream keeps its error."""
+        inputs = [decode_batch(table) for table in tables]
+        upstream = [first_error(batch[row] for batch in inputs) for row in range(len(inputs[0]))]
+        ok: list[tuple[str, Any]] = []
+        seeds: list[dict[str, Any]] = []
+        for row, first in enumerate(inputs[0]):
+            if upstream[row] is None:
+                given = {
+                    key: batch[row].value for key, batch in zip(self.inputs, inputs, strict=True)
+                }
+                ok.append((first.item_id, given.pop(PIPELINE_INPUT, None)))
+                seeds.append(given)
+        ran = iter(self.executor.run_batch(ok, seeds))
         return [
-            next(ran)
-            if item.error is None
-            else ItemFailure(item.item_id, item.error.node_id, item.error)
-            for item in items
+            next(ran) if error is None else ItemFailure(first.item_id, error.node_id, error)
+            for first, error in zip(inputs[0], upstream, strict=True)
         ]
 
     def metrics(self) -> list[NodeMetrics]:

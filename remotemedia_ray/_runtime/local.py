@@ -15,13 +15,17 @@ Batches (:meth:`LocalExecutor.run_batch`) run item by item too, unless a node
 runs several items in one call (``execute_many``, a neural model): then every
 node runs over the whole batch before the next one, each keeping the outputs
 only while a later node needs them, and that node gets the batch in one call.
+
+A fused Ray actor runs part of a pipeline with this executor (``nodes``): the
+outputs of the nodes it reads from other pools come with each item
+(``seeds``), and it returns those of its ``outputs`` instead of the sinks'.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from remotemedia_ray._runtime.execution import (
@@ -62,15 +66,25 @@ class LocalExecutor:
         retry_policy: RetryPolicy | None = None,
         breaker_threshold: int = 5,
         breaker_cooldown_s: float = 30.0,
+        nodes: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
     ) -> None:
         self.plan = plan
         self.retry_policy = retry_policy or RetryPolicy()
         self._breaker_threshold = breaker_threshold
         self._breaker_cooldown_s = breaker_cooldown_s
         self._runners: dict[str, NodeRunner] = {}
-        order = plan.graph.execution_order
+        chosen = set(plan.graph.nodes if nodes is None else nodes)
+        order = tuple(n for n in plan.graph.execution_order if n in chosen)
+        self.order = order
+        """The nodes this executor runs, in execution order (default: all)."""
+        self.outputs = plan.graph.sinks if outputs is None else tuple(outputs)
+        """The nodes whose outputs make an item's result (default: the sinks)."""
         self._last_use = {
-            node: max((order.index(c) for c in plan.graph.children(node)), default=len(order))
+            node: max(
+                (order.index(c) for c in plan.graph.children(node) if c in chosen),
+                default=len(order),
+            )
             for node in order
         }
         """Where each node's output is read last (an execution-order index): a batch run
@@ -87,10 +101,10 @@ class LocalExecutor:
                 already initialized are cleaned up first.
         """
         gpus = {"GPU": float(visible_gpus())}
-        for node_id, node in self.plan.nodes.items():  # before anything is initialized
-            check_resources(gpus, node_gpus(node), node_id, where="this machine")
+        for node_id in self.order:  # before anything is initialized
+            check_resources(gpus, node_gpus(self.plan.nodes[node_id]), node_id, "this machine")
         try:
-            for node_id in self.plan.graph.execution_order:
+            for node_id in self.order:
                 node = self.plan.nodes[node_id]
                 runner = NodeRunner(
                     node.create(),
@@ -103,10 +117,14 @@ class LocalExecutor:
             self.close()
             raise
 
-    def run_item(self, item_id: str, item: Any) -> PipelineOutput:
-        """Run one item through every node; raises the first node error (tagged)."""
-        outputs: dict[str, Any] = {}
-        order = self.plan.graph.execution_order
+    def run_item(
+        self, item_id: str, item: Any, seed: Mapping[str, Any] | None = None
+    ) -> PipelineOutput:
+        """Run one item through every node; raises the first node error (tagged).
+
+        ``seed``: the outputs of the nodes this executor reads but does not run."""
+        outputs: dict[str, Any] = dict(seed or {})
+        order = self.order
         for index, node_id in enumerate(order):
             value = self.plan.node_input(node_id, item, outputs)
             runner = self._runners[node_id]
@@ -114,7 +132,11 @@ class LocalExecutor:
                 _ItemStream(self, item_id, item, value, outputs).run(order[index:])
                 break
             outputs[node_id] = runner.execute(value, item_id=item_id)
-        return PipelineOutput(item_id, self.plan.result(outputs))
+        return PipelineOutput(item_id, self.result(outputs))
+
+    def result(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """``{node_id: output}`` of one item for every node of :attr:`outputs`."""
+        return {node_id: outputs[node_id] for node_id in self.outputs}
 
     def stream(
         self,
@@ -140,14 +162,22 @@ class LocalExecutor:
         for item_id, item in items:
             yield self._outcome(item_id, item)
 
-    def run_batch(self, items: Sequence[tuple[str, Any]]) -> list[PipelineOutput | ItemFailure]:
-        """The outcome of each ``(item_id, item)``, in order (see the module docs)."""
+    def run_batch(
+        self,
+        items: Sequence[tuple[str, Any]],
+        seeds: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[PipelineOutput | ItemFailure]:
+        """The outcome of each ``(item_id, item)``, in order (see the module docs);
+        ``seeds``: each item's outputs of the nodes this executor reads but does not run."""
+        given = seeds if seeds is not None else [{}] * len(items)
         if not any(runner.batches for runner in self._runners.values()):
-            return [self._outcome(item_id, item) for item_id, item in items]
-        order = self.plan.graph.execution_order
-        graph = self.plan.graph
+            return [
+                self._outcome(item_id, item, seed)
+                for (item_id, item), seed in zip(items, given, strict=True)
+            ]
+        order = self.order
         last_use = self._last_use
-        outputs: dict[int, dict[str, Any]] = {k: {} for k in range(len(items))}
+        outputs: dict[int, dict[str, Any]] = {k: dict(given[k]) for k in range(len(items))}
         results: list[PipelineOutput | ItemFailure | None] = [None] * len(items)
         for index, node_id in enumerate(order):
             runner = self._runners[node_id]
@@ -160,7 +190,7 @@ class LocalExecutor:
                     kept = outputs.pop(k)  # a long file: the rest of its nodes stream it
                     try:
                         _ItemStream(self, item_id, item, value, kept).run(order[index:])
-                        results[k] = PipelineOutput(item_id, self.plan.result(kept))
+                        results[k] = PipelineOutput(item_id, self.result(kept))
                     except RemoteMediaError as error:
                         results[k] = ItemFailure(item_id, error.node_id, error)
                     continue
@@ -174,15 +204,17 @@ class LocalExecutor:
                 else:
                     outputs[k][node_id] = out
             for kept in outputs.values():  # free what no later node reads
-                for node in [n for n in kept if last_use[n] == index and n not in graph.sinks]:
+                for node in [n for n in kept if last_use.get(n) == index and n not in self.outputs]:
                     del kept[node]
         for k, kept in outputs.items():
-            results[k] = PipelineOutput(items[k][0], self.plan.result(kept))
+            results[k] = PipelineOutput(items[k][0], self.result(kept))
         return [r for r in results if r is not None]
 
-    def _outcome(self, item_id: str, item: Any) -> PipelineOutput | ItemFailure:
+    def _outcome(
+        self, item_id: str, item: Any, seed: Mapping[str, Any] | None = None
+    ) -> PipelineOutput | ItemFailure:
         try:
-            return self.run_item(item_id, item)
+            return self.run_item(item_id, item, seed)
         except RemoteMediaError as error:
             return ItemFailure(item_id, error.node_id, error)
 
@@ -191,9 +223,12 @@ class LocalExecutor:
         return self._runners[node_id]
 
     def node_metrics(self) -> list[NodeMetrics]:
-        """Each node's figures, in manifest order (``skipped`` for nodes never built)."""
+        """The figures of each node it runs, in manifest order (``skipped`` for nodes
+        never built)."""
         result = []
         for node_id, node in self.plan.nodes.items():
+            if node_id not in self.order:
+                continue
             runner = self._runners.get(node_id)
             if runner is not None:
                 result.append(runner.metrics())
@@ -260,7 +295,7 @@ class _ItemStream:
             later.append(node_id)
         for node_id, stream in self.streams.items():
             needed = any(child not in self.streams for child in graph.children(node_id))
-            if stream.emits_audio and (node_id in graph.sinks or needed):
+            if stream.emits_audio and (node_id in self.executor.outputs or needed):
                 self.pieces[node_id] = []
         producer = self._producer()
         chunks = iter(self.source.chunks())

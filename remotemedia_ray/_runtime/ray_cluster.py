@@ -11,9 +11,9 @@ another Ray runs on the machine (``ray start``), which it never joins
 unasked -- joins a cluster otherwise, reuses a Ray the caller already
 initialized, and shuts down only a Ray it started itself.
 
-:func:`actor_options` and :func:`fused_actor_options` are where a node's
-capabilities and ``execution`` options become Ray actor options; both go
-through one helper that applies every actor default.
+:func:`node_gpus`, :func:`node_cpus` and :func:`memory_bytes` read what a
+node's capabilities and ``execution`` options ask for;
+:func:`pool_actor_options` turns a pool of them into Ray actor options.
 """
 
 from __future__ import annotations
@@ -33,14 +33,18 @@ from remotemedia_ray.nodes.base import Capability
 
 if TYPE_CHECKING:
     from remotemedia_ray._runtime.plan import NodePlan
+    from remotemedia_ray._runtime.pools import Pool
 
 __all__ = [
     "RayConnection",
     "RayOptions",
-    "actor_options",
+    "check_resources",
     "cpu_share",
-    "fused_actor_options",
+    "machine_cpus",
+    "memory_bytes",
+    "node_cpus",
     "node_gpus",
+    "pool_actor_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,15 +113,23 @@ class RayOptions(BaseModel):
     )
     fuse: bool = Field(
         default=False,
-        description="Run the whole pipeline inside each actor of one pool (fusion): no hop "
-        "between nodes; fused_replicas actors work on different batches in parallel. Outputs "
-        "are the same either way.",
+        description="Fuse nodes into pools by their resource needs: consecutive nodes with "
+        "the same needs (GPUs, CPUs, own replicas) run inside each actor of one pool, with no "
+        "hop between them, and a node whose needs differ gets its own pool. Off: one pool per "
+        "node. Outputs are the same either way; Pipeline.plan() shows the pools.",
     )
     fused_replicas: int | None = Field(
         default=None,
         ge=1,
         le=100_000,
-        description="Actors of the fused pool (default: the cluster's CPUs).",
+        description="Actors of a fused pool of CPU nodes with default needs (default: the "
+        "cluster's CPUs).",
+    )
+    wait_for_resources: bool = Field(
+        default=False,
+        description="On a cluster that adds nodes on demand (an autoscaler), ask it for the "
+        "GPUs a pool needs and the cluster lacks, and wait up to ready_timeout_s for them, "
+        "instead of failing at build time.",
     )
     expected_items: int | None = Field(
         default=None,
@@ -157,7 +169,8 @@ def _config_error(exc: ValidationError) -> ConfigError:
     return ConfigError(message)
 
 
-def _machine_cpus() -> int:
+def machine_cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -191,7 +204,7 @@ class RayConnection:
         if address is None:
             kwargs.update(
                 address="local",  # a bare ray.init() would join a `ray start` cluster
-                num_cpus=self.num_cpus or _machine_cpus(),
+                num_cpus=self.num_cpus or machine_cpus(),
                 include_dashboard=False,
             )
             if self.object_store_memory is not None:
@@ -255,91 +268,51 @@ def node_gpus(node: NodePlan) -> float:
     return 1.0 if needs_gpu else 0.0
 
 
-def _memory_bytes(node: NodePlan) -> int:
+def node_cpus(node: NodePlan) -> float | None:
+    """CPUs one actor of ``node`` asks for: ``execution.num_cpus``, else
+    ``capabilities.cpu.cores``, else None (a share of the cluster)."""
+    execution = node.spec.execution
+    if execution.num_cpus is not None:
+        return execution.num_cpus
+    caps = node.spec.capabilities
+    if caps is not None and caps.cpu is not None and caps.cpu.cores is not None:
+        return float(caps.cpu.cores)
+    return None
+
+
+def memory_bytes(node: NodePlan) -> int:
+    """Bytes of memory one actor of ``node`` reserves: ``capabilities.memory_gb`` (0: none)."""
     caps = node.spec.capabilities
     return int(caps.memory_gb * 1024**3) if caps is not None and caps.memory_gb else 0
 
 
-def actor_options(
-    node: NodePlan, *, pipeline_id: str, replica: int, cpus_per_actor: float
+def pool_actor_options(
+    pool: Pool, nodes: Iterable[NodePlan], *, pipeline_id: str, replica: int
 ) -> dict[str, Any]:
-    """Ray actor options for one replica of a node.
+    """Ray actor options for one replica of ``pool``, which runs ``nodes``.
 
-    * ``num_cpus``: ``execution.num_cpus``, else ``capabilities.cpu.cores``,
-      else ``cpus_per_actor`` (a share that lets every actor of the pipeline
-      fit the cluster at once, at most 1);
-    * ``num_gpus``: :func:`node_gpus`;
-    * ``memory``: ``capabilities.memory_gb``;
-    * ``max_restarts`` / ``max_task_retries``: from ``execution`` (a dead
-      actor is restarted and its calls re-run);
-    * a name ``rm:{pipeline}:{node}:{replica}`` for observability.
-    """
-    spec = node.spec
-    execution = spec.execution
-    caps = spec.capabilities
-    if execution.num_cpus is not None:
-        num_cpus: float = execution.num_cpus
-    elif caps is not None and caps.cpu is not None and caps.cpu.cores is not None:
-        num_cpus = float(caps.cpu.cores)
-    else:
-        num_cpus = cpus_per_actor
-    return _ray_actor_options(
-        num_cpus=num_cpus,
-        num_gpus=node_gpus(node),
-        memory=_memory_bytes(node),
-        max_restarts=execution.max_restarts,
-        max_task_retries=execution.max_task_retries,
-        name=f"rm:{pipeline_id}:{spec.id}:{replica}",
-    )
-
-
-def fused_actor_options(
-    nodes: Iterable[NodePlan], *, pipeline_id: str, replica: int, cpus_per_actor: float
-) -> dict[str, Any]:
-    """Ray actor options for one replica of the fused pool (every node in one actor).
-
-    * ``num_cpus``: ``cpus_per_actor``;
-    * ``num_gpus``: the most any node needs (the nodes run one after another);
-    * ``memory``: the nodes' ``capabilities.memory_gb`` summed (all stay loaded);
-    * ``max_restarts`` / ``max_task_retries``: the strictest node's (-1, forever,
-      counts as the most);
-    * a name ``rm:{pipeline}:fused:{replica}``.
+    * ``num_cpus`` / ``num_gpus`` / ``memory``: the pool's (see
+      :func:`~remotemedia_ray._runtime.pools.plan_pools`);
+    * ``max_restarts`` / ``max_task_retries``: the strictest node's (-1,
+      forever, counts as the most): a dead actor is restarted and its calls re-run;
+    * a name ``rm:{pipeline}:{pool}:{replica}`` for observability;
+    * one call at a time (nodes are not thread-safe).
     """
     plans = list(nodes)
 
     def strictest(values: Iterable[int]) -> int:
         return min(values, key=lambda v: math.inf if v < 0 else v, default=0)
 
-    return _ray_actor_options(
-        num_cpus=cpus_per_actor,
-        num_gpus=max((node_gpus(n) for n in plans), default=0.0),
-        memory=sum(_memory_bytes(n) for n in plans),
-        max_restarts=strictest(n.spec.execution.max_restarts for n in plans),
-        max_task_retries=strictest(n.spec.execution.max_task_retries for n in plans),
-        name=f"rm:{pipeline_id}:fused:{replica}",
-    )
-
-
-def _ray_actor_options(
-    *,
-    num_cpus: float,
-    num_gpus: float,
-    memory: int,
-    max_restarts: int,
-    max_task_retries: int,
-    name: str,
-) -> dict[str, Any]:
-    """The options handed to ``ray.remote(cls).options(...)``, with every actor default."""
     options: dict[str, Any] = {
-        "num_cpus": num_cpus,
-        "num_gpus": num_gpus,
-        "max_restarts": max_restarts,
-        "max_task_retries": max_task_retries,
-        "name": name,
-        "max_concurrency": 1,  # one call at a time: nodes are not thread-safe
+        "num_cpus": pool.num_cpus,
+        "num_gpus": pool.num_gpus,
+        "max_restarts": strictest(n.spec.execution.max_restarts for n in plans),
+        "max_task_retries": strictest(n.spec.execution.max_task_retries for n in plans),
+        "name": f"rm:{pipeline_id}:{pool.name}:{replica}",
+        "max_concurrency": 1,
     }
-    if memory:
-        options["memory"] = memory
+    if pool.memory:
+        options["memory"] = pool.memory
     return options
 
 

@@ -1,13 +1,17 @@
-"""The Ray executor (``runtime="ray"``): every node a pool of Ray actors.
+"""The Ray executor (``runtime="ray"``): the nodes run in pools of Ray actors.
 
-Building: one pool of ``execution.replicas`` :class:`NodeActor` actors per
-node, created with :func:`actor_options`, probed for readiness with a
-timeout (a failing ``initialize`` fails the build, naming the node).
+Building: the pools of :func:`~remotemedia_ray._runtime.pools.plan_pools`
+(one per node, or nodes fused by their resource needs), each of
+``replicas`` :class:`NodeActor` or :class:`FusedActor` actors created with
+:func:`pool_actor_options`, probed for readiness with a timeout (a failing
+``initialize`` fails the build, naming the node). A pool that needs GPUs the
+cluster lacks fails the build, or, with ``wait_for_resources``, asks the
+autoscaler for them and waits.
 
 Executing: items are grouped into batches (``batch_size``); each batch is put
-in the object store once and flows through the graph as ObjectRefs: every
-node's call receives its parents' output refs and Ray hands the actor the
-tables without the driver ever fetching them. Only the sinks' tables come
+in the object store once and flows through the pools as ObjectRefs: every
+pool's call receives the output refs of the nodes it reads and Ray hands the
+actor the tables without the driver ever fetching them. Only the sinks' tables come
 back to the driver. At most ``max_in_flight`` batches are in the pipeline at
 once (backpressure), so memory stays flat however many items stream through.
 Results are yielded in input order, or as batches complete.
@@ -46,16 +50,16 @@ from remotemedia_ray._runtime.execution import (
     SinkCommit,
     for_item,
     take_batch,
+    write_batch,
 )
 from remotemedia_ray._runtime.plan import PIPELINE_INPUT, PipelinePlan
+from remotemedia_ray._runtime.pools import Pool, PoolLayout, plan_pools
 from remotemedia_ray._runtime.ray_cluster import (
     RayConnection,
     RayOptions,
-    actor_options,
     check_resources,
-    cpu_share,
-    fused_actor_options,
     node_gpus,
+    pool_actor_options,
 )
 from remotemedia_ray._runtime.retry import RetryPolicy
 from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
@@ -80,7 +84,7 @@ dead (or alive) before it is sent again."""
 
 @dataclass
 class _Pool:
-    node_id: str
+    name: str
     actors: list[Any]
     next_index: itertools.cycle = field(init=False)  # type: ignore[type-arg]
 
@@ -91,7 +95,6 @@ class _Pool:
         return self.actors[next(self.next_index)]
 
 
-_FUSED = "__fused__"
 _COMMIT = "__commit__"
 
 
@@ -129,6 +132,8 @@ class RayExecutor:
             address, self.options.num_cpus, self.options.object_store_memory
         )
         self._pools: dict[str, _Pool] = {}
+        self.layout: PoolLayout = PoolLayout("ray", 0.0, 0.0, ())
+        """The pools built (empty until :meth:`start`)."""
         self._actor_nodes: dict[str, str] = {}
         self._replicas: dict[str, int] = {}
         self._hosts: dict[str, str] = {}
@@ -159,64 +164,92 @@ class RayExecutor:
         except BaseException:
             self.close()
             raise
+        finally:
+            if self._asked_autoscaler and ray.is_initialized():
+                from ray.autoscaler.sdk import request_resources
+
+                # The actors hold what they got (or the build failed): the request ends.
+                with contextlib.suppress(Exception):
+                    request_resources(bundles=[])
+            self._asked_autoscaler = False
         expected = self.options.expected_items
         if expected is not None and not self._batch_size_chosen:
-            widest = max(len(pool.actors) for pool in self._pools.values())
+            widest = max((len(pool.actors) for pool in self._pools.values()), default=1)
             most = self.options.max_batch_size
             self.batch_size = max(1, min(most, expected // (4 * widest)))
 
-    def _create_fused(self, ray: Any) -> None:
-        total = ray.cluster_resources()
-        cpus = float(total.get("CPU", 1.0))
-        replicas = self.options.fused_replicas or max(1, int(cpus))
-        for node in self.plan.nodes.values():
-            _pickle_user_class(node.cls)
-            check_resources(total, node_gpus(node), node.node_id)
-        self._remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(FusedActor)
-        self._share = cpu_share(cpus, replicas)
-        self._pools[_FUSED] = _Pool(_FUSED, [self._new_actor(_FUSED, r) for r in range(replicas)])
-        if self.options.max_in_flight is None:
-            self.max_in_flight = max(4, 2 * replicas)
-
     def _create_actors(self, ray: Any) -> None:
-        if self.options.fuse:
-            self._create_fused(ray)
-            return
         total = ray.cluster_resources()
-        n_actors = sum(n.spec.execution.replicas for n in self.plan.nodes.values())
-        self._share = cpu_share(float(total.get("CPU", 1.0)), n_actors)
-        self._remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(NodeActor)
+        options = self.options
+        self.layout = plan_pools(
+            self.plan,
+            fuse=options.fuse,
+            cpus=float(total.get("CPU", 1.0)),
+            gpus=float(total.get("GPU", 0.0)),
+            fused_replicas=options.fused_replicas,
+        )
         for node in self.plan.nodes.values():  # every actor gets the whole plan
             _pickle_user_class(node.cls)
-        for node_id in self.plan.graph.execution_order:
-            node = self.plan.nodes[node_id]
-            check_resources(total, node_gpus(node), node_id)
-            replicas = range(node.spec.execution.replicas)
-            self._pools[node_id] = _Pool(node_id, [self._new_actor(node_id, r) for r in replicas])
+        self._wait_for_gpus(ray, total)
+        actor_cls = FusedActor if options.fuse else NodeActor
+        self._remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(actor_cls)
+        for pool in self.layout.pools:
+            self._pools[pool.name] = _Pool(
+                pool.name, [self._new_actor(pool.name, r) for r in range(pool.replicas)]
+            )
+        if options.max_in_flight is None:
+            widest = max((pool.replicas for pool in self.layout.pools), default=1)
+            self.max_in_flight = max(4, 2 * widest)
+
+    def _wait_for_gpus(self, ray: Any, total: dict[str, float]) -> None:
+        """Fail, naming the node, when a pool needs GPUs the cluster lacks; with
+        ``wait_for_resources``, ask the autoscaler for them instead (the actors then
+        wait for them, up to ``ready_timeout_s``)."""
+        short = [
+            pool
+            for pool in self.layout.pools
+            if pool.num_gpus > 0 and total.get("GPU", 0.0) < pool.num_gpus
+        ]
+        if not short:
+            return
+        if not self.options.wait_for_resources:
+            for pool in short:
+                node = max(pool.nodes, key=lambda n: node_gpus(self.plan.nodes[n]))
+                check_resources(total, pool.num_gpus, node)
+        from ray.autoscaler.sdk import request_resources
+
+        bundles = [
+            {"GPU": pool.num_gpus, "CPU": pool.num_cpus}
+            for pool in short
+            for _ in range(pool.replicas)
+        ]
+        logger.warning(
+            "waiting up to %gs for the cluster to add GPU(s) for %s",
+            self.options.ready_timeout_s,
+            ", ".join(repr(n) for pool in short for n in pool.nodes),
+        )
+        request_resources(bundles=bundles)
+        self._asked_autoscaler = True
 
     def _new_actor(self, pool_id: str, replica: int) -> Any:
-        """One actor of a pool (``_FUSED`` or a node id), created, not yet ready."""
-        if pool_id == _FUSED:
-            opts = fused_actor_options(
-                self.plan.nodes.values(),
-                pipeline_id=self.pipeline_id,
-                replica=replica,
-                cpus_per_actor=self._share,
+        """One actor of a pool, created, not yet ready."""
+        pool = self._pool_spec(pool_id)
+        nodes = [self.plan.nodes[n] for n in pool.nodes]
+        opts = pool_actor_options(pool, nodes, pipeline_id=self.pipeline_id, replica=replica)
+        if pool.fused:
+            actor = self._remote_cls.options(**opts).remote(self.plan, self.retry_policy, pool)
+        else:
+            actor = self._remote_cls.options(**opts).remote(
+                self.plan, pool.nodes[0], self.retry_policy
             )
-            actor = self._remote_cls.options(**opts).remote(self.plan, self.retry_policy)
-            self._actor_nodes[actor._actor_id.hex()] = "fused"
-            self._replicas[actor._actor_id.hex()] = replica
-            return actor
-        opts = actor_options(
-            self.plan.nodes[pool_id],
-            pipeline_id=self.pipeline_id,
-            replica=replica,
-            cpus_per_actor=self._share,
+        self._actor_nodes[actor._actor_id.hex()] = (
+            pool.nodes[0] if len(pool.nodes) == 1 else pool_id
         )
-        actor = self._remote_cls.options(**opts).remote(self.plan, pool_id, self.retry_policy)
-        self._actor_nodes[actor._actor_id.hex()] = pool_id
         self._replicas[actor._actor_id.hex()] = replica
         return actor
+
+    def _pool_spec(self, pool_id: str) -> Pool:
+        return next(pool for pool in self.layout.pools if pool.name == pool_id)
 
     def _replacement(self, pool_id: str, replica: int) -> Any:
         """A new actor for a lost one, under its name once Ray has let go of it."""
@@ -231,13 +264,13 @@ class RayExecutor:
                 time.sleep(0.2)
 
     _remote_cls: Any = None
-    _share: float = 1.0
+    _asked_autoscaler = False
 
     def _await_ready(self, ray: Any, pools: Iterable[_Pool] | None = None) -> None:
         """Wait until every actor (of ``pools``; default all) is initialized, and note
         the Ray node each one lives on."""
         probes = {
-            actor.ready.remote(): (pool.node_id, actor)
+            actor.ready.remote(): (self._pool_spec(pool.name).nodes, actor)
             for pool in (self._pools.values() if pools is None else pools)
             for actor in pool.actors
         }
@@ -246,7 +279,7 @@ class RayExecutor:
         while pending:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
-                waiting = sorted({probes[r][0] for r in pending})
+                waiting = sorted({n for r in pending for n in probes[r][0]})
                 raise NodeExecutionError(
                     f"timed out after {self.options.ready_timeout_s:g}s waiting for the actors "
                     f"of node(s) {', '.join(waiting)} to start (not enough resources?)",
@@ -257,9 +290,11 @@ class RayExecutor:
                 try:
                     ray.get(ref)
                 except Exception as exc:
+                    cause = _ray_cause(exc)
+                    node_id = getattr(cause, "node_id", None)
                     raise NodeExecutionError(
-                        f"failed to initialize: {message_of(_ray_cause(exc))}",
-                        node_id=probes[ref][0],
+                        f"failed to initialize: {message_of(cause)}",
+                        node_id=node_id if node_id in self.plan.nodes else probes[ref][0][0],
                     ) from None
         hosts = {ref: actor for ref, (_, actor) in probes.items()}
         places = [actor.host.remote() for actor in hosts.values()]
@@ -284,25 +319,27 @@ class RayExecutor:
         """Send ``batch`` (again) through the actors; fills its refs and actors."""
         sinks_order = self.plan.graph.sinks
         batch.actors = set()
-        if _FUSED in self._pools:
-            actor = self._pools[_FUSED].pick()
+        pools = self.layout.pools
+        if batch.sink is not None and len(pools) == 1 and pools[0].fused:
+            # One fused pool: the actor that ran the batch writes its outputs.
+            actor = self._pools[pools[0].name].pick()
             batch.actors.add(actor._actor_id.hex())
-            if batch.sink is not None:
-                ref = actor.execute_batch.remote(batch.input_ref, sink_ref)
-                batch.sink_refs, batch.all_refs = {_COMMIT: ref}, [ref]
-                return
-            out = actor.execute_batch.options(num_returns=len(sinks_order)).remote(batch.input_ref)
-            out_refs = [out] if len(sinks_order) == 1 else list(out)
-            batch.sink_refs = dict(zip(sinks_order, out_refs, strict=True))
-            batch.all_refs = out_refs
+            ref = actor.execute_batch.remote(batch.input_ref, sink=sink_ref)
+            batch.sink_refs, batch.all_refs = {_COMMIT: ref}, [ref]
             return
         refs: dict[str, Any] = {PIPELINE_INPUT: batch.input_ref}
-        for node_id in self.plan.graph.execution_order:
-            args = [refs[key] for key in self.plan.input_keys(node_id)]
-            actor = self._pools[node_id].pick()
+        batch.all_refs = []
+        for pool in pools:
+            args = [refs[key] for key in pool.inputs]
+            actor = self._pools[pool.name].pick()
             batch.actors.add(actor._actor_id.hex())
-            refs[node_id] = actor.execute_batch.remote(*args)
-        batch.all_refs = [refs[node_id] for node_id in self.plan.graph.execution_order]
+            if pool.fused:
+                out = actor.execute_batch.options(num_returns=len(pool.outputs)).remote(*args)
+                outs = [out] if len(pool.outputs) == 1 else list(out)
+            else:
+                outs = [actor.execute_batch.remote(*args)]
+            refs.update(zip(pool.outputs, outs, strict=True))
+            batch.all_refs.extend(outs)
         if batch.sink is not None:
             # The sink tables go to a task beside them, never to the driver. It holds no
             # CPU (the actors hold them all) and may run again: a sink is idempotent.
@@ -418,17 +455,17 @@ class RayExecutor:
             if not gone:
                 continue
             for actor in gone:
-                logger.warning("an actor of %r was lost with its Ray node", pool.node_id)
+                logger.warning("an actor of %r was lost with its Ray node", pool.name)
                 with contextlib.suppress(Exception):
                     ray.kill(actor, no_restart=True)
                 self._hosts.pop(actor._actor_id.hex(), None)
             keep = [a for a in pool.actors if a._actor_id.hex() not in lost]
             if not keep:
                 keep = [
-                    self._replacement(pool.node_id, self._replicas.get(gone[0]._actor_id.hex(), 0))
+                    self._replacement(pool.name, self._replicas.get(gone[0]._actor_id.hex(), 0))
                 ]
-                fresh.append(_Pool(pool.node_id, keep))
-            self._pools[pool.node_id] = _Pool(pool.node_id, keep)
+                fresh.append(_Pool(pool.name, keep))
+            self._pools[pool.name] = _Pool(pool.name, keep)
         if fresh:
             self._await_ready(ray, fresh)
         resent: list[_Batch] = []
@@ -475,6 +512,11 @@ class RayExecutor:
         import ray
 
         source = iter(items)
+        if not self.layout.pools:  # no nodes: every item's result is {}
+            while chunk := take_batch(source, self.batch_size, item_bytes, batch_bytes):
+                done = [PipelineOutput(item_id, {}) for item_id, _ in chunk]
+                yield from done if sink is None else write_batch(sink, done)
+            return
         sink_ref = self._sink_ref = ray.put(sink) if sink is not None else None
         pending = self._in_flight
         pending.clear()
@@ -525,23 +567,18 @@ class RayExecutor:
 
         if self._closed and self._last_metrics is not None:
             return self._last_metrics
-        result = []
-        fused: list[NodeMetrics] = []
-        if _FUSED in self._pools and not self._closed:
-            for actor in self._pools[_FUSED].actors:
+        figures: list[NodeMetrics] = []
+        for pool_id, pool in [] if self._closed else self._pools.items():
+            for actor in pool.actors:
                 try:
-                    fused.extend(ray.get(_control(actor.metrics), timeout=timeout_s))
+                    got = ray.get(_control(actor.metrics), timeout=timeout_s)
                 except Exception as exc:  # a dead actor's figures are gone
-                    logger.warning("no metrics from a fused actor: %s", exc)
+                    logger.warning("no metrics from an actor of pool %r: %s", pool_id, exc)
+                    continue
+                figures.extend(got if isinstance(got, list) else [got])
+        result = []
         for node_id, node in self.plan.nodes.items():
-            pool = self._pools.get(node_id)
-            parts: list[NodeMetrics] = [m for m in fused if m.node_id == node_id]
-            if pool is not None and not self._closed:
-                for actor in pool.actors:
-                    try:
-                        parts.append(ray.get(_control(actor.metrics), timeout=timeout_s))
-                    except Exception as exc:  # a dead actor's figures are gone
-                        logger.warning("no metrics from an actor of %r: %s", node_id, exc)
+            parts = [m for m in figures if m.node_id == node_id]
             result.append(NodeMetrics.merge(node_id, node.spec.node_type, node.runtime, parts))
         self._last_metrics = result
         return result

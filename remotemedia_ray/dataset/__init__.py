@@ -19,7 +19,7 @@ from remotemedia_ray.dataset.audiofiles import audio_path, safe_relative_path
 from remotemedia_ray.dataset.codecs import decode_audio
 from remotemedia_ray.dataset.formats import FORMATS, ShardSize
 from remotemedia_ray.dataset.inputs import InputItem, audio_extensions, list_inputs
-from remotemedia_ray.dataset.job import DatasetJob, JobConfig, JobResult, run_job
+from remotemedia_ray.dataset.job import DatasetJob, JobConfig, JobResult, plan_job, run_job
 from remotemedia_ray.dataset.keys import content_key, row_key
 from remotemedia_ray.dataset.readers import FileChunks
 from remotemedia_ray.dataset.storage import Location, redact, resolve
@@ -41,6 +41,7 @@ __all__ = [
     "content_key",
     "decode_audio",
     "list_inputs",
+    "plan_job",
     "redact",
     "resolve",
     "row_key",

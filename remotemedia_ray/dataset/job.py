@@ -78,9 +78,19 @@ from remotemedia_ray.metrics import PipelineMetrics, micros, millis
 from remotemedia_ray.nodes.registry import internal_node_id
 
 if TYPE_CHECKING:
+    from remotemedia_ray._runtime.pools import PoolLayout
     from remotemedia_ray.pipeline import Pipeline
 
-__all__ = ["DURATION", "KEY", "READ", "DatasetJob", "JobConfig", "JobResult", "run_job"]
+__all__ = [
+    "DURATION",
+    "KEY",
+    "READ",
+    "DatasetJob",
+    "JobConfig",
+    "JobResult",
+    "plan_job",
+    "run_job",
+]
 
 READ, DURATION, KEY = (
     internal_node_id("read"),
@@ -339,26 +349,8 @@ class DatasetJob:
 
     def _pipeline(self, expected_items: int | None) -> Pipeline:
         """The pipeline of the job's manifest, with the Ray options of the config."""
-        from remotemedia_ray.pipeline import Pipeline
-
-        config = self.config
         assert self._job_manifest is not None, "prepare() first"
-        options = dict(config.ray_options)
-        options.setdefault("fuse", config.fuse)
-        options.setdefault("max_batch_size", config.shard_rows)  # batches end by bytes first
-        if config.batch_size is not None:
-            options["batch_size"] = min(config.batch_size, config.shard_rows)
-        elif config.shard_rows < _AUTO_BATCH_LIMIT:
-            options["batch_size"] = config.shard_rows
-        options.setdefault("expected_items", max(1, expected_items or 1 << 30))
-        return Pipeline(
-            self._job_manifest,
-            runtime=config.runtime,
-            address=config.address if config.runtime == "ray" else None,
-            on_error="record",
-            node_runtime=config.node_runtime,
-            **(options if config.runtime == "ray" else {}),
-        )
+        return _job_pipeline(self.config, self._job_manifest, expected_items)
 
     def _record(self, entries: list[dict[str, Any]]) -> None:
         """Keep failed items for ``errors.jsonl`` and count them."""
@@ -510,6 +502,53 @@ def _with_internal_nodes(
         }
     )
     return combined.validate()
+
+
+def _job_pipeline(
+    config: JobConfig, job_manifest: Manifest, expected_items: int | None
+) -> Pipeline:
+    """The job's pipeline over ``job_manifest``, with the Ray options of ``config``."""
+    from remotemedia_ray.pipeline import Pipeline
+
+    options = dict(config.ray_options)
+    options.setdefault("fuse", config.fuse)
+    options.setdefault("max_batch_size", config.shard_rows)  # batches end by bytes first
+    if config.batch_size is not None:
+        options["batch_size"] = min(config.batch_size, config.shard_rows)
+    elif config.shard_rows < _AUTO_BATCH_LIMIT:
+        options["batch_size"] = config.shard_rows
+    options.setdefault("expected_items", max(1, expected_items or 1 << 30))
+    return Pipeline(
+        job_manifest,
+        runtime=config.runtime,
+        address=config.address if config.runtime == "ray" else None,
+        on_error="record",
+        node_runtime=config.node_runtime,
+        **(options if config.runtime == "ray" else {}),
+    )
+
+
+def plan_job(
+    config: JobConfig, *, cpus: float | None = None, gpus: float | None = None
+) -> PoolLayout:
+    """The actor pools the job of ``config`` would run its manifest in, and why
+    (``remotemedia-ray plan``): the manifest's nodes plus the job's own (reader,
+    content key, duration), on ``cpus`` CPUs and ``gpus`` GPUs (default: this
+    machine's). Only the manifest and the options are read; nothing starts.
+
+    Raises:
+        ManifestError, ConfigError: naming what is wrong.
+    """
+    _check_config(config)
+    manifest = (
+        config.manifest
+        if isinstance(config.manifest, Manifest)
+        else Manifest.from_file(config.manifest)
+    )
+    manifest.validate()
+    return _job_pipeline(config, _job_manifest(manifest, config.window_s), None).plan(
+        cpus=cpus, gpus=gpus
+    )
 
 
 def _job_manifest(manifest: Manifest, window_s: float | None = 600.0) -> Manifest:

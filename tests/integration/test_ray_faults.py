@@ -12,13 +12,13 @@ import itertools
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import own_ray
 
 import remotemedia_ray as rm
 
@@ -133,7 +133,7 @@ def node_pids(p: rm.Pipeline) -> dict[str, int]:
     pipeline_id = p.pipeline_id
     return {
         node_id: ray.get(ray.get_actor(f"rm:{pipeline_id}:{node_id}:0").ready.remote(), timeout=60)
-        for node_id in p.plan.nodes
+        for node_id in p.graph.nodes
     }
 
 
@@ -155,31 +155,6 @@ def wait_no_live_actors(pipeline_id: str, timeout_s: float = 20.0) -> list[str]:
     while (left := live_actor_names(pipeline_id)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
-
-
-@contextmanager
-def own_ray(
-    start: Callable[[], Any], stop: Callable[[Any], None] = lambda _: None
-) -> Iterator[Any]:
-    """Run ``start()`` (which starts a Ray) instead of any Ray this process already has.
-
-    On exit the driver disconnects, then ``stop(what start returned)`` runs.
-    """
-    import ray
-
-    shared = ray.is_initialized()
-    if shared:
-        ray.shutdown()
-    started = None
-    try:
-        started = start()
-        yield started
-    finally:
-        ray.shutdown()
-        if started is not None:
-            stop(started)
-        if shared:  # the session's Ray, as conftest.ray_session starts it
-            ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
 
 
 def _init_local_ray(num_cpus: int = 2) -> None:

@@ -336,3 +336,40 @@ def test_a_batching_node_gets_each_batch_in_one_call_on_ray(fuse: bool) -> None:
     assert {n for n, _ in records.values()} == {4}
     for n, item_id in enumerate(ids):  # x 0.5, then x 2
         assert records[item_id][1] == pytest.approx(n * (10 + n))
+
+
+def test_fused_nodes_with_their_own_replicas_run_as_a_pool_of_their_own() -> None:
+    m = manifest(
+        [
+            ("src", "AddNode", {"addend": 1}),
+            ("wide", "MultiplyNode", {"factor": 3}),
+            ("tail", "AddNode", {"addend": -2}),
+            ("side", "MultiplyNode", {"factor": 10}),
+        ],
+        [("src", "wide"), ("wide", "tail"), ("src", "side")],
+    )
+    m["nodes"][1]["execution"] = {"replicas": 2}
+    items: list[Any] = [1.0, np.arange(3, dtype=np.float32), "bad", 4.0]
+    with rm.Pipeline(m, runtime="local", on_error="record") as p:
+        local = list(p.map(items))
+    with rm.Pipeline(m, runtime="ray", fuse=True, on_error="record", batch_size=1) as p:
+        layout = p.plan()
+        pooled = list(p.map(items))
+        failures = [(f.item_id, f.node_id) for f in p.failures]
+        names = [
+            f"rm:{p.pipeline_id}:{pool.name}:{r}"
+            for pool in layout.pools
+            for r in range(pool.replicas)
+        ]
+        assert alive(names) == names
+        metrics = p.metrics
+    assert [set(pool.nodes) for pool in layout.pools] == [{"src"}, {"wide"}, {"tail", "side"}]
+    assert [pool.replicas for pool in layout.pools][1] == 2
+    assert set(layout.pools[2].inputs) == {"wide", "src"}  # the tail reads wide, the side src
+    assert failures == [("2", "src")]
+    assert [r.item_id for r in pooled] == [r.item_id for r in local]
+    for a, b in zip(local, pooled, strict=True):
+        for sink in a:
+            np.testing.assert_array_equal(np.asarray(a[sink]), np.asarray(b[sink]))
+    assert [n.items for n in metrics.nodes] == [3, 3, 3, 3]
+    assert alive(names) == []

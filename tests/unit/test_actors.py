@@ -143,7 +143,7 @@ def test_the_fused_actor_hands_a_batch_to_a_sink_and_returns_its_record() -> Non
     earlier = rm.AudioFormatError("broken", node_id="reader", item_id="b")
     batch = encode_batch([BatchItem("a", 1.0), BatchItem("b", error=earlier), BatchItem("c", 2.0)])
     sink = _ListSink()
-    outcome = actor.execute_batch(batch, sink)
+    outcome = actor.execute_batch(batch, sink=sink)
     (failure,) = [o for o in outcome if isinstance(o, ItemFailure)]
     (commit,) = [o for o in outcome if isinstance(o, SinkCommit)]
     assert (failure.item_id, failure.node_id) == ("b", "reader")

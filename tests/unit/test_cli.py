@@ -224,3 +224,42 @@ def test_a_missing_input_exits_1_naming_it(tmp_path: Path) -> None:
     assert str(missing) in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_plan_shows_the_pools_run_would_use_and_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = json.loads(MANIFEST.read_text())
+    vad = next(n for n in manifest["nodes"] if n["id"] == "vad")
+    vad["capabilities"] = {"gpu": {"type": "cuda"}}  # a GPU node between CPU nodes
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(manifest))
+
+    assert cli.main(["plan", str(path), "--cpus", "8", "--gpus", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("runtime ray: ")
+    pools = lines[2:]
+    assert len(pools) == 3  # the CPU nodes before the VAD, the VAD, the CPU nodes after
+    (gpu_pool,) = [line for line in pools if "1 GPU per actor" in line]
+    assert gpu_pool.split()[1] == "vad" and "one per 1 GPU" in gpu_pool
+    assert "job:read" in pools[0] and "one per CPU" in pools[0]
+
+    assert cli.main(["plan", str(path), "--cpus", "8", "--gpus", "2", "--json"]) == 0
+    layout = json.loads(capsys.readouterr().out)
+    by_nodes = {tuple(p["nodes"]): p for p in layout["pools"]}
+    assert by_nodes[("vad",)]["num_gpus"] == 1.0 and by_nodes[("vad",)]["replicas"] == 2
+    assert sum(len(p["nodes"]) for p in layout["pools"]) == 7  # 4 nodes + the job's 3
+    assert {n for p in layout["pools"] for n in p["nodes"]} >= {"mono", "resample", "pcm16"}
+
+    assert cli.main(["plan", str(MANIFEST), "--no-fuse", "--cpus", "4", "--json"]) == 0
+    unfused = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in unfused["pools"]] == [p["nodes"][0] for p in unfused["pools"]]
+
+
+def test_plan_names_a_bad_manifest_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"version": "v1", "nodes": [{"id": "x"}], "connections": []}))
+    assert cli.main(["plan", str(path)]) == 1
+    assert "node_type" in capsys.readouterr().err

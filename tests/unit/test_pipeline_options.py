@@ -9,7 +9,8 @@ import pytest
 
 import remotemedia_ray as rm
 from remotemedia_ray._runtime.plan import PipelinePlan
-from remotemedia_ray._runtime.ray_cluster import actor_options, fused_actor_options
+from remotemedia_ray._runtime.pools import plan_pools
+from remotemedia_ray._runtime.ray_cluster import pool_actor_options
 from remotemedia_ray._runtime.ray_executor import RayExecutor
 
 LINEAR = {
@@ -92,11 +93,12 @@ def test_defaults_are_unchanged() -> None:
         "object_store_memory": None,
         "fuse": False,
         "fused_replicas": None,
+        "wait_for_resources": False,
         "expected_items": None,
     }
     pipeline = rm.Pipeline(LINEAR, runtime="ray")
     assert pipeline.options == options
-    executor = RayExecutor(pipeline.plan, options=pipeline.options)  # nothing starts yet
+    executor = RayExecutor(pipeline._plan, options=pipeline.options)  # nothing starts yet
     assert (executor.batch_size, executor.max_in_flight) == (8, 4)
     assert ray_started() == ray_was_up
 
@@ -163,21 +165,29 @@ def with_nodes(execution: list[dict[str, Any]], capabilities: list[dict[str, Any
     return PipelinePlan.build(rm.Manifest.from_dict(m))
 
 
-def test_fused_actor_options_go_through_the_one_helper() -> None:
+def test_pool_actor_options_take_the_pools_resources_and_the_strictest_restarts() -> None:
     plan = with_nodes(
-        [{"max_restarts": -1, "max_task_retries": 5}, {"max_restarts": 2, "num_gpus": 0.5}],
+        [
+            {"max_restarts": -1, "max_task_retries": 5, "num_gpus": 0.5},
+            {"max_restarts": 2, "num_gpus": 0.5},
+        ],
         [{"memory_gb": 1.0}, {"memory_gb": 0.5}],
     )
-    fused = fused_actor_options(plan.nodes.values(), pipeline_id="p", replica=1, cpus_per_actor=0.5)
+    (pool,) = plan_pools(plan, fuse=True, cpus=2, gpus=1).pools  # same needs: one pool
+    fused = pool_actor_options(pool, plan.nodes.values(), pipeline_id="p", replica=1)
     assert fused == {
-        "num_cpus": 0.5,
-        "num_gpus": 0.5,  # the most any node needs
+        "num_cpus": 1.0,  # two actors (one per 0.5 GPU) share the two CPUs
+        "num_gpus": 0.5,
         "memory": int(1.5 * 1024**3),  # every node stays loaded
         "max_restarts": 2,  # the strictest; -1 is "forever"
         "max_task_retries": 3,
         "name": "rm:p:fused:1",
         "max_concurrency": 1,
     }
-    single = actor_options(plan.nodes["n1"], pipeline_id="p", replica=0, cpus_per_actor=0.5)
+    layout = plan_pools(plan, fuse=False, cpus=2, gpus=1)
+    single = pool_actor_options(
+        layout.pool_of("n1"), [plan.nodes["n1"]], pipeline_id="p", replica=0
+    )
     assert set(single) == set(fused)  # the same defaults for both kinds of actor
     assert (single["num_gpus"], single["max_restarts"], single["name"]) == (0.5, 2, "rm:p:n1:0")
+    assert single["memory"] == int(0.5 * 1024**3)
