@@ -621,9 +621,9 @@ def compare_systems(
 ) -> list[SystemResult]:
     """Score and time every system of ``SYSTEMS`` on every condition.
 
-    Each detector gets the recordings one by one, as files of a batch, except
-    SileroVADNode, which takes the whole batch at once (``execute_many``:
-    batched inference, one model state per file). ONNX Runtime runs on one
+    The energy VAD and webrtcvad get the recordings one by one; SileroVADNode
+    and the cascade take the whole batch at once (``execute_many``: batched
+    inference, one model state per file), as a batch of the dataset job reaches them. ONNX Runtime runs on one
     thread; times are the process's CPU time around the detector calls.
     """
     energy = rm.create_node("VADNode", runtime=runtime)
@@ -652,7 +652,7 @@ def compare_systems(
             spent["silero"] = time.process_time() - start
             before = (cascade.windows, cascade.refined_windows)
             start = time.process_time()
-            found["cascade"] = [_spans(cascade.execute(b)) for b in buffers]
+            found["cascade"] = [_spans(segs) for segs in cascade.execute_many(buffers)]
             spent["cascade"] = time.process_time() - start
             share = (cascade.refined_windows - before[1]) / max(1, cascade.windows - before[0])
             t = np.concatenate(truth)

@@ -44,6 +44,7 @@ go through Silero's segmenting rule
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,7 @@ __all__ = [
     "CascadePlan",
     "CascadeResult",
     "CascadeSettings",
+    "cascade_many",
     "cascade_probabilities",
     "plan_windows",
     "relative_levels",
@@ -234,64 +236,134 @@ def cascade_probabilities(
     model: SileroModel,
     settings: CascadeSettings,
 ) -> CascadeResult:
-    """Per-window speech probabilities of the cascade, and what the model ran.
+    """Per-window speech probabilities of the cascade for one signal, and what the
+    model ran (:func:`cascade_many` of one)."""
+    (result,) = cascade_many([signal], rate, kernels, model, settings)
+    return result
+
+
+@dataclass
+class _Signal:
+    """One signal's cascade while the model runs: its plan and what is known so far."""
+
+    signal: npt.NDArray[np.float32]
+    plan: CascadePlan
+    probs: npt.NDArray[np.float32]
+    scored: npt.NDArray[np.bool_]
+    lanes: list[Lane]
+    """The lanes of the model's next run for this signal."""
+    cost: int = 0
+    """Windows the model ran for it so far."""
+    done: bool = False
+    """Its probabilities are final (the model scored all of it)."""
+    unconfirmed: list[tuple[int, int]] = field(default_factory=list)
+    """The stretches of sure speech that the model's run did not confirm (probed next)."""
+
+    def take(self, found: Sequence[npt.NDArray[np.float32]]) -> None:
+        """Record the model's probabilities for the lanes of its last run."""
+        for lane, p in zip(self.lanes, found, strict=True):
+            self.probs[lane.start : lane.stop] = p
+            self.scored[lane.start : lane.stop] = True
+
+    def whole(self) -> None:
+        """Let the model score the whole signal in its next run (SileroVADNode's result)."""
+        n = self.plan.speech.size
+        self.lanes, self.done = [Lane(0, 0, n, 0)], True
+        self.cost += n
+
+
+def cascade_many(
+    signals: Sequence[npt.NDArray[np.float32]],
+    rate: int,
+    kernels: KernelBackend,
+    model: SileroModel,
+    settings: CascadeSettings,
+) -> list[CascadeResult]:
+    """Per-window speech probabilities of the cascade for each signal, and what the
+    model ran; each signal's result is the one it gets alone.
+
+    The model runs at most three times over all the signals, each run one
+    batch of lanes: the uncertain stretches (or, where they would exceed
+    ``whole_share`` of a signal, the whole signal), then the probes of the
+    stretches of sure speech that run did not confirm, then the stretches whose
+    probe failed (or the whole signal). A run of many signals costs little more
+    than a run of one: the model's steps are shared by every lane.
 
     Args:
-        signal: Mono float32 at ``rate`` (8000 or 16000 Hz).
+        signals: Mono float32 signals at ``rate`` (8000 or 16000 Hz).
         rate: The model's rate.
         kernels: The calling node's backend (frame energies).
         model: The loaded Silero model.
         settings: The cascade's settings.
     """
     window_ms = window_samples(rate) * 1000.0 / rate
-    rel = relative_levels(signal, rate, kernels, settings.energy)
-    n = rel.size
-    plan = plan_windows(rel, window_ms, settings)
-    probs = plan.speech.astype(np.float32)
-    scored = np.zeros(n, np.bool_)
     warmup = math.ceil(settings.context_ms / window_ms)
-    lanes = _lanes(
-        plan.uncertain, warmup, plan.decided, math.ceil(settings.edge_context_ms / window_ms)
-    )
+    edge_warmup = math.ceil(settings.edge_context_ms / window_ms)
     probe_warmup = math.ceil(settings.probe_context_ms / window_ms)
-    cost = _cost(lanes)
-    if cost > settings.whole_share * n:
-        return _whole(signal, rate, model, n, 0)
-
-    def run(batch: list[Lane]) -> list[npt.NDArray[np.float32]]:
-        found = model.score([signal], rate, batch) if batch else []
-        for lane, p in zip(batch, found, strict=True):
-            probs[lane.start : lane.stop] = p
-            scored[lane.start : lane.stop] = True
-        return found
-
-    run(lanes)
-    # A stretch next to a window where the model already found speech needs no probe.
     threshold = settings.speech.threshold
-    unconfirmed = [
-        (a, b, q)
-        for (a, b), q in zip(plan.stretches, plan.probes, strict=True)
-        if not any(0 <= i < n and scored[i] and probs[i] >= threshold for i in (a - 1, b))
-    ]
-    probe_lanes = [
-        Lane(0, q, min(n, q + settings.probe_windows), min(q, probe_warmup))
-        for _, _, q in unconfirmed
-    ]
-    rejected = np.zeros(n, np.bool_)
-    for (a, b, _), p in zip(unconfirmed, run(probe_lanes), strict=True):
-        if p.size == 0 or float(np.max(p)) < threshold:
-            rejected[a:b] = True
-    retry = _lanes(rejected, warmup)
-    cost += _cost(probe_lanes)
-    if cost + _cost(retry) > settings.whole_share * n:
-        return _whole(signal, rate, model, n, cost)
-    run(retry)
-    return CascadeResult(probs, scored, cost + _cost(retry))
+    states = []
+    for signal in signals:
+        plan = plan_windows(
+            relative_levels(signal, rate, kernels, settings.energy), window_ms, settings
+        )
+        n = plan.speech.size
+        state = _Signal(signal, plan, plan.speech.astype(np.float32), np.zeros(n, np.bool_), [])
+        lanes = _lanes(plan.uncertain, warmup, plan.decided, edge_warmup)
+        if _cost(lanes) > settings.whole_share * n:
+            state.whole()
+        else:
+            state.lanes, state.cost = lanes, _cost(lanes)
+        states.append(state)
+
+    # 1. The uncertain stretches.
+    for state, found in zip(states, _score(model, states, rate), strict=True):
+        state.take(found)
+        if state.done:
+            state.lanes = []
+            continue
+        n = state.plan.speech.size
+        state.unconfirmed = []
+        state.lanes = []
+        for (a, b), q in zip(state.plan.stretches, state.plan.probes, strict=True):
+            # A stretch next to a window where the model found speech needs no probe.
+            if any(
+                0 <= i < n and state.scored[i] and state.probs[i] >= threshold for i in (a - 1, b)
+            ):
+                continue
+            state.unconfirmed.append((a, b))
+            state.lanes.append(Lane(0, q, min(n, q + settings.probe_windows), min(q, probe_warmup)))
+        state.cost += _cost(state.lanes)
+
+    # 2. The probes: loud is not speech.
+    for state, found in zip(states, _score(model, states, rate), strict=True):
+        if state.done:
+            continue
+        n = state.plan.speech.size
+        rejected = np.zeros(n, np.bool_)
+        for (a, b), p in zip(state.unconfirmed, found, strict=True):
+            if p.size == 0 or float(np.max(p)) < threshold:
+                rejected[a:b] = True
+        retry = _lanes(rejected, warmup)
+        if state.cost + _cost(retry) > settings.whole_share * n:
+            state.whole()
+        else:
+            state.lanes = retry
+            state.cost += _cost(retry)
+
+    # 3. The stretches whose probe failed, or the whole signal.
+    for state, found in zip(states, _score(model, states, rate), strict=True):
+        state.take(found)
+    return [CascadeResult(s.probs, s.scored, s.cost) for s in states]
 
 
-def _whole(
-    signal: npt.NDArray[np.float32], rate: int, model: SileroModel, n: int, spent: int
-) -> CascadeResult:
-    """SileroVADNode's probabilities: the whole signal in one pass (after ``spent`` windows)."""
-    (p,) = model.score([signal], rate, [Lane(0, 0, n, 0)])
-    return CascadeResult(p.astype(np.float32), np.ones(n, np.bool_), spent + n)
+def _score(
+    model: SileroModel, states: Sequence[_Signal], rate: int
+) -> list[list[npt.NDArray[np.float32]]]:
+    """Every signal's ``lanes`` scored in one batch; per signal, one array per lane."""
+    batch = [
+        Lane(k, lane.start, lane.stop, lane.warmup)
+        for k, state in enumerate(states)
+        for lane in state.lanes
+    ]
+    found = iter(model.score([s.signal for s in states], rate, batch) if batch else [])
+    return [[next(found) for _ in state.lanes] for state in states]

@@ -10,16 +10,21 @@ parameters and marshal inputs and outputs.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from remotemedia_ray.audio import AudioBuffer, AudioFormat, Clip, Clips
-from remotemedia_ray.errors import AudioFormatError, MarshalingError
+from remotemedia_ray.errors import (
+    AudioFormatError,
+    MarshalingError,
+    NodeExecutionError,
+    RemoteMediaError,
+)
 from remotemedia_ray.nodes import reference, resampling
-from remotemedia_ray.nodes._cascade import CascadeSettings, cascade_probabilities
+from remotemedia_ray.nodes._cascade import CascadeSettings, cascade_many
 from remotemedia_ray.nodes._silero_model import (
     SileroModel,
     load_model,
@@ -404,7 +409,9 @@ class VADNode(_AudioNode):
     confidence above when it scored none of them), and :attr:`refined_share`
     tells how much audio the model ran. ``frame_length_ms`` and the energy
     smoothing params are refused with refine: the frames are the model's
-    32 ms windows and the segments follow Silero's rule.
+    32 ms windows and the segments follow Silero's rule. With refine,
+    :attr:`execute_many` takes several inputs and runs the model over all of
+    them at once (the dataset job hands it each batch).
     """
 
     Params = VADParams
@@ -414,6 +421,9 @@ class VADNode(_AudioNode):
     """With refine: model windows of the audio seen so far."""
     refined_windows = 0
     """With refine: of those, the windows the model ran (uncertain ones and their context)."""
+    execute_many: Callable[[Sequence[Any]], list[list[dict[str, float]]]] | None = None
+    """With refine: the segments of several inputs, the model batched over all of them
+    (equal to ``[execute(x) for x in inputs]``); None otherwise (one input at a time)."""
 
     def initialize(self, params: Mapping[str, Any]) -> None:
         self.params = parse_params(VADParams, params, node=self.node_id)
@@ -422,6 +432,7 @@ class VADNode(_AudioNode):
             self.cascade = self.params.cascade()
             self.speech = self.params.silero.speech_settings()
             self.model = load_model()
+            self.execute_many = self._refined_many
 
     def execute(self, input: Any) -> list[dict[str, float]]:
         audio = self._audio(input)
@@ -437,22 +448,62 @@ class VADNode(_AudioNode):
 
     def _refined(self, audio: AudioBuffer) -> list[dict[str, float]]:
         """The cascade: the energy VAD where it is sure, the Silero model elsewhere."""
-        assert self.model is not None
         x = audio.to_numpy_2d()
-        signal, rate = model_input(x, audio.sample_rate, self.kernels)
-        found = cascade_probabilities(signal, rate, self.kernels, self.model, self.cascade)
-        self.windows += found.probs.size
-        self.refined_windows += found.model_windows
-        return speech_segments(
-            found.probs,
-            window_samples(rate),
-            rate,
-            x,
-            audio.sample_rate,
-            self.speech,
-            scored=found.scored,
-            threshold_db=self.params.threshold,
-        )
+        return self._cascade([audio], [x], [model_input(x, audio.sample_rate, self.kernels)])[0]
+
+    def _refined_many(self, inputs: Sequence[Any]) -> list[list[dict[str, float]]]:
+        """The cascade over several inputs, the model batched; an error names the node
+        and the input's index in ``inputs``."""
+        audio, samples, prepared = [], [], []
+        try:
+            for i, value in enumerate(inputs):
+                try:
+                    buffer = self._audio(value)
+                    self._check_rate(buffer)
+                    x = buffer.to_numpy_2d()
+                    prepared.append(model_input(x, buffer.sample_rate, self.kernels))
+                except RemoteMediaError as exc:
+                    exc.message = f"input {i} of {len(inputs)}: {exc.message}"
+                    exc.args = (exc.message,)
+                    raise
+                audio.append(buffer)
+                samples.append(x)
+            return self._cascade(audio, samples, prepared)
+        except RemoteMediaError as exc:
+            raise exc.with_context(node_id=self.node_id) from exc.__cause__
+
+    def _cascade(
+        self,
+        audio: Sequence[AudioBuffer],
+        samples: Sequence[np.ndarray],
+        prepared: Sequence[tuple[np.ndarray, int]],
+    ) -> list[list[dict[str, float]]]:
+        """The segments of each input from its model input ``(signal, rate)``."""
+        model = self.model
+        if model is None:
+            raise NodeExecutionError(
+                "the cascade runs only between initialize() and cleanup()", node_id=self.node_id
+            )
+        results: list[list[dict[str, float]]] = [[] for _ in audio]
+        for rate in sorted({rate for _, rate in prepared}):
+            members = [i for i, (_, r) in enumerate(prepared) if r == rate]
+            found = cascade_many(
+                [prepared[i][0] for i in members], rate, self.kernels, model, self.cascade
+            )
+            for i, one in zip(members, found, strict=True):
+                self.windows += one.probs.size
+                self.refined_windows += one.model_windows
+                results[i] = speech_segments(
+                    one.probs,
+                    window_samples(rate),
+                    rate,
+                    samples[i],
+                    audio[i].sample_rate,
+                    self.speech,
+                    scored=one.scored,
+                    threshold_db=self.params.threshold,
+                )
+        return results
 
     def open_stream(self) -> ChunkStream | None:
         """Two passes in one: every chunk's frame energies now, the decisions at the end.
@@ -468,6 +519,7 @@ class VADNode(_AudioNode):
 
     def cleanup(self) -> None:
         self.model = None
+        self.execute_many = None
 
 
 class _StreamShape:

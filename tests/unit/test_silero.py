@@ -458,6 +458,66 @@ def test_refined_confidence_is_not_stamped_by_the_energy_vad(speech: Any) -> Non
         assert 0.5 < s["confidence"] < 1.0  # a mean of model probabilities, not 1.0
 
 
+@needs_espeak
+def test_the_cascade_batched_over_inputs_gives_what_each_gives_alone(speech: Any) -> None:
+    from benchmarks.vad_accuracy import noise
+
+    from remotemedia_ray.nodes._cascade import cascade_many, cascade_probabilities
+
+    x, _ = speech
+    power = float(np.mean(x[x != 0].astype(np.float64) ** 2))
+    at_0db = (x + noise("pink", x.size, (3,)) * math.sqrt(power)).astype(np.float32)
+    tone = (0.3 * np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE)).astype(np.float32)
+    items = [
+        x,  # sure speech: probes
+        at_0db,  # the energy VAD is unsure of most of it: the whole file
+        np.concatenate([x[: x.size // 2], tone, x[x.size // 2 :]]),  # a beep: a failed probe
+        np.zeros(0, np.float32),
+        np.zeros(700, np.float32),
+    ]
+    node = rm.create_node("VADNode")
+    node.initialize(CASCADE)
+    assert node.model is not None
+    settings = node.cascade
+    batched = cascade_many(items, RATE, node.kernels, node.model, settings)
+    for item, got in zip(items, batched, strict=True):
+        alone = cascade_probabilities(item, RATE, node.kernels, node.model, settings)
+        np.testing.assert_array_equal(got.scored, alone.scored)
+        np.testing.assert_allclose(got.probs, alone.probs, atol=1e-6)
+        assert got.model_windows == alone.model_windows
+    assert batched[1].scored.all()  # noisy: the model ran on all of it
+    assert 0 < batched[0].model_windows < batched[0].probs.size
+
+    buffers = [rm.AudioBuffer.from_numpy(i, RATE) for i in items]
+    buffers.append(rm.AudioBuffer.from_numpy(x[::2].copy(), 8000))  # another model rate
+    many = node.execute_many(buffers)
+    for got, buffer in zip(many, buffers, strict=True):
+        want = node.execute(buffer)
+        assert [(s["start_ms"], s["end_ms"]) for s in got] == [
+            (s["start_ms"], s["end_ms"]) for s in want
+        ]
+        for g, w in zip(got, want, strict=True):
+            assert g["confidence"] == pytest.approx(w["confidence"], abs=1e-5)
+
+
+def test_only_the_refined_vad_batches_and_its_errors_name_the_input() -> None:
+    energy = rm.create_node("VADNode")
+    energy.initialize({})
+    assert energy.execute_many is None  # the energy VAD runs item by item
+    node = rm.create_node("VADNode")
+    node.node_id = "vad"
+    node.initialize(CASCADE)
+    good = rm.AudioBuffer.from_numpy(np.zeros(RATE, np.float32), RATE)
+    bad = np.zeros(RATE, np.float32)
+    bad[9] = np.inf
+    with pytest.raises(AudioFormatError, match=r"^\[node 'vad'\] input 1 of 2: .*9"):
+        node.execute_many([good, rm.AudioBuffer.from_numpy(bad, RATE)])
+    with pytest.raises(MarshalingError, match=r"^\[node 'vad'\] input 2 of 3: "):
+        node.execute_many([good, good, "not audio"])
+    node.cleanup()
+    assert node.execute_many is None
+
+
 def test_execute_many_errors_name_the_node_and_the_input() -> None:
     node = rm.create_node("SileroVADNode")
     node.node_id = "vad"
