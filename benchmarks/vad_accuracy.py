@@ -623,8 +623,9 @@ def compare_systems(
 
     The energy VAD and webrtcvad get the recordings one by one; SileroVADNode
     and the cascade take the whole batch at once (``execute_many``: batched
-    inference, one model state per file), as a batch of the dataset job reaches them. ONNX Runtime runs on one
-    thread; times are the process's CPU time around the detector calls.
+    inference, one model state per file), as a batch of the dataset job
+    reaches them. ONNX Runtime runs on one thread; times are the process's CPU
+    time around the detector calls.
     """
     energy = rm.create_node("VADNode", runtime=runtime)
     energy.initialize(params)

@@ -461,7 +461,6 @@ def test_refined_confidence_is_not_stamped_by_the_energy_vad(speech: Any) -> Non
 @needs_espeak
 def test_the_cascade_batched_over_inputs_gives_what_each_gives_alone(speech: Any) -> None:
     from benchmarks.vad_accuracy import noise
-
     from remotemedia_ray.nodes._cascade import cascade_many, cascade_probabilities
 
     x, _ = speech
