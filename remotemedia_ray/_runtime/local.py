@@ -136,7 +136,7 @@ class LocalExecutor:
 
     def result(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """``{node_id: output}`` of one item for every node of :attr:`outputs`."""
-        return {node_id: outputs[node_id] for node_id in self.outputs}
+        return self.plan.result(outputs, self.outputs)
 
     def stream(
         self,

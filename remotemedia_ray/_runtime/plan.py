@@ -13,7 +13,7 @@ plan and run it; the data-flow rule lives here so both follow it exactly:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,9 @@ class PipelinePlan:
             return outputs[keys[0]]
         return {parent: outputs[parent] for parent in keys}
 
-    def result(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
-        """``{sink_id: output}`` of one item."""
-        return {sink: outputs[sink] for sink in self.graph.sinks}
+    def result(
+        self, outputs: Mapping[str, Any], nodes: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """``{sink_id: output}`` of one item (``{node_id: output}`` of ``nodes`` instead,
+        for a pool that runs part of the pipeline)."""
+        return {node: outputs[node] for node in (self.graph.sinks if nodes is None else nodes)}
