@@ -197,13 +197,7 @@ class DatasetJob:
             ManifestError, ConfigError, InputError: naming what is wrong; nothing ran.
         """
         config = self.config
-        _check_config(config)
-        manifest = (
-            config.manifest
-            if isinstance(config.manifest, Manifest)
-            else Manifest.from_file(config.manifest)
-        )
-        manifest.validate()
+        manifest = _checked_manifest(config)
         self.sinks = list(PipelineGraph.from_manifest(manifest).sinks)
         check_sinks(self.sinks, config.formats)
         self._job_manifest = _job_manifest(manifest, config.window_s)
@@ -539,16 +533,21 @@ def plan_job(
     Raises:
         ManifestError, ConfigError: naming what is wrong.
     """
+    manifest = _checked_manifest(config)
+    return _job_pipeline(config, _job_manifest(manifest, config.window_s), None).plan(
+        cpus=cpus, gpus=gpus
+    )
+
+
+def _checked_manifest(config: JobConfig) -> Manifest:
+    """The job's options checked, and its manifest loaded and validated."""
     _check_config(config)
     manifest = (
         config.manifest
         if isinstance(config.manifest, Manifest)
         else Manifest.from_file(config.manifest)
     )
-    manifest.validate()
-    return _job_pipeline(config, _job_manifest(manifest, config.window_s), None).plan(
-        cpus=cpus, gpus=gpus
-    )
+    return manifest.validate()
 
 
 def _job_manifest(manifest: Manifest, window_s: float | None = 600.0) -> Manifest:
