@@ -244,8 +244,13 @@ def _size(
     if not fuse or "replicas" in execution.model_fields_set:
         return execution.replicas, f"execution.replicas = {execution.replicas}"
     per_actor = node_gpus(node)
+    if per_actor and gpus < per_actor:
+        return 1, (
+            f"1 actor: the cluster has {gpus:g} GPU(s), fewer than it needs (the build "
+            "fails unless wait_for_resources)"
+        )
     if per_actor:
-        count = max(1, math.floor(gpus / per_actor))
+        count = math.floor(gpus / per_actor)
         return count, f"{count} actor(s): one per {per_actor:g} GPU of the cluster's {gpus:g}"
     if fused_replicas is not None:
         return fused_replicas, f"fused_replicas = {fused_replicas}"

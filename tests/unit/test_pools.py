@@ -90,8 +90,11 @@ def test_a_gpu_node_between_cpu_nodes_gets_its_own_pool() -> None:
     assert "1 GPU per actor" in pools[1].reason and "one per 1 GPU" in pools[1].reason
 
 
-def test_a_gpu_pool_on_a_cluster_without_gpus_plans_one_actor() -> None:
-    assert layout(chain(), gpus=0).pool_of("gpu").replicas == 1
+def test_a_gpu_pool_on_a_cluster_without_gpus_plans_one_actor_and_says_why() -> None:
+    pool = layout(chain(), gpus=0).pool_of("gpu")
+    assert pool.replicas == 1
+    assert "has 0 GPU(s), fewer than it needs" in pool.reason
+    assert "wait_for_resources" in pool.reason
 
 
 def test_own_replicas_or_cpus_split_pools_and_equal_needs_fuse_again() -> None:
