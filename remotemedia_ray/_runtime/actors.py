@@ -76,6 +76,7 @@ class NodeActor:
         self.plan = plan
         self.node_id = node_id
         self.input_keys = plan.input_keys(node_id)
+        self.order = plan.graph.execution_order
         self.runner = NodeRunner(
             node.create(),
             retry_policy=retry_policy,
@@ -117,7 +118,7 @@ class NodeActor:
         rows: list[int] = []
         values: list[Any] = []
         for row, first in enumerate(inputs[0]):
-            upstream = first_error(batch[row] for batch in inputs)
+            upstream = first_error((batch[row] for batch in inputs), self.order)
             results.append(BatchItem(first.item_id, error=upstream))
             if upstream is None:
                 given = {
@@ -209,7 +210,10 @@ class FusedActor:
     def _outcomes(self, tables: tuple[pa.Table, ...]) -> list[PipelineOutput | ItemFailure]:
         """Each row's outcome; an item failed upstream keeps its error."""
         inputs = [decode_batch(table) for table in tables]
-        upstream = [first_error(batch[row] for batch in inputs) for row in range(len(inputs[0]))]
+        order = self.plan.graph.execution_order
+        upstream = [
+            first_error((batch[row] for batch in inputs), order) for row in range(len(inputs[0]))
+        ]
         ok: list[tuple[str, Any]] = []
         seeds: list[dict[str, Any]] = []
         for row, first in enumerate(inputs[0]):
@@ -244,8 +248,13 @@ def _host() -> str:
 
 
 def write_sink_tables(
-    sink: BatchSink, item_ids: list[str], sinks: list[str], *tables: pa.Table
+    sink: BatchSink,
+    item_ids: list[str],
+    sinks: list[str],
+    *tables: pa.Table,
+    order: tuple[str, ...] = (),
 ) -> list[SinkCommit | ItemFailure]:
-    """Hand a batch's sink tables (unfused pipelines) to ``sink``, in a Ray task."""
+    """Hand a batch's sink tables (several pools) to ``sink``, in a Ray task; an item
+    failed in several branches fails with the error of the first node in ``order``."""
     per_sink = {sink_id: decode_batch(table) for sink_id, table in zip(sinks, tables, strict=True)}
-    return write_batch(sink, item_outcomes(item_ids, per_sink))
+    return write_batch(sink, item_outcomes(item_ids, per_sink, order))

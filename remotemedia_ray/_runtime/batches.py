@@ -46,10 +46,18 @@ class BatchItem:
     error: RemoteMediaError | None = None
 
 
-def first_error(items: Iterable[BatchItem]) -> RemoteMediaError | None:
-    """The error of the first failed item among ``items`` (one item's rows from
-    several batches), or None: an item failed upstream passes its error on."""
-    return next((item.error for item in items if item.error is not None), None)
+def first_error(items: Iterable[BatchItem], order: Sequence[str] = ()) -> RemoteMediaError | None:
+    """The error an item carries among its rows ``items`` (one per batch), or None:
+    an item failed upstream passes its error on.
+
+    When several rows failed (in independent branches), the error of the node
+    that comes first in ``order`` (the execution order) wins, as in the local
+    runtime; an error of a node outside it (before the pipeline) comes first."""
+    errors = [item.error for item in items if item.error is not None]
+    if len(errors) <= 1 or not order:
+        return errors[0] if errors else None
+    rank = {node: k for k, node in enumerate(order)}
+    return min(errors, key=lambda e: rank.get(e.node_id or "", -1))
 
 
 def encode_batch(items: Sequence[BatchItem]) -> pa.Table:
@@ -121,7 +129,7 @@ def decode_batch(table: pa.Table) -> list[BatchItem]:
 
 
 def item_outcomes(
-    item_ids: Sequence[str], per_sink: dict[str, list[BatchItem]]
+    item_ids: Sequence[str], per_sink: dict[str, list[BatchItem]], order: Sequence[str] = ()
 ) -> list[PipelineOutput | ItemFailure]:
     """Each item's result from its rows in the sinks' batches (sink order kept).
 
@@ -130,7 +138,7 @@ def item_outcomes(
     """
     results: list[PipelineOutput | ItemFailure] = []
     for row, item_id in enumerate(item_ids):
-        failure = first_error(items[row] for items in per_sink.values())
+        failure = first_error((items[row] for items in per_sink.values()), order)
         if failure is not None:
             results.append(ItemFailure(item_id, failure.node_id, failure))
         else:

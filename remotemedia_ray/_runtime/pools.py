@@ -6,21 +6,24 @@ into a :class:`PoolLayout` without starting anything, so
 executor will build:
 
 * unfused (``fuse=False``): one pool per node, ``execution.replicas`` actors each;
-* fused (``fuse=True``): nodes that follow each other in execution order and
-  have the same resource needs share one pool, whose actors run them all in
-  memory, like Ray Data's operator fusion. A node's needs are its GPUs per
-  actor (a GPU capability, a required ``capabilities.gpu`` or
-  ``execution.num_gpus``), the CPUs it reserves (``execution.num_cpus`` or
-  ``capabilities.cpu.cores``) and its own ``execution.replicas``. A node
-  whose needs differ from its neighbours' gets its own pool, and batches go
-  from pool to pool through the object store. A manifest of CPU nodes and one
-  GPU node thus runs as two pools (or three, when the GPU node sits between
-  CPU nodes).
+* fused (``fuse=True``): nodes that follow each other and have the same
+  resource needs share one pool, whose actors run them all in memory, like
+  Ray Data's operator fusion. A node's needs are its GPUs per actor (a GPU
+  capability, a required ``capabilities.gpu`` or ``execution.num_gpus``), the
+  CPUs it reserves (``execution.num_cpus`` or ``capabilities.cpu.cores``) and
+  its own ``execution.replicas``; the runs of equal needs in the execution
+  order make the pools. A node whose needs differ from its neighbours' gets
+  its own pool, and batches go from pool to pool through the object store.
+  A manifest of CPU nodes and one GPU node thus runs as two pools (or three,
+  when the GPU node sits between CPU nodes).
 
-A pool's actors reserve the CPUs a node asks for; otherwise a share that lets
-every actor of the pipeline fit the cluster at once (at most one CPU). A fused
-pool of default CPU nodes has one actor per CPU (``fused_replicas``), a GPU
-pool one per GPU the cluster has (at least one).
+Sizes: a pool with its own ``replicas`` has those; otherwise the GPU pools
+split the cluster's GPUs evenly (at least one actor each), a pool of nodes
+that ask for CPUs gets its slice of the CPUs (split evenly among the CPU
+pools), and a pool of default CPU needs has
+one actor per CPU (``fused_replicas``), each reserving an equal share of the
+CPUs the other pools leave (at most one). So a fused pipeline fits the
+cluster at once, unless replicas set by hand do not.
 """
 
 from __future__ import annotations
@@ -185,27 +188,17 @@ def plan_pools(
 ) -> PoolLayout:
     """The pools that run ``plan`` on a cluster of ``cpus`` CPUs and ``gpus`` GPUs
     (see the module docs)."""
-    order = plan.graph.execution_order
-    groups: list[list[str]] = []
-    if fuse:
-        needs: _Needs | None = None
-        for node_id in order:
-            own = _Needs.of(plan.nodes[node_id])
-            if groups and own == needs:
-                groups[-1].append(node_id)
-            else:
-                groups.append([node_id])
-                needs = own
-    else:
-        groups = [[node_id] for node_id in order]
-
-    sized = [_size(plan, group, fuse, cpus, gpus, fused_replicas) for group in groups]
-    actors = sum(replicas for replicas, _ in sized)
-    share = cpu_share(cpus, actors)
+    groups = _fused_groups(plan) if fuse else [[n] for n in plan.graph.execution_order]
+    needs = [_Needs.of(plan.nodes[group[0]]) for group in groups]
+    sized = _sizes(plan, groups, needs, fuse, cpus, gpus, fused_replicas)
+    own_cpus = sum(r * n.cpus for (r, _), n in zip(sized, needs, strict=True) if n.cpus is not None)
+    shared = sum(r for (r, _), n in zip(sized, needs, strict=True) if n.cpus is None)
+    left = cpus - own_cpus
+    # Nothing left over (nodes that asked for every CPU): the others reserve none.
+    share = cpu_share(left, shared) if left >= 0.01 * max(1, shared) else 0.0
     pools = []
-    for k, (group, (replicas, sizing)) in enumerate(zip(groups, sized, strict=True)):
+    for k, (group, own, (replicas, sizing)) in enumerate(zip(groups, needs, sized, strict=True)):
         nodes = [plan.nodes[n] for n in group]
-        own = _Needs.of(nodes[0])
         if not fuse:
             name = group[0]
             reason = f"fuse=False: one pool per node; {sizing}"
@@ -230,32 +223,72 @@ def plan_pools(
     return PoolLayout("ray", cpus, gpus, tuple(pools))
 
 
-def _size(
+def _fused_groups(plan: PipelinePlan) -> list[list[str]]:
+    """The execution order cut into runs of nodes with equal needs.
+
+    Runs of the execution order, not any grouping the graph would allow: a pool
+    then holds nodes that run one after another, so an item that fails in it
+    fails at the node that comes first in the execution order, as in the local
+    runtime (a pool of independent branches would stop at its own first failure
+    while an earlier node of a later pool was still to run).
+    """
+    groups: list[list[str]] = []
+    current: _Needs | None = None
+    for node_id in plan.graph.execution_order:
+        needs = _Needs.of(plan.nodes[node_id])
+        if groups and needs == current:
+            groups[-1].append(node_id)
+        else:
+            groups.append([node_id])
+            current = needs
+    return groups
+
+
+def _sizes(
     plan: PipelinePlan,
-    group: Sequence[str],
+    groups: Sequence[Sequence[str]],
+    needs: Sequence[_Needs],
     fuse: bool,
     cpus: float,
     gpus: float,
     fused_replicas: int | None,
-) -> tuple[int, str]:
-    """How many actors a pool of ``group`` gets, and why."""
-    node = plan.nodes[group[0]]
-    execution = node.spec.execution
-    if not fuse or "replicas" in execution.model_fields_set:
-        return execution.replicas, f"execution.replicas = {execution.replicas}"
-    per_actor = node_gpus(node)
-    if per_actor and gpus < per_actor:
-        return 1, (
-            f"1 actor: the cluster has {gpus:g} GPU(s), fewer than it needs (the build "
-            "fails unless wait_for_resources)"
-        )
-    if per_actor:
-        count = math.floor(gpus / per_actor)
-        return count, f"{count} actor(s): one per {per_actor:g} GPU of the cluster's {gpus:g}"
-    if fused_replicas is not None:
-        return fused_replicas, f"fused_replicas = {fused_replicas}"
-    count = max(1, int(cpus))
-    return count, f"{count} actor(s): one per CPU"
+) -> list[tuple[int, str]]:
+    """How many actors each pool gets, and why.
+
+    Unfused, or with its own ``replicas``: those. Otherwise the pools share the
+    cluster: the GPU pools split its GPUs evenly, a pool whose nodes ask for
+    their own CPUs gets its slice of the CPUs (split evenly among the CPU
+    pools; at least one actor), and a pool of default CPU needs has one actor
+    per CPU (``fused_replicas``), each reserving a share of the CPUs the
+    others leave.
+    """
+    gpu_pools = sum(1 for n in needs if n.gpus and n.replicas is None)
+    cpu_pools = sum(1 for n in needs if not n.gpus and n.replicas is None)
+    sized: list[tuple[int, str]] = []
+    for group, own in zip(groups, needs, strict=True):
+        execution = plan.nodes[group[0]].spec.execution
+        if not fuse or own.replicas is not None:
+            sized.append((execution.replicas, f"execution.replicas = {execution.replicas}"))
+        elif own.gpus and gpus < own.gpus:
+            why = (
+                f"1 actor: the cluster has {gpus:g} GPU(s), fewer than it needs (the build "
+                "fails unless wait_for_resources)"
+            )
+            sized.append((1, why))
+        elif own.gpus:
+            count = max(1, math.floor(gpus / gpu_pools / own.gpus))
+            split = f", shared by {gpu_pools} GPU pools" if gpu_pools > 1 else ""
+            sized.append((count, f"{count} actor(s) of {own.gpus:g} GPU: {gpus:g} GPU(s){split}"))
+        elif own.cpus:
+            count = max(1, math.floor(cpus / cpu_pools / own.cpus))
+            split = f", shared by {cpu_pools} CPU pools" if cpu_pools > 1 else ""
+            sized.append((count, f"{count} actor(s) of {own.cpus:g} CPU: {cpus:g} CPU(s){split}"))
+        elif fused_replicas is not None:
+            sized.append((fused_replicas, f"fused_replicas = {fused_replicas}"))
+        else:
+            count = max(1, int(cpus))
+            sized.append((count, f"{count} actor(s): one per CPU"))
+    return sized
 
 
 def _inputs(plan: PipelinePlan, group: Iterable[str]) -> tuple[str, ...]:
@@ -269,10 +302,13 @@ def _inputs(plan: PipelinePlan, group: Iterable[str]) -> tuple[str, ...]:
 
 
 def _outputs(plan: PipelinePlan, group: Iterable[str]) -> tuple[str, ...]:
+    """The group's nodes read outside it, in manifest order (a pool of every sink
+    gives them in the order of the pipeline's results)."""
     inside = set(group)
     graph = plan.graph
     return tuple(
         node_id
-        for node_id in group
-        if node_id in graph.sinks or any(c not in inside for c in graph.children(node_id))
+        for node_id in graph.nodes
+        if node_id in inside
+        and (node_id in graph.sinks or any(c not in inside for c in graph.children(node_id)))
     )

@@ -128,8 +128,8 @@ class RayOptions(BaseModel):
     wait_for_resources: bool = Field(
         default=False,
         description="On a cluster that adds nodes on demand (an autoscaler), ask it for the "
-        "GPUs a pool needs and the cluster lacks, and wait up to ready_timeout_s for them, "
-        "instead of failing at build time.",
+        "resources the pools need when the cluster lacks them (a GPU), and wait up to "
+        "ready_timeout_s for them, instead of failing at build time.",
     )
     expected_items: int | None = Field(
         default=None,

@@ -62,7 +62,7 @@ from remotemedia_ray._runtime.ray_cluster import (
     pool_actor_options,
 )
 from remotemedia_ray._runtime.retry import RetryPolicy
-from remotemedia_ray.errors import NodeExecutionError, RemoteMediaError, message_of
+from remotemedia_ray.errors import ManifestError, NodeExecutionError, RemoteMediaError, message_of
 from remotemedia_ray.metrics import NodeMetrics
 
 __all__ = ["RayExecutor", "RayOptions"]
@@ -135,6 +135,9 @@ class RayExecutor:
         self.layout: PoolLayout = PoolLayout("ray", 0.0, 0.0, ())
         """The pools built (empty until :meth:`start`)."""
         self._actor_nodes: dict[str, str] = {}
+        """The pool of each actor (actor id hex -> pool name)."""
+        self._ready: set[str] = set()
+        """The actors whose nodes initialized (actor id hex)."""
         self._replicas: dict[str, int] = {}
         self._hosts: dict[str, str] = {}
         """The Ray node each actor lives on (actor id -> node id, both hex)."""
@@ -190,7 +193,7 @@ class RayExecutor:
         )
         for node in self.plan.nodes.values():  # every actor gets the whole plan
             _pickle_user_class(node.cls)
-        self._wait_for_gpus(ray, total)
+        self._check_fit(total)
         actor_cls = FusedActor if options.fuse else NodeActor
         self._remote_cls = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(actor_cls)
         for pool in self.layout.pools:
@@ -201,32 +204,64 @@ class RayExecutor:
             widest = max((pool.replicas for pool in self.layout.pools), default=1)
             self.max_in_flight = max(4, 2 * widest)
 
-    def _wait_for_gpus(self, ray: Any, total: dict[str, float]) -> None:
-        """Fail, naming the node, when a pool needs GPUs the cluster lacks; with
-        ``wait_for_resources``, ask the autoscaler for them instead (the actors then
-        wait for them, up to ``ready_timeout_s``)."""
-        short = [
-            pool
-            for pool in self.layout.pools
-            if pool.num_gpus > 0 and total.get("GPU", 0.0) < pool.num_gpus
-        ]
-        if not short:
+    def _check_fit(self, total: dict[str, float]) -> None:
+        """Fail, naming a node, when the pools do not fit the cluster: one actor asks
+        for more CPUs or GPUs than it has, or the GPU pools' actors together for more
+        GPUs. With ``wait_for_resources``, ask the autoscaler for every actor's
+        resources instead (the actors then wait, up to ``ready_timeout_s``).
+
+        The request replaces any standing ``request_resources`` of the cluster,
+        and is withdrawn once the build ends."""
+        pools = self.layout.pools
+        have_cpus, have_gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+        gpus = sum(pool.num_gpus * pool.replicas for pool in pools)
+        cpus = sum(pool.num_cpus * pool.replicas for pool in pools)
+        too_big = [p for p in pools if p.num_cpus > have_cpus or p.num_gpus > have_gpus]
+        if not too_big and gpus <= have_gpus and cpus <= have_cpus + 1e-6:
             return
         if not self.options.wait_for_resources:
-            for pool in short:
+            for pool in too_big:
                 node = max(pool.nodes, key=lambda n: node_gpus(self.plan.nodes[n]))
-                check_resources(total, pool.num_gpus, node)
+                check_resources(total, pool.num_gpus, node)  # names the GPUs per actor
+                raise ManifestError(
+                    f"node {pool.nodes[0]!r} asks for {pool.num_cpus:g} CPU(s) per actor but "
+                    f"the Ray cluster has {have_cpus:g}",
+                    node_id=pool.nodes[0],
+                )
+            if gpus <= have_gpus:
+                asking = [p for p in pools if p.num_cpus >= 1]
+                raise ManifestError(
+                    f"the pools' actors ask for {cpus:g} CPU(s) at once ("
+                    + ", ".join(
+                        f"{'/'.join(p.nodes)}: {p.replicas} actor(s) x {p.num_cpus:g}"
+                        for p in asking
+                    )
+                    + f") but the Ray cluster has {have_cpus:g}: give them fewer CPUs per "
+                    "actor (execution.num_cpus) or fewer execution.replicas",
+                    node_id=(asking or list(pools))[0].nodes[0],
+                )
+            gpu_pools = [p for p in pools if p.num_gpus > 0]
+            raise ManifestError(
+                f"the GPU nodes need {gpus:g} GPU(s) at once ("
+                + ", ".join(
+                    f"{'/'.join(p.nodes)}: {p.replicas} actor(s) x {p.num_gpus:g}"
+                    for p in gpu_pools
+                )
+                + f") but the Ray cluster has {have_gpus:g}: give them fewer GPUs per actor "
+                "(execution.num_gpus) or fewer execution.replicas",
+                node_id=gpu_pools[0].nodes[0],
+            )
         from ray.autoscaler.sdk import request_resources
 
         bundles = [
-            {"GPU": pool.num_gpus, "CPU": pool.num_cpus}
-            for pool in short
+            {"CPU": pool.num_cpus, "GPU": pool.num_gpus}
+            for pool in pools
             for _ in range(pool.replicas)
         ]
         logger.warning(
-            "waiting up to %gs for the cluster to add GPU(s) for %s",
+            "waiting up to %gs for the cluster to add resources for %s",
             self.options.ready_timeout_s,
-            ", ".join(repr(n) for pool in short for n in pool.nodes),
+            ", ".join(repr(n) for pool in (too_big or pools) for n in pool.nodes),
         )
         request_resources(bundles=bundles)
         self._asked_autoscaler = True
@@ -242,9 +277,7 @@ class RayExecutor:
             actor = self._remote_cls.options(**opts).remote(
                 self.plan, pool.nodes[0], self.retry_policy
             )
-        self._actor_nodes[actor._actor_id.hex()] = (
-            pool.nodes[0] if len(pool.nodes) == 1 else pool_id
-        )
+        self._actor_nodes[actor._actor_id.hex()] = pool_id
         self._replicas[actor._actor_id.hex()] = replica
         return actor
 
@@ -296,6 +329,7 @@ class RayExecutor:
                         f"failed to initialize: {message_of(cause)}",
                         node_id=node_id if node_id in self.plan.nodes else probes[ref][0][0],
                     ) from None
+                self._ready.add(probes[ref][1]._actor_id.hex())
         hosts = {ref: actor for ref, (_, actor) in probes.items()}
         places = [actor.host.remote() for actor in hosts.values()]
         for actor, host in zip(hosts.values(), ray.get(places), strict=True):
@@ -345,7 +379,11 @@ class RayExecutor:
             # CPU (the actors hold them all) and may run again: a sink is idempotent.
             task = self._sink_task(ray)
             ref = task.remote(
-                sink_ref, batch.ids, list(sinks_order), *(refs[s] for s in sinks_order)
+                sink_ref,
+                batch.ids,
+                list(sinks_order),
+                *(refs[s] for s in sinks_order),
+                order=self.plan.graph.execution_order,
             )
             batch.sink_refs = {_COMMIT: ref}
             batch.all_refs.append(ref)
@@ -382,7 +420,7 @@ class RayExecutor:
                     return None
                 error = self._batch_error(exc, sink)
                 return [ItemFailure(i, error.node_id, for_item(error, i)) for i in batch.ids]
-        return item_outcomes(batch.ids, per_sink)
+        return item_outcomes(batch.ids, per_sink, self.plan.graph.execution_order)
 
     # -- node loss --------------------------------------------------------------------
 
@@ -488,9 +526,12 @@ class RayExecutor:
         if isinstance(cause, RemoteMediaError):
             return cause
         actor_id = getattr(exc, "actor_id", None)
-        node_id = self._actor_nodes.get(actor_id, sink) if isinstance(actor_id, str) else sink
+        pool_id = self._actor_nodes.get(actor_id) if isinstance(actor_id, str) else None
+        nodes = self._pool_spec(pool_id).nodes if pool_id is not None else ()
+        where = f" (an actor of the pool of {', '.join(nodes)})" if len(nodes) > 1 else ""
         return NodeExecutionError(
-            f"the batch was lost after Ray's retries: {message_of(cause)}", node_id=node_id
+            f"the batch was lost after Ray's retries{where}: {message_of(cause)}",
+            node_id=nodes[0] if nodes else sink,
         )
 
     def stream(
@@ -568,14 +609,20 @@ class RayExecutor:
         if self._closed and self._last_metrics is not None:
             return self._last_metrics
         figures: list[NodeMetrics] = []
-        for pool_id, pool in [] if self._closed else self._pools.items():
-            for actor in pool.actors:
-                try:
-                    got = ray.get(_control(actor.metrics), timeout=timeout_s)
-                except Exception as exc:  # a dead actor's figures are gone
-                    logger.warning("no metrics from an actor of pool %r: %s", pool_id, exc)
-                    continue
-                figures.extend(got if isinstance(got, list) else [got])
+        asked = [  # all at once, then one deadline for every answer
+            (pool_id, _control(actor.metrics))
+            for pool_id, pool in ([] if self._closed else self._pools.items())
+            for actor in pool.actors
+            if actor._actor_id.hex() in self._ready
+        ]
+        deadline = time.monotonic() + timeout_s
+        for pool_id, ref in asked:
+            try:
+                got = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as exc:  # a dead actor's figures are gone
+                logger.warning("no metrics from an actor of pool %r: %s", pool_id, exc)
+                continue
+            figures.extend(got if isinstance(got, list) else [got])
         result = []
         for node_id, node in self.plan.nodes.items():
             parts = [m for m in figures if m.node_id == node_id]
@@ -602,7 +649,12 @@ class RayExecutor:
                             logger.debug("could not cancel a batch: %s", exc)
                 self._in_flight.clear()
                 self.node_metrics(timeout_s=5.0 if interrupted else 30.0)
-                refs = [_control(a.cleanup) for p in self._pools.values() for a in p.actors]
+                refs = [  # an actor whose node never initialized has nothing to clean up
+                    _control(a.cleanup)
+                    for p in self._pools.values()
+                    for a in p.actors
+                    if a._actor_id.hex() in self._ready
+                ]
                 try:
                     ray.get(refs, timeout=self.options.cleanup_timeout_s)
                 except Exception as exc:

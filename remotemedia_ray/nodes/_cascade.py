@@ -286,8 +286,8 @@ def cascade_many(
     batch of lanes: the uncertain stretches (or, where they would exceed
     ``whole_share`` of a signal, the whole signal), then the probes of the
     stretches of sure speech that run did not confirm, then the stretches whose
-    probe failed (or the whole signal). A run of many signals costs little more
-    than a run of one: the model's steps are shared by every lane.
+    probe failed (or the whole signal). Every lane of a run shares the model's
+    steps, which cost more than its windows do.
 
     Args:
         signals: Mono float32 signals at ``rate`` (8000 or 16000 Hz).
@@ -338,6 +338,7 @@ def cascade_many(
     for state, found in zip(states, _score(model, states, rate), strict=True):
         if state.done:
             continue
+        state.take(found)
         n = state.plan.speech.size
         rejected = np.zeros(n, np.bool_)
         for (a, b), p in zip(state.unconfirmed, found, strict=True):

@@ -239,16 +239,17 @@ def test_plan_shows_the_pools_run_would_use_and_why(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("runtime ray: ")
     pools = lines[2:]
-    assert len(pools) == 3  # the CPU nodes before the VAD, the VAD, the CPU nodes after
+    assert len(pools) == 3  # the CPU nodes before the VAD, the VAD, pcm16 after it
     (gpu_pool,) = [line for line in pools if "1 GPU per actor" in line]
-    assert gpu_pool.split()[1] == "vad" and "one per 1 GPU" in gpu_pool
-    assert "job:read" in pools[0] and "one per CPU" in pools[0]
+    assert gpu_pool.split()[1] == "vad" and "2 actor(s) of 1 GPU" in gpu_pool
+    assert "job:read" in pools[0] and "one per CPU" in pools[0] and "pcm16" in pools[2]
 
     assert cli.main(["plan", str(path), "--cpus", "8", "--gpus", "2", "--json"]) == 0
     layout = json.loads(capsys.readouterr().out)
     by_nodes = {tuple(p["nodes"]): p for p in layout["pools"]}
     assert by_nodes[("vad",)]["num_gpus"] == 1.0 and by_nodes[("vad",)]["replicas"] == 2
     assert sum(len(p["nodes"]) for p in layout["pools"]) == 7  # 4 nodes + the job's 3
+    assert [p["num_gpus"] for p in layout["pools"]] == [0.0, 1.0, 0.0]
     assert {n for p in layout["pools"] for n in p["nodes"]} >= {"mono", "resample", "pcm16"}
 
     assert cli.main(["plan", str(MANIFEST), "--no-fuse", "--cpus", "4", "--json"]) == 0

@@ -11,7 +11,7 @@ import pytest
 
 import remotemedia_ray as rm
 from remotemedia_ray._runtime.actors import FusedActor, NodeActor
-from remotemedia_ray._runtime.batches import BatchItem, decode_batch, encode_batch
+from remotemedia_ray._runtime.batches import BatchItem, decode_batch, encode_batch, item_outcomes
 from remotemedia_ray._runtime.local import LocalExecutor
 from remotemedia_ray._runtime.plan import PIPELINE_INPUT, PipelinePlan
 from remotemedia_ray._runtime.pools import PoolLayout, plan_pools
@@ -87,7 +87,7 @@ def test_a_gpu_node_between_cpu_nodes_gets_its_own_pool() -> None:
     assert [p.num_gpus for p in pools] == [0.0, 1.0, 0.0]
     assert [p.replicas for p in pools] == [4, 2, 4]  # a CPU pool per CPU, a GPU pool per GPU
     assert [p.num_cpus for p in pools] == [0.4, 0.4, 0.4]  # ten actors share four CPUs
-    assert "1 GPU per actor" in pools[1].reason and "one per 1 GPU" in pools[1].reason
+    assert pools[1].reason == "1 GPU per actor: alone; 2 actor(s) of 1 GPU: 2 GPU(s)"
 
 
 def test_a_gpu_pool_on_a_cluster_without_gpus_plans_one_actor_and_says_why() -> None:
@@ -105,9 +105,13 @@ def test_own_replicas_or_cpus_split_pools_and_equal_needs_fuse_again() -> None:
     )
     pools = layout(m, cpus=4).pools
     assert [p.nodes for p in pools] == [("double",), ("plus",), ("gpu", "times"), ("minus",)]
-    assert [p.replicas for p in pools] == [4, 4, 3, 4]
+    # Three CPU pools share the 4 CPUs: "plus" gets 1 actor of 2; the other 11 actors
+    # share the 2 CPUs left.
+    assert [p.replicas for p in pools] == [4, 1, 3, 4]
     assert pools[1].num_cpus == 2.0  # what the node asks for, not a share
+    assert [pools[k].num_cpus for k in (0, 2, 3)] == [0.18] * 3
     assert "2 CPU per actor" in pools[1].reason
+    assert "1 actor(s) of 2 CPU: 4 CPU(s), shared by 3 CPU pools" in pools[1].reason
     assert "its own replicas (3)" in pools[2].reason and "fused" in pools[2].reason
 
 
@@ -176,12 +180,10 @@ def run_pools(m: rm.Manifest, items: list[tuple[str, Any]], *, fuse: bool) -> li
         actor.cleanup()
     sinks = plan.graph.sinks
     per_sink = {s: decode_batch(refs[s]) for s in sinks}
+    outcomes = item_outcomes([i for i, _ in items], per_sink, plan.graph.execution_order)
     return [
-        {
-            s: (row.error.node_id if row.error is not None else row.value)
-            for s, row in ((s, per_sink[s][k]) for s in sinks)
-        }
-        for k in range(len(items))
+        {s: o.error.node_id for s in sinks} if isinstance(o, rm.ItemFailure) else dict(o)
+        for o in outcomes
     ]
 
 
@@ -240,3 +242,135 @@ def test_pipeline_plan_before_opening_uses_the_options_and_this_machine() -> Non
     assert local.describe().startswith("runtime local")
     with pytest.raises(rm.ConfigError, match="cpus must be > 0"):
         p.plan(cpus=0)
+
+
+BRANCHES = manifest(
+    [
+        ("src", "MultiplyNode", {"factor": 1.0}),
+        ("g1", "MultiplyNode", {"factor": 2.0}),
+        ("c", "AddNode", {"addend": 1.0}),
+        ("g2", "AddNode", {"addend": 2.0}),
+    ],
+    [("src", "g1"), ("src", "c"), ("src", "g2")],
+    g1={"capabilities": GPU},
+    g2={"capabilities": GPU},
+)
+
+
+def test_pools_are_runs_of_the_execution_order() -> None:
+    # Independent branches are not regrouped: a pool's nodes run one after another, so
+    # an item fails at the node the local runtime names.
+    pools = layout(BRANCHES, cpus=2, gpus=2).pools
+    assert [p.nodes for p in pools] == [("src",), ("g1",), ("c",), ("g2",)]
+    assert [p.inputs for p in pools] == [(PIPELINE_INPUT,)] + [("src",)] * 3
+    assert [p.replicas for p in pools] == [2, 1, 2, 1]  # two GPU pools share two GPUs
+
+
+def test_gpu_pools_split_the_gpus_and_cpu_pools_the_cpus() -> None:
+    m = chain(times={"capabilities": GPU, "execution": {"num_gpus": 0.5}})
+    pools = layout(m, cpus=4, gpus=2).pools
+    assert [p.nodes for p in pools] == [("double", "plus"), ("gpu",), ("times",), ("minus",)]
+    assert [p.replicas for p in pools] == [4, 1, 2, 4]  # 1 GPU each: 1 x 1 and 2 x 0.5
+    assert "shared by 2 GPU pools" in pools[1].reason
+
+
+@pytest.mark.parametrize(
+    "m",
+    [
+        chain(),
+        chain(plus={"execution": {"num_cpus": 2}}),
+        chain(plus={"capabilities": {"cpu": {"cores": 3}}}, minus={"execution": {"num_cpus": 1}}),
+        chain(times={"capabilities": GPU, "execution": {"num_gpus": 0.5}}),
+        BRANCHES,
+        DIAMOND,
+    ],
+)
+@pytest.mark.parametrize(("cpus", "gpus"), [(2, 1), (8, 2), (64, 8)])
+def test_pools_sized_by_the_plan_fit_the_cluster_or_the_build_says_why(
+    m: rm.Manifest, cpus: int, gpus: int
+) -> None:
+    from remotemedia_ray._runtime.ray_executor import RayExecutor
+
+    executor = RayExecutor(PipelinePlan.build(m, "cpython"))  # nothing starts
+    executor.layout = plan_pools(executor.plan, fuse=True, cpus=cpus, gpus=gpus)
+    pools = executor.layout.pools
+    assert sorted(n for p in pools for n in p.nodes) == sorted(executor.plan.nodes)
+    fits = (
+        sum(p.replicas * p.num_cpus for p in pools) <= cpus + 1e-6
+        and sum(p.replicas * p.num_gpus for p in pools) <= gpus
+    )
+    if fits:
+        executor._check_fit({"CPU": float(cpus), "GPU": float(gpus)})
+    else:  # a node asks for more than its slice of this small cluster
+        with pytest.raises(rm.ManifestError, match="(asks for|ask for|need) .* has"):
+            executor._check_fit({"CPU": float(cpus), "GPU": float(gpus)})
+    if cpus >= 8:  # big enough for every node's own ask: the plan fits
+        assert fits
+
+
+def test_one_fused_pool_gives_the_sinks_in_manifest_order() -> None:
+    m = manifest(
+        [("late", "AddNode", {"addend": 1.0}), ("early", "MultiplyNode", {"factor": 2.0})],
+        [],
+    )
+    (pool,) = layout(m).pools
+    assert pool.outputs == PipelinePlan.build(m, "cpython").graph.sinks == ("late", "early")
+
+
+def test_more_gpus_than_the_cluster_has_fail_the_build_naming_the_nodes() -> None:
+    from remotemedia_ray._runtime.ray_executor import RayExecutor
+
+    m = chain(
+        gpu={"capabilities": GPU, "execution": {"replicas": 2}},
+        times={"capabilities": GPU, "execution": {"replicas": 2, "num_gpus": 0.5}},
+    )
+    executor = RayExecutor(PipelinePlan.build(m, "cpython"))  # nothing starts
+    executor.layout = plan_pools(executor.plan, fuse=True, cpus=4, gpus=2)
+    with pytest.raises(rm.ManifestError, match=r"need 3 GPU\(s\) at once .* has 2") as info:
+        executor._check_fit({"CPU": 4.0, "GPU": 2.0})
+    assert info.value.node_id == "gpu"
+    assert "gpu: 2 actor(s) x 1, times: 2 actor(s) x 0.5" in str(info.value)
+    executor._check_fit({"CPU": 4.0, "GPU": 3.0})  # enough: nothing to do
+    executor.layout = plan_pools(
+        PipelinePlan.build(chain(gpu={}, plus={"execution": {"num_cpus": 3}}), "cpython"),
+        fuse=True,
+        cpus=2,
+        gpus=0,
+    )
+    with pytest.raises(rm.ManifestError, match="'plus' asks for 3 CPU.* has 2"):
+        executor._check_fit({"CPU": 2.0})
+
+
+@rm.register_node("TestPoolsFailOn")
+class _FailOn(rm.NodeExecutor):
+    """Adds one; fails on the value ``bad``."""
+
+    def initialize(self, params: Any) -> None:
+        self.bad = params.get("bad")
+
+    def execute(self, input: Any) -> Any:
+        if input == self.bad:
+            raise ValueError(f"{self.node_id} refuses {input}")
+        return input + 1
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_an_item_failing_in_two_branches_fails_at_the_node_the_local_runtime_names(
+    fuse: bool,
+) -> None:
+    # "late" sits in an earlier pool than "early" would on its own, and both refuse 3:
+    # the item must fail at "early", the first of the two in the execution order.
+    m = manifest(
+        [
+            ("src", "TestPoolsFailOn", {}),
+            ("early", "TestPoolsFailOn", {"bad": 3}),
+            ("late", "TestPoolsFailOn", {"bad": 3}),
+            ("tail", "TestPoolsFailOn", {}),
+        ],
+        [("src", "early"), ("src", "late"), ("early", "tail")],
+        late={"execution": {"num_cpus": 1}},
+    )
+    items = [("a", 0), ("b", 2), ("c", 5)]
+    got = run_pools(m, items, fuse=fuse)
+    assert got == run_local(m, items)
+    assert got[1] == {"late": "early", "tail": "early"}

@@ -499,6 +499,50 @@ def test_the_cascade_batched_over_inputs_gives_what_each_gives_alone(speech: Any
             assert g["confidence"] == pytest.approx(w["confidence"], abs=1e-5)
 
 
+class _Recording:
+    """The Silero model, keeping every probability it gives, lane by lane, in order."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.runs: list[tuple[Lane, npt.NDArray[np.float32]]] = []
+
+    def score(self, signals: Any, rate: int, lanes: Any) -> Any:
+        found = self.model.score(signals, rate, lanes)
+        self.runs.extend(zip(lanes, found, strict=True))
+        return found
+
+
+@needs_espeak
+def test_every_probability_the_model_gives_the_cascade_is_kept(speech: Any) -> None:
+    """The windows the model scored (stretches, probes, retries, whole files) carry its
+    probabilities, the last it gave, and are marked scored; the others are the energy
+    VAD's 0 or 1 (segment confidence is the mean over the scored windows)."""
+    from remotemedia_ray.nodes._cascade import cascade_many
+
+    x, _ = speech
+    tone = (0.3 * np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE)).astype(np.float32)
+    items = [x, np.concatenate([x[: x.size // 2], tone, x[x.size // 2 :]]), x[::-1].copy()]
+    node = rm.create_node("VADNode")
+    node.initialize(CASCADE)
+    recording = _Recording(node.model)
+    found = cascade_many(items, RATE, node.kernels, recording, node.cascade)  # type: ignore[arg-type]
+    probes = sum(1 for lane, _ in recording.runs if lane.stop - lane.start == 2)
+    assert probes > 0  # the probes ran, and are checked below like every other lane
+    for k, (item, result) in enumerate(zip(items, found, strict=True)):
+        expected = result.probs.copy()
+        scored = np.zeros(result.probs.size, np.bool_)
+        for lane, p in recording.runs:
+            if lane.signal == k:
+                expected[lane.start : lane.stop] = p
+                scored[lane.start : lane.stop] = True
+        np.testing.assert_array_equal(result.scored, scored)
+        np.testing.assert_array_equal(result.probs[scored], expected[scored])
+        assert set(np.unique(result.probs[~scored])) <= {0.0, 1.0}
+        assert result.model_windows == sum(
+            lane.stop - lane.start + lane.warmup for lane, _ in recording.runs if lane.signal == k
+        ), item.size
+
+
 def test_only_the_refined_vad_batches_and_its_errors_name_the_input() -> None:
     energy = rm.create_node("VADNode")
     energy.initialize({})
