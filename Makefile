@@ -125,6 +125,7 @@ N ?= 5
 # runtime, one manifest and one batch size on Ray (each Ray benchmark process starts a Ray),
 # the dataset job on the local runtime.
 BENCH_SMOKE := --bench "^nodes\.NativeSpeedup\." \
+	--bench "^chain\." \
 	--bench "^nodes\.\w+Node\.\w+\('\w+', 1\.0, 2\)" \
 	--bench "^pipelines\.\w+\.\w+\(('\w+', 'local'|'speech_prep', 'ray')\)" \
 	--bench "^transfer\.\w+\.\w+\(1000\)" \

@@ -19,6 +19,7 @@ from remotemedia_ray.nodes.reference.vad import VadSettings
 from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
+    "Chain",
     "ContentDigest",
     "Resampler",
     "__version__",
@@ -38,6 +39,17 @@ __version__: str
 
 build_profile: str
 """``"release"`` or ``"debug"``: the Cargo profile the extension was built with."""
+
+@final
+class Chain:
+    """Native nodes' kernels run over a batch in one call (see
+    ``remotemedia_ray.nodes.native.NativeChain``)."""
+
+    def __new__(cls, links: list[tuple[str, int, Any]], keep: list[bool]) -> Chain: ...
+    def run(
+        self, inputs: list[tuple[npt.NDArray[Any], int]]
+    ) -> list[tuple[list[Any], list[int]] | None]:
+        """Per input: None (a link refused it) or (each link's value, its nanoseconds)."""
 
 @final
 class ContentDigest:

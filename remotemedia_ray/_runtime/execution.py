@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from remotemedia_ray._runtime.retry import CircuitBreaker, CircuitOpenError, RetryPolicy
+from remotemedia_ray._runtime.retry import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    RetryPolicy,
+)
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, Clips
 from remotemedia_ray.errors import (
     MarshalingError,
@@ -262,6 +267,16 @@ class NodeRunner:
                 )
             )
         return self._execute_one(value, item_id=item_id)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the circuit breaker is closed (calls run normally)."""
+        return self.breaker.state is CircuitState.CLOSED
+
+    def record_chained(self, elapsed_ms: float) -> None:
+        """One item this node computed inside a fused native chain, successfully."""
+        self.breaker.record_success()
+        self.recorder.record_success(elapsed_ms)
 
     @property
     def batches(self) -> bool:

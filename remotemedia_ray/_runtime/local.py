@@ -15,6 +15,9 @@ Batches (:meth:`LocalExecutor.run_batch`) run item by item too, unless a node
 runs several items in one call (``execute_many``, a neural model): then every
 node runs over the whole batch before the next one, each keeping the outputs
 only while a later node needs them, and that node gets the batch in one call.
+Consecutive native nodes run as fused chains
+(:mod:`~remotemedia_ray._runtime.chains`): one native call per item, or per
+batch where the batch runs node by node.
 
 A fused Ray actor runs part of a pipeline with this executor (``nodes``): the
 outputs of the nodes it reads from other pools come with each item
@@ -28,6 +31,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from remotemedia_ray._runtime.chains import FusedChain, plan_chains
 from remotemedia_ray._runtime.execution import (
     BatchSink,
     Failed,
@@ -68,6 +72,7 @@ class LocalExecutor:
         breaker_cooldown_s: float = 30.0,
         nodes: Sequence[str] | None = None,
         outputs: Sequence[str] | None = None,
+        native_chains: bool = True,
     ) -> None:
         self.plan = plan
         self.retry_policy = retry_policy or RetryPolicy()
@@ -91,6 +96,12 @@ class LocalExecutor:
         node by node frees it there."""
         self.sink_batch = SINK_BATCH
         """Items per batch handed to a sink (see :meth:`stream`)."""
+        self.native_chains = native_chains
+        """Whether batches run consecutive native nodes as fused chains (the
+        outputs are the same either way; see :mod:`remotemedia_ray._runtime.chains`)."""
+        self.chains: list[FusedChain] = []
+        """The fused native chains, once started."""
+        self._chain_of: dict[str, FusedChain] = {}
 
     def start(self) -> None:
         """Create and initialize every node (in execution order).
@@ -113,6 +124,9 @@ class LocalExecutor:
                 )
                 self._runners[node_id] = runner
                 runner.initialize(node.spec.params)
+            if self.native_chains:
+                self.chains = plan_chains(self.plan, self.order, self._runners, self.outputs)
+                self._chain_of = {n: chain for chain in self.chains for n in chain.nodes}
         except BaseException:
             self.close()
             raise
@@ -125,12 +139,22 @@ class LocalExecutor:
         ``seed``: the outputs of the nodes this executor reads but does not run."""
         outputs: dict[str, Any] = dict(seed or {})
         order = self.order
+        chained: set[str] = set()  # the nodes a chain computed
         for index, node_id in enumerate(order):
+            if node_id in chained:
+                continue
             value = self.plan.node_input(node_id, item, outputs)
             runner = self._runners[node_id]
             if isinstance(value, AudioChunks) and not runner.executor.accepts_chunks:
                 _ItemStream(self, item_id, item, value, outputs).run(order[index:])
                 break
+            chain = self._chain_of.get(node_id)
+            if chain is not None and chain.nodes[0] == node_id and chain.accepts(value):
+                [out] = chain.run([value])
+                if out is not None:  # else a kernel refused it: node by node, for its error
+                    outputs.update(out)
+                    chained.update(chain.nodes)
+                    continue
             outputs[node_id] = runner.execute(value, item_id=item_id)
         return PipelineOutput(item_id, self.result(outputs))
 
@@ -179,11 +203,16 @@ class LocalExecutor:
         last_use = self._last_use
         outputs: dict[int, dict[str, Any]] = {k: dict(given[k]) for k in range(len(items))}
         results: list[PipelineOutput | ItemFailure | None] = [None] * len(items)
+        chained: dict[int, set[int]] = {}  # id(chain) -> the rows it computed
         for index, node_id in enumerate(order):
             runner = self._runners[node_id]
+            chain = self._chain_of.get(node_id)
+            skip = chained.get(id(chain), set()) if chain is not None else set()
             rows: list[int] = []
             values: list[Any] = []
             for k in list(outputs):
+                if k in skip:
+                    continue
                 item_id, item = items[k]
                 value = self.plan.node_input(node_id, item, outputs[k])
                 if isinstance(value, AudioChunks) and not runner.executor.accepts_chunks:
@@ -196,6 +225,8 @@ class LocalExecutor:
                     continue
                 rows.append(k)
                 values.append(value)
+            if chain is not None and chain.nodes[0] == node_id:
+                rows, values = self._run_chain(chain, rows, values, outputs, chained)
             done = runner.execute_many(values, [items[k][0] for k in rows])
             for k, out in zip(rows, done, strict=True):
                 if isinstance(out, Failed):
@@ -209,6 +240,29 @@ class LocalExecutor:
         for k, kept in outputs.items():
             results[k] = PipelineOutput(items[k][0], self.result(kept))
         return [r for r in results if r is not None]
+
+    @staticmethod
+    def _run_chain(
+        chain: FusedChain,
+        rows: list[int],
+        values: list[Any],
+        outputs: dict[int, dict[str, Any]],
+        chained: dict[int, set[int]],
+    ) -> tuple[list[int], list[Any]]:
+        """Run ``chain`` (at its first node) over the rows it can take, adding their
+        outputs and noting them in ``chained``; the rows and values left to run node
+        by node."""
+        taken = [i for i, v in enumerate(values) if chain.accepts(v)]
+        if not taken:
+            return rows, values
+        done = chain.run([values[i] for i in taken])
+        computed = chained.setdefault(id(chain), set())
+        for i, out in zip(taken, done, strict=True):
+            if out is not None:  # else a kernel refused it: node by node, for its error
+                outputs[rows[i]].update(out)
+                computed.add(rows[i])
+        left = [i for i in range(len(rows)) if rows[i] not in computed]
+        return [rows[i] for i in left], [values[i] for i in left]
 
     def _outcome(
         self, item_id: str, item: Any, seed: Mapping[str, Any] | None = None

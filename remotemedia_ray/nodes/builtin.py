@@ -365,6 +365,12 @@ class _BuiltinNode(NodeExecutor):
     kernels: ClassVar[KernelBackend] = ReferenceKernels()
     capabilities: ClassVar[frozenset[Capability]] = _AUDIO
 
+    def chain_link(self) -> tuple[str, Any] | None:
+        """What :meth:`execute` computes on one AudioBuffer, as a link of the fused
+        native chain (:class:`remotemedia_ray.nodes.native.NativeChain`): ``(kind,
+        params)``, or None when it is not one kernel call on its one audio input."""
+        return None
+
 
 class _AudioNode(_BuiltinNode):
     """A node taking exactly one AudioBuffer input."""
@@ -433,6 +439,12 @@ class VADNode(_AudioNode):
             self.speech = self.params.silero.speech_settings()
             self.model = load_model()
             self.execute_many = self._refined_many
+
+    def chain_link(self) -> tuple[str, Any] | None:
+        """The energy VAD: ``("vad", (settings, params.sample_rate))``; with a model, None."""
+        if self.model is not None:
+            return None
+        return "vad", (self.settings, self.params.sample_rate)
 
     def execute(self, input: Any) -> list[dict[str, float]]:
         audio = self._audio(input)
@@ -605,6 +617,10 @@ class ResampleNode(_AudioNode):
         self.params = parse_params(ResampleParams, params, node=self.node_id)
         self.settings = self.params.settings()
 
+    def chain_link(self) -> tuple[str, Any] | None:
+        """``("resample", settings)``."""
+        return "resample", self.settings
+
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
         out = self.kernels.resample(audio.to_numpy_2d(), audio.sample_rate, self.settings)
@@ -715,6 +731,10 @@ class FormatConverterNode(_AudioNode):
     def initialize(self, params: Mapping[str, Any]) -> None:
         self.params = parse_params(FormatConverterParams, params, node=self.node_id)
 
+    def chain_link(self) -> tuple[str, Any] | None:
+        """``("convert", "f32" | "f64" | "i16" | "i32")``."""
+        return "convert", AudioFormat(self.params.target_format).value
+
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
         out = self.kernels.convert_format(audio.to_numpy_2d(), self.params.target_format)
@@ -733,6 +753,10 @@ class ChannelMixNode(_AudioNode):
     def initialize(self, params: Mapping[str, Any]) -> None:
         self.params = parse_params(ChannelMixParams, params, node=self.node_id)
 
+    def chain_link(self) -> tuple[str, Any] | None:
+        """``("mix", None)`` for the mean, ``("mix", channel)`` to select one."""
+        return "mix", None if self.params.mode == "mean" else self.params.channel
+
     def execute(self, input: Any) -> AudioBuffer:
         audio = self._audio(input)
         if audio.channels == 1 and (self.params.mode == "mean" or self.params.channel == 0):
@@ -750,6 +774,10 @@ class _ArithmeticNode(_BuiltinNode):
 
     op: ClassVar[Literal["add", "multiply"]]
     param: float
+
+    def chain_link(self) -> tuple[str, Any] | None:
+        """``("combine", (op, param))`` (the one-input case of :meth:`execute`)."""
+        return ("combine", (self.op, self.param)) if type(self.param) is float else None
 
     def execute(self, input: Any) -> Any:
         if type(input) is AudioBuffer:  # the hot path: one audio input

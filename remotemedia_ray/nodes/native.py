@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeGuard, TypeVar
 
 import numpy as np
 
-from remotemedia_ray.audio import AudioFormat
+from remotemedia_ray.audio import AudioBuffer, AudioFormat
 from remotemedia_ray.errors import (
     AudioFormatError,
     ConfigError,
@@ -33,7 +33,9 @@ from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
     "NATIVE_NODES",
+    "NativeChain",
     "NativeKernels",
+    "chain_link",
     "content_digest",
     "native_available",
     "native_build_profile",
@@ -262,6 +264,78 @@ class NativeKernels:
         return native_module().Resampler(
             source_rate, channels, _settings(settings, ResampleSettings)
         )
+
+
+ChainValue = AudioBuffer | list[dict[str, float]]
+"""What a chain link gives for one input: audio, or a VAD's segments."""
+
+
+class NativeChain:
+    """Native nodes' kernels run over a batch of inputs in one call (the fused chain).
+
+    Args:
+        links: Per node, in execution order: ``(kind, input, params)``, where
+            ``(kind, params)`` is the node's :func:`chain_link` and ``input``
+            the index of the link whose audio it reads, or -1 for the chain's
+            input.
+        keep: Per link, whether :meth:`run` returns its value.
+
+    Each link calls the kernel its node calls alone, with the node's rules
+    around it, so the values equal the node-by-node path bit for bit; the GIL
+    is released once per batch and the buffers of the values not kept are
+    reused from one input to the next.
+
+    Raises:
+        ConfigError: a link the extension does not know.
+        NodeExecutionError: the extension is not available.
+    """
+
+    def __init__(self, links: Sequence[tuple[str, int, Any]], keep: Sequence[bool]) -> None:
+        self._chain = native_module().Chain(list(links), [bool(k) for k in keep])
+
+    @staticmethod
+    def accepts(value: Any) -> bool:
+        """Whether ``value`` can enter the chain: an AudioBuffer whose samples the
+        extension reads in place (others go node by node)."""
+        return type(value) is AudioBuffer and _reads_in_place(value.to_numpy_2d())
+
+    def run(
+        self, inputs: Sequence[AudioBuffer]
+    ) -> list[tuple[list[ChainValue | None], list[float]] | None]:
+        """Per input (each :meth:`accepts`): None when a link refused it (run it
+        node by node for the error), else each link's value (None where not
+        kept) and the milliseconds each link took."""
+        raw = self._chain.run([(b.to_numpy_2d(), b.sample_rate) for b in inputs])
+        results: list[tuple[list[ChainValue | None], list[float]] | None] = []
+        for source, outcome in zip(inputs, raw, strict=True):
+            if outcome is None:
+                results.append(None)
+                continue
+            values, elapsed_ns = outcome
+            made: dict[int, AudioBuffer] = {}  # links sharing their audio share the buffer
+            out: list[ChainValue | None] = []
+            for value in values:
+                if value is None or type(value) is list:
+                    out.append(value)
+                elif type(value) is int:
+                    out.append(source)  # -1: the input, passed on unchanged
+                else:
+                    key = id(value)
+                    if key not in made:
+                        made[key] = AudioBuffer.from_numpy(value[0], value[1])
+                    out.append(made[key])
+            results.append((out, [ns / 1e6 for ns in elapsed_ns]))
+        return results
+
+
+def chain_link(executor: object) -> tuple[str, Any] | None:
+    """The :class:`NativeChain` link of a node: its ``chain_link()`` when it is a
+    built-in node's native twin itself (not a subclass), else None."""
+    cls = NATIVE_NODES.get(getattr(executor, "node_type", ""))
+    if cls is None or type(executor) is not cls:
+        return None
+    link: tuple[str, Any] | None = executor.chain_link()  # type: ignore[attr-defined]
+    return link
 
 
 def _rate(sample_rate: object) -> int:

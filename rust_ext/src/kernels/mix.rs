@@ -29,10 +29,22 @@ avx2_dispatch!(fn mean_dispatch<T: Sample>(x: &[T], channels: usize, out: &mut [
 
 /// The mean of the channels of interleaved audio, one sample per frame.
 pub fn downmix_mean<T: Sample>(x: &[T], channels: usize) -> Result<Vec<T>, KernelError> {
-    check_layout(x, channels)?;
-    let mut out = vec![T::default(); x.len() / channels];
-    mean_dispatch(x, channels, &mut out);
+    let mut out = Vec::new();
+    downmix_mean_into(x, channels, &mut out)?;
     Ok(out)
+}
+
+/// [`downmix_mean`] into `out` (resized), reusing its memory where it is large enough.
+pub fn downmix_mean_into<T: Sample>(
+    x: &[T],
+    channels: usize,
+    out: &mut Vec<T>,
+) -> Result<(), KernelError> {
+    check_layout(x, channels)?;
+    // Every element is written below: an earlier output's values need no clearing.
+    out.resize(x.len() / channels, T::default());
+    mean_dispatch(x, channels, out);
+    Ok(())
 }
 
 /// One channel of interleaved audio.

@@ -10,6 +10,7 @@
 use thiserror::Error;
 
 pub mod arith;
+pub mod chain;
 pub mod convert;
 pub mod digest;
 pub mod mix;

@@ -150,7 +150,7 @@ fn sample_rate_arg(sample_rate: i64) -> PyResult<u32> {
 /// The VAD's settings as Python holds them (`remotemedia_ray.nodes.reference.VadSettings`,
 /// read by attribute): converted once into the kernel's [`VadParams`].
 #[derive(FromPyObject)]
-struct VadSettings {
+pub(super) struct VadSettings {
     #[pyo3(attribute)]
     threshold_db: f64,
     #[pyo3(attribute)]
@@ -171,7 +171,7 @@ struct VadSettings {
 
 impl VadSettings {
     /// The kernel's parameters for input at `sample_rate` (checked here).
-    fn params(self, sample_rate: i64) -> PyResult<VadParams> {
+    pub(super) fn params(self, sample_rate: i64) -> PyResult<VadParams> {
         let rate = sample_rate_arg(sample_rate)?;
         Ok(VadParams {
             sample_rate: rate,
@@ -187,7 +187,10 @@ impl VadSettings {
     }
 }
 
-fn segment_list<'py>(py: Python<'py>, segments: Vec<Segment>) -> PyResult<Bound<'py, PyList>> {
+pub(super) fn segment_list<'py>(
+    py: Python<'py>,
+    segments: Vec<Segment>,
+) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for seg in segments {
         let d = PyDict::new(py);

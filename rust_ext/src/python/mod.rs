@@ -17,6 +17,7 @@ use pyo3::types::PyType;
 use crate::kernels::{KernelError, Sample};
 
 mod audio;
+mod chain;
 mod digest;
 mod resample;
 
@@ -175,6 +176,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("build_profile", BUILD_PROFILE)?;
     audio::register(m)?;
+    chain::register(m)?;
     digest::register(m)?;
     resample::register(m)?;
     Ok(())

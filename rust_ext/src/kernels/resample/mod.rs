@@ -46,7 +46,7 @@ mod avx2;
 mod tests;
 
 pub use design::{FilterDesign, bessel_i0, design_filter, output_frames, reduced_ratio};
-pub use stream::{Resampler, resample};
+pub use stream::{Resampler, resample, resample_into};
 
 /// The highest sample rate accepted, in Hz.
 pub const MAX_RATE: i64 = 1_536_000;

@@ -455,11 +455,25 @@ pub fn resample<S: Sample>(
     target_rate: i64,
     quality: Quality,
 ) -> Result<Vec<f32>, KernelError> {
+    let mut out = Vec::new();
+    resample_into(input, channels, source_rate, target_rate, quality, &mut out)?;
+    Ok(out)
+}
+
+/// [`resample`] into `out` (cleared first), reusing its memory where it is large enough.
+pub fn resample_into<S: Sample>(
+    input: &[S],
+    channels: usize,
+    source_rate: i64,
+    target_rate: i64,
+    quality: Quality,
+    out: &mut Vec<f32>,
+) -> Result<(), KernelError> {
+    out.clear();
     let mut resampler = Resampler::new(source_rate, target_rate, channels, quality)?;
     let frames = (input.len() / channels) as u64;
     let expected = output_frames(frames, resampler.source_rate, resampler.target_rate);
     resampler.check_chunk(input)?;
-    let mut out = Vec::new();
     // One allocation for the whole result (handed to numpy as it is); `emit`
     // reports an output that cannot be allocated.
     let _ = out.try_reserve_exact(
@@ -467,9 +481,8 @@ pub fn resample<S: Sample>(
             .unwrap_or(usize::MAX)
             .saturating_mul(channels),
     );
-    resampler.feed(input, &mut out, true)?;
-    resampler.flush(&mut out)?;
-    Ok(out)
+    resampler.feed(input, out, true)?;
+    resampler.flush(out)
 }
 
 /// Outputs `[k0, k0 + count)` of one channel from its history `x`, written
