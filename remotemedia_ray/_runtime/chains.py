@@ -4,23 +4,27 @@ Where a node's input is one AudioBuffer and the node is a built-in native node
 (ChannelMix, Resample, the energy VAD, FormatConverter, Multiply, Add), its
 work is one kernel call. :func:`plan_chains` groups such nodes: a chain
 starts at one of them and takes every later one whose input is the chain's
-input or a chain node's output, so a chain of an executor's nodes runs
-together at its first node's place in execution order (what it reads is known
-there). The executor hands the chain an item's input
-(:class:`~remotemedia_ray.nodes.native.NativeChain`: one call for all its
-nodes, the GIL released once, buffers reused, no Python per node) and keeps
-only the outputs read outside the chain. Where a batch runs node by node (a
-node that batches, ``execute_many``), the chain gets the whole batch in one
-call. Items run one by one otherwise: giving the chain whole batches there
-would hold every item's earlier outputs (the files' bytes) at once, and the
-dataset job measured 20 % slower that way than item by item, while one call
-per item made it 2-7 % faster than the nodes one by one.
+input or the audio of a chain node (a VAD gives segments, so it ends a
+branch), so a chain of an executor's nodes runs together at its first node's
+place in execution order (what it reads is known there). The executor hands
+the chain an item's input (:class:`~remotemedia_ray.nodes.native.NativeChain`:
+one call for all its nodes, the GIL released once, buffers reused, no Python
+per node) and keeps only the outputs read outside the chain. Where a batch
+runs node by node (a node that batches, ``execute_many``), the chain gets the
+whole batch in one call. Items run one by one otherwise: giving the chain
+whole batches there would hold every item's earlier outputs (the files'
+bytes) at once, and the dataset job measured 20 % slower that way than item
+by item, while one call per item made it 2-7 % faster than the nodes one by
+one.
 
-An input the chain cannot take (not plain in-memory audio, a long file that
-streams) or that one of its kernels refuses runs node by node instead, each
-node at its own place in execution order, so its error, retries and the node
-it names are exactly those of the node-by-node path. Each node's metrics get
-the time of its own link.
+Each chain node's success is recorded (metrics, circuit breaker) when the
+item reaches that node's place, as if the node ran there: an item that fails
+at a node between is not counted by the chain nodes after it, and a breaker
+opened meanwhile refuses the item there. An input the chain cannot take (not
+plain in-memory audio, a long file that streams, a breaker not closed) or
+that one of its kernels refuses runs node by node instead, each node at its
+own place, so its error, retries and the node it names are exactly those of
+the node-by-node path.
 """
 
 from __future__ import annotations
@@ -34,10 +38,14 @@ from remotemedia_ray._runtime.plan import PipelinePlan
 from remotemedia_ray.audio import AudioBuffer
 from remotemedia_ray.nodes.native import NativeChain, chain_link
 
-__all__ = ["FusedChain", "plan_chains"]
+__all__ = ["ChainRun", "FusedChain", "plan_chains"]
+
+ChainRun = tuple[dict[str, Any], dict[str, float]]
+"""One input through a chain: the outputs of its nodes read outside it, and the
+milliseconds each of its nodes took."""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class FusedChain:
     """Some of an executor's nodes run as one :class:`NativeChain`."""
 
@@ -49,27 +57,31 @@ class FusedChain:
     keep: tuple[str, ...]
     """Its nodes whose outputs are read outside it (or are the executor's outputs)."""
     native: NativeChain
+    """The extension's chain of their kernels."""
     runners: Mapping[str, NodeRunner]
+    """Its nodes' runners (their circuit breakers decide whether it may run)."""
 
     def accepts(self, value: Any) -> bool:
         """Whether ``value`` can go through the chain: plain audio the extension reads
         in place, while every node's circuit breaker is closed."""
         return self.native.accepts(value) and all(self.runners[n].closed for n in self.nodes)
 
-    def run(self, values: Sequence[AudioBuffer]) -> list[dict[str, Any] | None]:
-        """Per input: ``{node: output}`` of the nodes of :attr:`keep`, or None when a
-        kernel refused it (then it must run node by node). Successes are recorded
-        in each node's metrics."""
-        results: list[dict[str, Any] | None] = []
+    def run(self, values: Sequence[AudioBuffer]) -> list[ChainRun | None]:
+        """Per input (each :meth:`accepts`): its :data:`ChainRun`, or None when a
+        kernel refused it (then it must run node by node). Nothing is recorded."""
+        results: list[ChainRun | None] = []
         kept = [self.nodes.index(n) for n in self.keep]
         for outcome in self.native.run(values):
             if outcome is None:
                 results.append(None)
                 continue
             outputs, elapsed_ms = outcome
-            for node, ms in zip(self.nodes, elapsed_ms, strict=True):
-                self.runners[node].record_chained(ms)
-            results.append({self.nodes[i]: outputs[i] for i in kept})
+            results.append(
+                (
+                    {self.nodes[i]: outputs[i] for i in kept},
+                    dict(zip(self.nodes, elapsed_ms, strict=True)),
+                )
+            )
         return results
 
 
@@ -91,12 +103,10 @@ def plan_chains(
         nodes = [head]
         for node in order[index + 1 :]:
             keys = plan.input_keys(node)
-            if (
-                node not in chained
-                and links[node] is not None
-                and len(keys) == 1
-                and (keys[0] == source or keys[0] in nodes)
-            ):
+            if node in chained or links[node] is None or len(keys) != 1:
+                continue
+            parent = keys[0]
+            if parent == source or (parent in nodes and _gives_audio(links[parent])):
                 nodes.append(node)
         if len(nodes) < 2:
             continue
@@ -109,14 +119,18 @@ def plan_chains(
             kind, params = links[node] or ("", None)
             parent = plan.input_keys(node)[0]
             spec.append((kind, -1 if parent == source else nodes.index(parent), params))
-        native = NativeChain(spec, [n in keep for n in nodes])
         chains.append(
             FusedChain(
                 nodes=tuple(nodes),
                 source=source,
                 keep=keep,
-                native=native,
+                native=NativeChain(spec, [n in keep for n in nodes]),
                 runners={n: runners[n] for n in nodes},
             )
         )
     return chains
+
+
+def _gives_audio(link: tuple[str, Any] | None) -> bool:
+    """Whether a chain link's value is audio (a VAD's is its segments)."""
+    return link is not None and link[0] != "vad"

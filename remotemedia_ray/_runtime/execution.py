@@ -235,7 +235,7 @@ class NodeRunner:
         finally:
             self.recorder.sample_memory()
 
-    def _check_breaker(self, item_id: str | None) -> None:
+    def check_breaker(self, item_id: str | None) -> None:
         """Refuse the call (recorded as a failure) while the circuit breaker is open."""
         if not self.breaker.allow():
             error = CircuitOpenError(
@@ -273,8 +273,11 @@ class NodeRunner:
         """Whether the circuit breaker is closed (calls run normally)."""
         return self.breaker.state is CircuitState.CLOSED
 
-    def record_chained(self, elapsed_ms: float) -> None:
-        """One item this node computed inside a fused native chain, successfully."""
+    def record_chained(self, elapsed_ms: float, *, item_id: str | None = None) -> None:
+        """One item this node computed inside a fused native chain, successfully,
+        counted where the node's own call would have been: refused (and recorded as
+        a failure, raising :class:`CircuitOpenError`) while the breaker is open."""
+        self.check_breaker(item_id)
         self.breaker.record_success()
         self.recorder.record_success(elapsed_ms)
 
@@ -321,7 +324,7 @@ class NodeRunner:
         return outcomes
 
     def _execute_one(self, value: Any, *, item_id: str | None) -> Any:
-        self._check_breaker(item_id)
+        self.check_breaker(item_id)
         start = time.perf_counter()
 
         def attempt() -> Any:
@@ -350,7 +353,7 @@ class NodeRunner:
 
     def open_stream(self, *, item_id: str | None = None) -> ChunkStream | None:
         """The node's :class:`ChunkStream` for one long item, or None if it cannot stream."""
-        self._check_breaker(item_id)
+        self.check_breaker(item_id)
         self.stream_ms = 0.0
         try:
             return self.executor.open_stream()

@@ -97,11 +97,12 @@ class LocalExecutor:
         self.sink_batch = SINK_BATCH
         """Items per batch handed to a sink (see :meth:`stream`)."""
         self.native_chains = native_chains
-        """Whether batches run consecutive native nodes as fused chains (the
-        outputs are the same either way; see :mod:`remotemedia_ray._runtime.chains`)."""
+        """Whether consecutive native nodes run as fused chains (outputs, errors and
+        metrics are the same either way; see :mod:`remotemedia_ray._runtime.chains`)."""
         self.chains: list[FusedChain] = []
         """The fused native chains, once started."""
         self._chain_of: dict[str, FusedChain] = {}
+        """The chain of each node that runs in one."""
 
     def start(self) -> None:
         """Create and initialize every node (in execution order).
@@ -139,24 +140,44 @@ class LocalExecutor:
         ``seed``: the outputs of the nodes this executor reads but does not run."""
         outputs: dict[str, Any] = dict(seed or {})
         order = self.order
-        chained: set[str] = set()  # the nodes a chain computed
+        pending: dict[str, float] = {}  # chain nodes computed ahead: their milliseconds
         for index, node_id in enumerate(order):
-            if node_id in chained:
+            runner = self._runners[node_id]
+            if node_id in pending:  # counted here, where the node would have run
+                runner.record_chained(pending.pop(node_id), item_id=item_id)
                 continue
             value = self.plan.node_input(node_id, item, outputs)
-            runner = self._runners[node_id]
             if isinstance(value, AudioChunks) and not runner.executor.accepts_chunks:
-                _ItemStream(self, item_id, item, value, outputs).run(order[index:])
+                self._stream_rest(item_id, item, value, outputs, order[index:], pending)
                 break
             chain = self._chain_of.get(node_id)
             if chain is not None and chain.nodes[0] == node_id and chain.accepts(value):
-                [out] = chain.run([value])
-                if out is not None:  # else a kernel refused it: node by node, for its error
-                    outputs.update(out)
-                    chained.update(chain.nodes)
+                [done] = chain.run([value])
+                if done is not None:  # else a kernel refused it: node by node, for its error
+                    outputs.update(done[0])
+                    pending.update(done[1])
+                    runner.record_chained(pending.pop(node_id), item_id=item_id)
                     continue
             outputs[node_id] = runner.execute(value, item_id=item_id)
         return PipelineOutput(item_id, self.result(outputs))
+
+    def _stream_rest(
+        self,
+        item_id: str,
+        item: Any,
+        source: AudioChunks,
+        outputs: dict[str, Any],
+        nodes: Sequence[str],
+        pending: dict[str, float],
+    ) -> None:
+        """Stream ``source`` through ``nodes`` (the rest of an item's nodes) but the
+        chain nodes already computed (``pending``), which are counted once it has run."""
+        _ItemStream(self, item_id, item, source, outputs).run(
+            tuple(n for n in nodes if n not in pending)
+        )
+        for node in nodes:
+            if node in pending:
+                self._runners[node].record_chained(pending.pop(node), item_id=item_id)
 
     def result(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """``{node_id: output}`` of one item for every node of :attr:`outputs`."""
@@ -203,36 +224,43 @@ class LocalExecutor:
         last_use = self._last_use
         outputs: dict[int, dict[str, Any]] = {k: dict(given[k]) for k in range(len(items))}
         results: list[PipelineOutput | ItemFailure | None] = [None] * len(items)
-        chained: dict[int, set[int]] = {}  # id(chain) -> the rows it computed
+        pending: dict[int, dict[str, float]] = {}  # row -> chain nodes computed ahead
         for index, node_id in enumerate(order):
             runner = self._runners[node_id]
-            chain = self._chain_of.get(node_id)
-            skip = chained.get(id(chain), set()) if chain is not None else set()
             rows: list[int] = []
             values: list[Any] = []
             for k in list(outputs):
-                if k in skip:
-                    continue
                 item_id, item = items[k]
+                if node_id in pending.get(k, ()):
+                    rows.append(k)
+                    values.append(_CHAINED)
+                    continue
                 value = self.plan.node_input(node_id, item, outputs[k])
                 if isinstance(value, AudioChunks) and not runner.executor.accepts_chunks:
                     kept = outputs.pop(k)  # a long file: the rest of its nodes stream it
                     try:
-                        _ItemStream(self, item_id, item, value, kept).run(order[index:])
+                        rest = order[index:]
+                        self._stream_rest(item_id, item, value, kept, rest, pending.pop(k, {}))
                         results[k] = PipelineOutput(item_id, self.result(kept))
                     except RemoteMediaError as error:
                         results[k] = ItemFailure(item_id, error.node_id, error)
                     continue
                 rows.append(k)
                 values.append(value)
+            chain = self._chain_of.get(node_id)
             if chain is not None and chain.nodes[0] == node_id:
-                rows, values = self._run_chain(chain, rows, values, outputs, chained)
-            done = runner.execute_many(values, [items[k][0] for k in rows])
+                self._run_chain(chain, rows, values, outputs, pending)
+            ids = [items[k][0] for k in rows]
+            if any(value is _CHAINED for value in values):
+                done = _in_row_order(runner, node_id, rows, values, ids, pending)
+            else:
+                done = runner.execute_many(values, ids)
             for k, out in zip(rows, done, strict=True):
                 if isinstance(out, Failed):
                     results[k] = ItemFailure(items[k][0], out.error.node_id, out.error)
                     del outputs[k]
-                else:
+                    pending.pop(k, None)
+                elif out is not _CHAINED:
                     outputs[k][node_id] = out
             for kept in outputs.values():  # free what no later node reads
                 for node in [n for n in kept if last_use.get(n) == index and n not in self.outputs]:
@@ -247,22 +275,19 @@ class LocalExecutor:
         rows: list[int],
         values: list[Any],
         outputs: dict[int, dict[str, Any]],
-        chained: dict[int, set[int]],
-    ) -> tuple[list[int], list[Any]]:
-        """Run ``chain`` (at its first node) over the rows it can take, adding their
-        outputs and noting them in ``chained``; the rows and values left to run node
-        by node."""
+        pending: dict[int, dict[str, float]],
+    ) -> None:
+        """Run ``chain`` (at its first node) over the rows of ``values`` it can take:
+        each one it computes gets its outputs, its nodes in ``pending`` and the
+        :data:`_CHAINED` mark in ``values``; the others run node by node."""
         taken = [i for i, v in enumerate(values) if chain.accepts(v)]
         if not taken:
-            return rows, values
-        done = chain.run([values[i] for i in taken])
-        computed = chained.setdefault(id(chain), set())
-        for i, out in zip(taken, done, strict=True):
-            if out is not None:  # else a kernel refused it: node by node, for its error
-                outputs[rows[i]].update(out)
-                computed.add(rows[i])
-        left = [i for i in range(len(rows)) if rows[i] not in computed]
-        return [rows[i] for i in left], [values[i] for i in left]
+            return
+        for i, done in zip(taken, chain.run([values[i] for i in taken]), strict=True):
+            if done is not None:  # else a kernel refused it: node by node, for its error
+                outputs[rows[i]].update(done[0])
+                pending[rows[i]] = done[1]
+                values[i] = _CHAINED
 
     def _outcome(
         self, item_id: str, item: Any, seed: Mapping[str, Any] | None = None
@@ -296,11 +321,41 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Clean every node up (reverse execution order); idempotent, never raises."""
+        self.chains = []
+        self._chain_of = {}
         for node_id in reversed(list(self._runners)):
             try:
                 self._runners[node_id].cleanup()
             except Exception:
                 logger.exception("cleanup of node %r failed", node_id)
+
+
+_CHAINED = object()
+"""Marks an item whose output at a node a fused chain has computed already."""
+
+
+def _in_row_order(
+    runner: NodeRunner,
+    node_id: str,
+    rows: Sequence[int],
+    values: Sequence[Any],
+    item_ids: Sequence[str],
+    pending: dict[int, dict[str, float]],
+) -> list[Any]:
+    """A chain node's step over a batch, row by row as the node alone runs it: the
+    rows the chain computed are counted (:data:`_CHAINED`), the others executed;
+    a failure is :class:`Failed`."""
+    done: list[Any] = []
+    for k, value, item_id in zip(rows, values, item_ids, strict=True):
+        try:
+            if value is _CHAINED:
+                runner.record_chained(pending[k].pop(node_id), item_id=item_id)
+                done.append(_CHAINED)
+            else:
+                done.append(runner.execute(value, item_id=item_id))
+        except RemoteMediaError as error:
+            done.append(Failed(error))
+    return done
 
 
 class _ItemStream:

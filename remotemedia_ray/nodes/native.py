@@ -33,6 +33,7 @@ from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
     "NATIVE_NODES",
+    "ChainValue",
     "NativeChain",
     "NativeKernels",
     "chain_link",
@@ -286,7 +287,9 @@ class NativeChain:
     reused from one input to the next.
 
     Raises:
-        ConfigError: a link the extension does not know.
+        ConfigError: a link the extension does not know, or one reading a
+            link that runs later or gives no audio (a VAD).
+        TypeError, OverflowError: link params of the wrong type or range.
         NodeExecutionError: the extension is not available.
     """
 
@@ -302,9 +305,9 @@ class NativeChain:
     def run(
         self, inputs: Sequence[AudioBuffer]
     ) -> list[tuple[list[ChainValue | None], list[float]] | None]:
-        """Per input (each :meth:`accepts`): None when a link refused it (run it
-        node by node for the error), else each link's value (None where not
-        kept) and the milliseconds each link took."""
+        """Per input (each :meth:`accepts`): None when the chain cannot run it (a
+        kernel refused it; run it node by node, for the error), else each link's
+        value (None where not kept) and the milliseconds each link took."""
         raw = self._chain.run([(b.to_numpy_2d(), b.sample_rate) for b in inputs])
         results: list[tuple[list[ChainValue | None], list[float]] | None] = []
         for source, outcome in zip(inputs, raw, strict=True):

@@ -10,6 +10,7 @@ each node's metrics must count its items.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ import remotemedia_ray as rm
 from remotemedia_ray._runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray._runtime.local import LocalExecutor
 from remotemedia_ray._runtime.plan import PipelinePlan
+from remotemedia_ray.audio import AudioChunks, BufferChunks
 from remotemedia_ray.nodes.native import NativeChain, chain_link
 
 pytestmark = pytest.mark.skipif(not rm.native_available(), reason="native extension not built")
@@ -64,9 +66,21 @@ class Batched(rm.NodeExecutor):
         return list(inputs)
 
 
-def executors(manifest: rm.Manifest) -> tuple[LocalExecutor, LocalExecutor]:
+@rm.register_node("TestChainToChunks")
+class ToChunks(rm.NodeExecutor):
+    """Serves its audio as chunks of 2 frames (as a reader of long files does)."""
+
+    def initialize(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def execute(self, input: Any) -> Any:
+        return BufferChunks(input, 2)
+
+
+def executors(manifest: rm.Manifest, **options: Any) -> tuple[LocalExecutor, LocalExecutor]:
     plan = PipelinePlan.build(manifest, "auto")
-    fused, plain = LocalExecutor(plan), LocalExecutor(plan, native_chains=False)
+    fused = LocalExecutor(plan, **options)
+    plain = LocalExecutor(plan, native_chains=False, **options)
     fused.start()
     plain.start()
     return fused, plain
@@ -89,13 +103,21 @@ def assert_same(
         assert isinstance(a, PipelineOutput)
         assert set(a) == set(b)
         for key, value in b.items():
+            got = a[key]
+            if isinstance(value, AudioChunks):  # compare what they serve
+                got, value = got.read_all(), value.read_all()
             if isinstance(value, rm.AudioBuffer):
-                x, y = a[key].to_numpy_2d(), value.to_numpy_2d()
-                assert a[key].sample_rate == value.sample_rate, key
+                x, y = got.to_numpy_2d(), value.to_numpy_2d()
+                assert got.sample_rate == value.sample_rate, key
                 assert x.dtype == y.dtype and x.shape == y.shape, key
                 assert x.tobytes() == y.tobytes(), key
             else:
-                assert a[key] == value, key
+                assert got == value, key
+
+
+def counts(executor: LocalExecutor) -> dict[str, tuple[int, int, int]]:
+    """Each node's items done, failed and retried."""
+    return {m.node_id: (m.items, m.items_failed, m.retry_count) for m in executor.node_metrics()}
 
 
 def test_speech_prep_runs_as_one_chain_keeping_what_leaves_it() -> None:
@@ -148,15 +170,20 @@ def manifest_of(nodes: list[dict[str, Any]], connections: list[tuple[str, str]])
 
 @st.composite
 def pipelines(draw: st.DrawFn) -> rm.Manifest:
-    """A random tree of chainable nodes (and sometimes a Python node) over one input."""
+    """A random tree of chainable nodes (and sometimes a Python node, a batching
+    node or one serving chunks) over one input; a node may read any earlier node."""
     count = draw(st.integers(1, 6))
     nodes: list[dict[str, Any]] = [
         {"id": "in", "node_type": "MultiplyNode", "params": {"factor": 1.0}}
     ]
-    audio = ["in"]  # nodes giving audio
+    earlier = ["in"]
     connections: list[tuple[str, str]] = []
     for i in range(count):
-        kind = draw(st.sampled_from([*CHAINED_TYPES, "TestChainOutsider", "TestChainBatched"]))
+        kind = draw(
+            st.sampled_from(
+                [*CHAINED_TYPES, "TestChainOutsider", "TestChainBatched", "TestChainToChunks"]
+            )
+        )
         params: dict[str, Any] = {}
         if kind == "ChannelMixNode":
             params = draw(
@@ -187,9 +214,8 @@ def pipelines(draw: st.DrawFn) -> rm.Manifest:
             params = {"addend": draw(st.sampled_from([0.0, 0.25, -3.0]))}
         node_id = f"n{i}"
         nodes.append({"id": node_id, "node_type": kind, "params": params})
-        connections.append((draw(st.sampled_from(audio)), node_id))
-        if kind not in ("VADNode", "TestChainOutsider"):
-            audio.append(node_id)
+        connections.append((draw(st.sampled_from(earlier)), node_id))
+        earlier.append(node_id)
     return manifest_of(nodes, connections)
 
 
@@ -223,18 +249,11 @@ def test_chains_give_what_the_nodes_give_one_by_one(
 ) -> None:
     fused, plain = executors(manifest)
     try:
-        failed = False
         for items in batches:  # a second batch runs on reused buffers
-            want = plain.run_batch(items)
-            assert_same(fused.run_batch(items), want)
-            failed = failed or any(isinstance(r, ItemFailure) for r in want)
-        got = {m.node_id: (m.items, m.items_failed) for m in fused.node_metrics()}
-        expected = {m.node_id: (m.items, m.items_failed) for m in plain.node_metrics()}
-        if not failed:
-            assert got == expected
-        else:  # a chain computes its nodes before a node between them fails the item
-            assert {n: f for n, (_, f) in got.items()} == {n: f for n, (_, f) in expected.items()}
-            assert all(got[n][0] >= expected[n][0] for n in got)
+            assert_same(fused.run_batch(items), plain.run_batch(items))
+            for item_id, item in items:  # one at a time, as Pipeline.run and map do
+                assert_same([fused._outcome(item_id, item)], [plain._outcome(item_id, item)])
+        assert counts(fused) == counts(plain)
     finally:
         fused.close()
         plain.close()
@@ -353,3 +372,167 @@ def test_a_batch_that_runs_node_by_node_goes_through_the_chain_in_one_call() -> 
     finally:
         fused.close()
         plain.close()
+
+
+def test_a_node_reading_a_vad_is_not_chained_to_it() -> None:
+    manifest = manifest_of(
+        [
+            {"id": "gain", "node_type": "MultiplyNode", "params": {"factor": 2.0}},
+            {"id": "vad", "node_type": "VADNode"},
+            {"id": "scale", "node_type": "MultiplyNode", "params": {"factor": 3.0}},
+        ],
+        [("gain", "vad"), ("vad", "scale")],
+    )
+    fused, plain = executors(manifest)  # starts: the chain is (gain, vad) only
+    try:
+        assert [c.nodes for c in fused.chains] == [("gain", "vad")]
+        quiet = rm.AudioBuffer.from_numpy(np.zeros((800, 1), np.float32), 8000)
+        loud = rm.AudioBuffer.from_numpy(np.full((800, 1), 0.5, np.float32), 8000)
+        items = [("quiet", quiet), ("loud", loud)]
+        got = fused.run_batch(items)
+        assert_same(got, plain.run_batch(items))
+        assert got[0] == {"scale": []}  # no segments: the product of none
+        assert counts(fused) == counts(plain)
+    finally:
+        fused.close()
+        plain.close()
+
+
+def test_audio_turning_into_chunks_between_chain_nodes_streams_the_rest() -> None:
+    # Order a, p, c, x, b; the chain (a, c, b) runs at a; p serves chunks, so x and
+    # what follows stream, without the chain nodes computed already.
+    manifest = manifest_of(
+        [
+            {"id": "a", "node_type": "MultiplyNode", "params": {"factor": 2.0}},
+            {"id": "p", "node_type": "TestChainToChunks"},
+            {"id": "c", "node_type": "AddNode", "params": {"addend": 1.0}},
+            {"id": "x", "node_type": "TestChainOutsider"},
+            {"id": "b", "node_type": "MultiplyNode", "params": {"factor": 3.0}},
+        ],
+        [("a", "p"), ("a", "c"), ("p", "x"), ("c", "b")],
+    )
+    for batching in (False, True):
+        m = manifest
+        if batching:  # a batching node first: the batch runs node by node
+            m = manifest_of(
+                [{"id": "model", "node_type": "TestChainBatched"}]
+                + [n.model_dump(exclude_none=True) for n in manifest.nodes],
+                [("model", "a")] + [(c.from_, c.to) for c in manifest.connections],
+            )
+        fused, plain = executors(m)
+        try:
+            assert [c.nodes for c in fused.chains] == [("a", "c", "b")]
+            x = rm.AudioBuffer.from_numpy(np.ones((6, 1), np.float32), 8000)
+            items = [("i", x), ("three", rm.AudioBuffer.from_numpy(np.ones((3, 1)), 8000))]
+            got = fused.run_batch(items)
+            assert_same(got, plain.run_batch(items))
+            assert isinstance(got[0], PipelineOutput) and got[0]["x"] == 6
+            assert isinstance(got[1], ItemFailure) and got[1].node_id == "x"
+            assert_same([fused._outcome("i", x)], [plain._outcome("i", x)])
+            assert counts(fused) == counts(plain)
+        finally:
+            fused.close()
+            plain.close()
+
+
+@pytest.mark.parametrize("rate", [2**32, 2**63, 2**64])
+def test_a_rate_beyond_the_kernels_runs_node_by_node(rate: int) -> None:
+    manifest = manifest_of(
+        [
+            {"id": "a", "node_type": "MultiplyNode", "params": {"factor": 2.0}},
+            {"id": "b", "node_type": "AddNode", "params": {"addend": 1.0}},
+        ],
+        [("a", "b")],
+    )
+    fused, plain = executors(manifest)
+    try:
+        items = [
+            ("ok", rm.AudioBuffer.from_numpy(np.ones((4, 1), np.float32), 8000)),
+            ("big", rm.AudioBuffer.from_numpy(np.ones((4, 1), np.float32), rate)),
+        ]
+        assert_same(fused.run_batch(items), plain.run_batch(items))
+        assert_same([fused._outcome("big", items[1][1])], [plain._outcome("big", items[1][1])])
+    finally:
+        fused.close()
+        plain.close()
+
+
+def test_threads_sharing_an_executor_take_turns_in_the_chain() -> None:
+    fused, plain = executors(SPEECH_PREP)
+    try:
+        x = rm.AudioBuffer.from_numpy(
+            (np.arange(96000).reshape(-1, 2) % 300).astype(np.int16), 48000
+        )
+        want = plain.run_item("x", x)
+        errors: list[BaseException] = []
+        results: list[PipelineOutput] = []
+
+        def work() -> None:
+            for _ in range(5):
+                try:
+                    results.append(fused.run_item("x", x))
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(results) == 20
+        for got in results:
+            assert_same([got], [want])
+    finally:
+        fused.close()
+        plain.close()
+
+
+def test_breakers_and_metrics_move_as_node_by_node() -> None:
+    # `check` (Python) sits between the chain's nodes in execution order: an item it
+    # fails never reaches `right`, whose breaker (threshold 2) must then stay as it was.
+    manifest = manifest_of(
+        [
+            {"id": "gain", "node_type": "MultiplyNode", "params": {"factor": 2.0}},
+            {"id": "check", "node_type": "TestChainOutsider"},
+            {
+                "id": "right",
+                "node_type": "ChannelMixNode",
+                "params": {"mode": "select", "channel": 1},
+            },
+        ],
+        [("gain", "check"), ("gain", "right")],
+    )
+    mono = rm.AudioBuffer.from_numpy(np.zeros((5, 1), np.float32), 8000)  # right refuses
+    stereo3 = rm.AudioBuffer.from_numpy(np.zeros((3, 2), np.float32), 8000)  # check refuses
+    stereo = rm.AudioBuffer.from_numpy(np.zeros((5, 2), np.float32), 8000)  # all fine
+    items = [("m1", mono), ("s3", stereo3), ("m2", mono), ("s", stereo), ("m3", mono)]
+    for batching in (False, True):
+        m = manifest
+        if batching:
+            m = manifest_of(
+                [{"id": "model", "node_type": "TestChainBatched"}]
+                + [n.model_dump(exclude_none=True) for n in manifest.nodes],
+                [("model", "gain")] + [(c.from_, c.to) for c in manifest.connections],
+            )
+        fused, plain = executors(m, breaker_threshold=2)
+        try:
+            if batching:
+                assert_same(fused.run_batch(items), plain.run_batch(items))
+            for item_id, item in items:
+                assert_same([fused._outcome(item_id, item)], [plain._outcome(item_id, item)])
+            assert counts(fused) == counts(plain)
+            assert fused.runner("right").breaker.state == plain.runner("right").breaker.state
+        finally:
+            fused.close()
+            plain.close()
+
+
+def test_a_closed_executor_runs_no_chain() -> None:
+    fused, plain = executors(SPEECH_PREP)
+    fused.close()
+    plain.close()
+    assert fused.chains == []
+    x = rm.AudioBuffer.from_numpy(np.zeros((480, 1), np.int16), 48000)
+    assert_same([fused._outcome("x", x)], [plain._outcome("x", x)])
+    assert isinstance(fused._outcome("x", x), ItemFailure)

@@ -88,6 +88,36 @@ macro_rules! with_view {
 }
 
 impl Buf {
+    /// How many samples it holds.
+    pub fn len(&self) -> usize {
+        with_view!(self.view(), |x: T| x.len())
+    }
+
+    /// Whether it holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of memory it holds (its capacity).
+    fn capacity_bytes(&self) -> usize {
+        match self {
+            Buf::F32(v) => v.capacity() * 4,
+            Buf::F64(v) => v.capacity() * 8,
+            Buf::I16(v) => v.capacity() * 2,
+            Buf::I32(v) => v.capacity() * 4,
+        }
+    }
+
+    /// Gives back memory beyond its samples (a reused buffer can be larger).
+    fn shrink(&mut self) {
+        match self {
+            Buf::F32(v) => v.shrink_to_fit(),
+            Buf::F64(v) => v.shrink_to_fit(),
+            Buf::I16(v) => v.shrink_to_fit(),
+            Buf::I32(v) => v.shrink_to_fit(),
+        }
+    }
+
     /// The samples, borrowed.
     pub fn view(&self) -> View<'_> {
         match self {
@@ -202,6 +232,10 @@ pub struct ChainError {
     pub error: KernelError,
 }
 
+/// The largest buffer a [`Chain`] keeps for the next input: 16 MiB (about 87 s of
+/// 48 kHz float32 mono); larger ones are freed.
+pub const MAX_SCRATCH_BYTES: usize = 16 << 20;
+
 /// Links run in order over one input at a time, reusing the buffers of the
 /// outputs that the caller gives back ([`Chain::recycle`]).
 #[derive(Debug)]
@@ -284,10 +318,11 @@ impl Chain {
                 Some(r) if audio[r].is_some() => Held::Audio(r), // taken for an earlier link
                 Some(r) => match std::mem::replace(&mut values[r], Value::Same) {
                     Value::Audio {
-                        samples,
+                        mut samples,
                         channels,
                         rate,
                     } => {
+                        samples.shrink(); // a reused buffer may be larger than its samples
                         audio[r] = Some((samples, channels, rate));
                         Held::Audio(r)
                     }
@@ -306,10 +341,12 @@ impl Chain {
 
     /// Keeps the audio buffers of `values` (a [`Run`]'s, less what the caller took)
     /// for the next input.
+    /// Buffers larger than [`MAX_SCRATCH_BYTES`] are dropped instead, so one long
+    /// input does not keep its memory for the chain's life.
     pub fn recycle(&mut self, values: Vec<Value>) {
         for (i, value) in values.into_iter().enumerate() {
             if let (Value::Audio { samples, .. }, Some(slot)) = (value, self.scratch.get_mut(i)) {
-                *slot = Some(samples);
+                *slot = (samples.capacity_bytes() <= MAX_SCRATCH_BYTES).then_some(samples);
             }
         }
     }
@@ -339,42 +376,37 @@ fn audio_of<'a>(
 }
 
 /// The vector of `scratch` to write into again (a new one when it holds another type).
-fn reuse<T: Sample>(scratch: Option<Buf>) -> Vec<T> {
-    scratch.and_then(Buf::into_vec::<T>).unwrap_or_default()
+fn reuse<T: ChainSample>(scratch: Option<Buf>) -> Vec<T> {
+    scratch.and_then(T::unwrap).unwrap_or_default()
 }
 
-impl Buf {
-    /// The vector, if it holds `T`.
-    fn into_vec<T: Sample>(self) -> Option<Vec<T>> {
-        use std::any::Any;
-        let boxed: Box<dyn Any> = match self {
-            Buf::F32(v) => Box::new(v),
-            Buf::F64(v) => Box::new(v),
-            Buf::I16(v) => Box::new(v),
-            Buf::I32(v) => Box::new(v),
-        };
-        boxed.downcast::<Vec<T>>().ok().map(|v| *v)
-    }
-
-    fn from_vec<T: Sample>(vec: Vec<T>) -> Buf {
-        use std::any::Any;
-        let mut slot: Option<Vec<T>> = Some(vec);
-        let any = &mut slot as &mut dyn Any;
-        if let Some(v) = any.downcast_mut::<Option<Vec<f32>>>() {
-            return Buf::F32(v.take().unwrap_or_default());
-        }
-        if let Some(v) = any.downcast_mut::<Option<Vec<f64>>>() {
-            return Buf::F64(v.take().unwrap_or_default());
-        }
-        if let Some(v) = any.downcast_mut::<Option<Vec<i16>>>() {
-            return Buf::I16(v.take().unwrap_or_default());
-        }
-        if let Some(v) = any.downcast_mut::<Option<Vec<i32>>>() {
-            return Buf::I32(v.take().unwrap_or_default());
-        }
-        unreachable!("Sample is implemented for f32, f64, i16 and i32 only")
-    }
+/// A [`Sample`] type a [`Buf`] can hold.
+pub trait ChainSample: Sample {
+    /// The vector as a [`Buf`].
+    fn wrap(vec: Vec<Self>) -> Buf;
+    /// The vector of `buf`, if it holds this type.
+    fn unwrap(buf: Buf) -> Option<Vec<Self>>;
 }
+
+macro_rules! chain_sample {
+    ($T:ty, $variant:ident) => {
+        impl ChainSample for $T {
+            fn wrap(vec: Vec<Self>) -> Buf {
+                Buf::$variant(vec)
+            }
+            fn unwrap(buf: Buf) -> Option<Vec<Self>> {
+                match buf {
+                    Buf::$variant(vec) => Some(vec),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+chain_sample!(f32, F32);
+chain_sample!(f64, F64);
+chain_sample!(i16, I16);
+chain_sample!(i32, I32);
 
 /// One step over `channels`-channel audio `x` at `rate` Hz.
 fn step(
@@ -403,7 +435,7 @@ fn step(
                     }
                     Some(channel) => select_channel(s, channels, *channel)?,
                 };
-                Ok(audio(Buf::from_vec(out), 1, rate))
+                Ok(audio(ChainSample::wrap(out), 1, rate))
             })
         }
         Step::Resample {
@@ -457,19 +489,22 @@ fn step(
         }),
         Step::Combine { op, param } => with_view!(x, |s: T| {
             let out = combine_vec(&[s], *op, *param)?;
-            Ok(audio(Buf::from_vec(out), channels, rate))
+            Ok(audio(ChainSample::wrap(out), channels, rate))
         }),
     }
 }
 
 /// `x` converted to `D`, or `None` when it already is `D` (its samples checked
 /// finite, as the node does).
-fn convert<S: Sample, D: Sample>(x: &[S], channels: usize) -> Result<Option<Buf>, KernelError> {
+fn convert<S: Sample, D: ChainSample>(
+    x: &[S],
+    channels: usize,
+) -> Result<Option<Buf>, KernelError> {
     if std::any::TypeId::of::<S>() == std::any::TypeId::of::<D>() {
         check_finite(x, channels)?;
         return Ok(None);
     }
-    Ok(Some(Buf::from_vec(convert_vec::<S, D>(x, channels)?)))
+    Ok(Some(ChainSample::wrap(convert_vec::<S, D>(x, channels)?)))
 }
 
 #[cfg(test)]
@@ -725,6 +760,36 @@ mod tests {
             .run_keeping(View::F32(&[0.5, 0.25]), 1, 8000, &[false, false, true])
             .unwrap();
         assert_eq!(kept.values[2], Some(Held::Audio(1)));
+    }
+
+    #[test]
+    fn a_long_input_s_buffers_are_not_kept_for_the_next() {
+        let links = vec![
+            Link {
+                step: Step::Mix { select: None },
+                input: None,
+            },
+            Link {
+                step: Step::Combine {
+                    op: Op::Multiply,
+                    param: 2.0,
+                },
+                input: Some(0),
+            },
+        ];
+        let mut chain = Chain::new(links).unwrap();
+        let frames = MAX_SCRATCH_BYTES / 2 + 1; // its int16 downmix is one sample too many
+        let long = vec![1i16; frames * 2];
+        let kept = chain
+            .run_keeping(View::I16(&long), 2, 8000, &[false, true])
+            .unwrap();
+        assert_eq!(kept.audio[1].as_ref().map(|a| a.0.len()), Some(frames));
+        assert!(chain.scratch[0].is_none());
+        let short = vec![1i16; 200];
+        chain
+            .run_keeping(View::I16(&short), 2, 8000, &[false, true])
+            .unwrap();
+        assert!(matches!(&chain.scratch[0], Some(Buf::I16(v)) if v.len() == 100));
     }
 
     #[test]

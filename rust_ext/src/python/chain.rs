@@ -3,6 +3,7 @@
 //! GIL released once.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Mutex, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -67,9 +68,11 @@ fn link(index: usize, kind: &str, input: i64, params: &Bound<'_, PyAny>) -> PyRe
 }
 
 /// Native nodes run as one chain (private; see `remotemedia_ray.nodes.native`).
-#[pyclass(name = "Chain", module = "remotemedia_ray._native")]
+///
+/// Calls from several threads take turns (the chain's buffers are one set).
+#[pyclass(name = "Chain", module = "remotemedia_ray._native", frozen)]
 pub struct PyChain {
-    chain: Chain,
+    chain: Mutex<Chain>,
     keep: Vec<bool>,
 }
 
@@ -92,24 +95,25 @@ impl PyChain {
             .map(|(i, (kind, input, params))| link(i, kind, *input, params))
             .collect::<PyResult<Vec<_>>>()?;
         Ok(PyChain {
-            chain: Chain::new(links)?,
+            chain: Mutex::new(Chain::new(links)?),
             keep,
         })
     }
 
     /// Runs the chain over each `(samples, sample_rate)`: per input, `None`
-    /// when a link refused it (the caller runs it node by node for the
-    /// error), else `(values, elapsed_ns)` with, for each link, `None` (not
-    /// kept), `-1` (the input itself), `(array, rate)` (one object for links
-    /// sharing their audio) or a segment list.
+    /// when it cannot run it (a link's kernel refused it or panicked, or the
+    /// rate is not a positive 32-bit int; the caller runs it node by node,
+    /// for the error), else `(values, elapsed_ns)` with, for each link,
+    /// `None` (not kept), `-1` (the input itself), `(array, rate)` (one
+    /// object for links sharing their audio) or a segment list.
     fn run<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
-        inputs: Vec<(AudioIn<'py>, i64)>,
+        inputs: Vec<(AudioIn<'py>, Bound<'py, PyAny>)>,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut views: Vec<Option<(View<'_>, usize, u32)>> = Vec::with_capacity(inputs.len());
         for (audio, rate) in &inputs {
-            let rate = u32::try_from(*rate).ok().filter(|r| *r > 0);
+            let rate = rate.extract::<u32>().ok().filter(|r| *r > 0);
             views.push(
                 match audio {
                     AudioIn::F32(a) => samples(a).ok().map(|(x, _, c)| (View::F32(x), c)),
@@ -121,8 +125,9 @@ impl PyChain {
                 .map(|((x, c), r)| (x, c, r)),
             );
         }
-        let (chain, keep) = (&mut self.chain, &self.keep);
+        let keep = &self.keep;
         let runs: Vec<Option<Kept>> = py.detach(|| {
+            let mut chain = self.chain.lock().unwrap_or_else(PoisonError::into_inner);
             views
                 .iter()
                 .map(|view| {
@@ -165,12 +170,7 @@ fn kept_to_py<'py>(py: Python<'py>, kept: Kept) -> PyResult<Bound<'py, PyTuple>>
                     let (buf, channels, rate) = audio[r]
                         .take()
                         .ok_or_else(|| invalid(format!("link {r} holds no audio")))?;
-                    let frames = match &buf {
-                        Buf::F32(v) => v.len(),
-                        Buf::F64(v) => v.len(),
-                        Buf::I16(v) => v.len(),
-                        Buf::I32(v) => v.len(),
-                    } / channels.max(1);
+                    let frames = buf.len() / channels.max(1);
                     let array = match buf {
                         Buf::F32(v) => to_pyarray(py, v, frames, channels)?.into_any(),
                         Buf::F64(v) => to_pyarray(py, v, frames, channels)?.into_any(),
