@@ -64,7 +64,7 @@ from remotemedia_ray.dataset.outdir import ERRORS, METRICS, OutdirLock, prepare_
 from remotemedia_ray.dataset.progress import Progress, realtime_text
 from remotemedia_ray.dataset.readers import AudioDuration, AudioFileReader, ContentKey
 from remotemedia_ray.dataset.storage import Location, redact, resolve
-from remotemedia_ray.dataset.writers import BatchCommit, OutputWriter
+from remotemedia_ray.dataset.writers import BatchCommit, OutputWriter, check_compression
 from remotemedia_ray.errors import ConfigError
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import (
@@ -116,6 +116,10 @@ class JobConfig:
     write_audio: Literal["flac", "wav"] | None = None
     formats: tuple[str, ...] = ("parquet",)
     shard_size: str | int | None = None
+    compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"
+    """The Parquet codec of the shards (``--compression``): zstd (level 1) makes
+    them smallest, ``none`` is fastest to write (see
+    :data:`~remotemedia_ray.dataset.writers.PARQUET_COMPRESSIONS`)."""
     batch_size: int | None = None
     shard_rows: int = 256
     batch_bytes: int = 64 << 20
@@ -284,6 +288,7 @@ class DatasetJob:
             write_audio=config.write_audio,
             formats=tuple(config.formats),
             shard_size=ShardSize.parse(config.shard_size),
+            compression=config.compression,
         )
         listed = iter(self._listing)
         first = list(itertools.islice(listed, _PEEK))  # a small corpus gets smaller batches
@@ -644,6 +649,7 @@ def _check_config(config: JobConfig) -> None:
         if fmt not in FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     ShardSize.parse(config.shard_size)  # raises naming --shard-size
+    check_compression(config.compression)
     if config.window_s is not None and not config.window_s > 0:
         raise ConfigError(f"--window-seconds must be > 0, got {config.window_s}")
     if config.max_errors is not None and config.max_errors < 0:

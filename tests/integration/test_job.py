@@ -579,6 +579,22 @@ def _audio_file_for(files: dict[str, Path], item_id: str) -> Path:
     return found
 
 
+def test_compression_none_writes_the_same_rows_uncompressed(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    write_tree(root)
+    plain, _ = job(root, tmp_path / "none", compression="none")
+    packed, _ = job(root, tmp_path / "zstd")
+    assert plain.exit_code == packed.exit_code == 0
+    for sink in ("pcm16", "vad"):
+        for shard in (tmp_path / "none" / sink).glob("*.parquet"):
+            meta = pq.ParquetFile(shard).metadata.row_group(0)
+            assert {meta.column(i).compression for i in range(meta.num_columns)} == {
+                "UNCOMPRESSED"
+            }
+        rows = sink_table(tmp_path / "none", sink).sort_by("id")
+        assert rows.equals(sink_table(tmp_path / "zstd", sink).sort_by("id"))
+
+
 def test_write_audio_flac_mirrors_the_input_tree(tmp_path: Path) -> None:
     root = tmp_path / "in"
     specs = tuple(s for s in TREE if " " not in s.rel)

@@ -206,9 +206,25 @@ def test_run_help_lists_the_flags() -> None:
     for flag in (
         "--input", "--output", "--address", "--runtime", "--node-runtime", "--resume",
         "--overwrite", "--max-errors", "--write-audio", "--batch-size", "--max-in-flight",
-        "--shard-rows", "--quiet", "MANIFEST", "OUTDIR",
+        "--shard-rows", "--compression", "--quiet", "MANIFEST", "OUTDIR",
     ):  # fmt: skip
         assert flag in done.stdout, flag
+
+
+def test_an_unknown_compression_exits_1_naming_the_codecs(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    done = subprocess.run(
+        [str(CLI), "run", str(MANIFEST), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+         "--compression", "brotli", "--runtime", "local"],
+        capture_output=True,
+        text=True,
+        env=_cli_env(),
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "--compression must be one of zstd, lz4, snappy, none, got 'brotli'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_input_exits_1_naming_it(tmp_path: Path) -> None:

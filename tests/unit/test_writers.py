@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -72,6 +73,26 @@ def test_a_batch_becomes_one_shard_per_sink_and_a_small_commit(tmp_path: Path) -
     np.testing.assert_array_equal(samples, outputs(3)[1]["pcm"].to_numpy())  # type: ignore[union-attr]
     assert rate == 16000
     assert not [p for p in tmp_path.rglob(".*")], "temporary files left"
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4", "snappy", "none"])
+def test_shards_are_written_with_the_codec_asked_for(tmp_path: Path, codec: str) -> None:
+    dataclasses.replace(writer(tmp_path), compression=codec).write(outputs(3), ["a", "b", "c"])
+    [shard] = (tmp_path / "pcm").glob("*.parquet")
+    meta = pq.ParquetFile(shard).metadata.row_group(0)
+    codecs = {
+        meta.column(i).path_in_schema: meta.column(i).compression for i in range(meta.num_columns)
+    }
+    assert codecs["audio"] == {"none": "UNCOMPRESSED"}.get(codec, codec.upper())
+    table = pq.read_table(tmp_path / "pcm")
+    reference = writer(tmp_path / "ref")
+    reference.write(outputs(3), ["a", "b", "c"])
+    assert table.equals(pq.read_table(tmp_path / "ref" / "pcm"))
+
+
+def test_an_unknown_codec_is_refused_naming_the_flag() -> None:
+    with pytest.raises(rm.ConfigError, match="--compression must be one of zstd, lz4"):
+        parquet_options(pa.table({"audio": [b""]}), "brotli")
 
 
 @settings(max_examples=40, deadline=None)
