@@ -588,9 +588,7 @@ def test_compression_none_writes_the_same_rows_uncompressed(tmp_path: Path) -> N
     for sink in ("pcm16", "vad"):
         for shard in (tmp_path / "none" / sink).glob("*.parquet"):
             meta = pq.ParquetFile(shard).metadata.row_group(0)
-            assert {meta.column(i).compression for i in range(meta.num_columns)} == {
-                "UNCOMPRESSED"
-            }
+            assert {meta.column(i).compression for i in range(meta.num_columns)} == {"UNCOMPRESSED"}
         rows = sink_table(tmp_path / "none", sink).sort_by("id")
         assert rows.equals(sink_table(tmp_path / "zstd", sink).sort_by("id"))
 
