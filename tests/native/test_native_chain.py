@@ -10,8 +10,9 @@ each node's metrics must count its items.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,13 +78,43 @@ class ToChunks(rm.NodeExecutor):
         return BufferChunks(input, 2)
 
 
-def executors(manifest: rm.Manifest, **options: Any) -> tuple[LocalExecutor, LocalExecutor]:
+@contextlib.contextmanager
+def executors(
+    manifest: rm.Manifest, **options: Any
+) -> Iterator[tuple[LocalExecutor, LocalExecutor]]:
+    """The manifest's executor with chains and without, started, closed afterwards."""
     plan = PipelinePlan.build(manifest, "auto")
     fused = LocalExecutor(plan, **options)
     plain = LocalExecutor(plan, native_chains=False, **options)
     fused.start()
     plain.start()
-    return fused, plain
+    try:
+        yield fused, plain
+    finally:
+        fused.close()
+        plain.close()
+
+
+def count_calls(chain: Any) -> list[int]:
+    """The sizes of the calls into ``chain``'s native chain from now on."""
+    calls: list[int] = []
+    run = chain.native.run
+
+    def spy(values: Any) -> Any:
+        calls.append(len(values))
+        return run(values)
+
+    chain.native.run = spy
+    return calls
+
+
+def batching_first(manifest: rm.Manifest, first: str) -> rm.Manifest:
+    """``manifest`` behind a batching node feeding ``first``: batches run node by node."""
+    return manifest_of(
+        [{"id": "model", "node_type": "TestChainBatched"}]
+        + [n.model_dump(exclude_none=True) for n in manifest.nodes],
+        [("model", first)] + [(c.from_, c.to) for c in manifest.connections],
+    )
 
 
 def assert_same(
@@ -121,20 +152,12 @@ def counts(executor: LocalExecutor) -> dict[str, tuple[int, int, int]]:
 
 
 def test_speech_prep_runs_as_one_chain_keeping_what_leaves_it() -> None:
-    fused, plain = executors(SPEECH_PREP)
-    try:
+    with executors(SPEECH_PREP) as (fused, plain):
         [chain] = fused.chains
         assert chain.nodes == ("mono", "resample", "vad", "pcm16")
         assert chain.keep == ("vad", "pcm16")
         assert plain.chains == []
-        calls: list[int] = []
-        run = chain.native.run
-
-        def spy(values: Any) -> Any:
-            calls.append(len(values))
-            return run(values)
-
-        chain.native.run = spy  # type: ignore[method-assign]
+        calls = count_calls(chain)
         rng = np.random.default_rng(3)
         items = [
             (f"f{k}", rm.AudioBuffer.from_numpy(x, 48000))
@@ -152,9 +175,6 @@ def test_speech_prep_runs_as_one_chain_keeping_what_leaves_it() -> None:
         counts = {m.node_id: m.items for m in fused.node_metrics()}
         assert counts == {"mono": 4, "resample": 4, "vad": 4, "pcm16": 4}
         assert all(m.execution_time_us > 0 for m in fused.node_metrics() if m.node_id != "mono")
-    finally:
-        fused.close()
-        plain.close()
 
 
 def manifest_of(nodes: list[dict[str, Any]], connections: list[tuple[str, str]]) -> rm.Manifest:
@@ -247,16 +267,12 @@ def inputs(draw: st.DrawFn) -> list[tuple[str, rm.AudioBuffer]]:
 def test_chains_give_what_the_nodes_give_one_by_one(
     manifest: rm.Manifest, batches: list[list[tuple[str, rm.AudioBuffer]]]
 ) -> None:
-    fused, plain = executors(manifest)
-    try:
+    with executors(manifest) as (fused, plain):
         for items in batches:  # a second batch runs on reused buffers
             assert_same(fused.run_batch(items), plain.run_batch(items))
             for item_id, item in items:  # one at a time, as Pipeline.run and map do
                 assert_same([fused._outcome(item_id, item)], [plain._outcome(item_id, item)])
         assert counts(fused) == counts(plain)
-    finally:
-        fused.close()
-        plain.close()
 
 
 def test_a_failure_names_the_node_the_node_by_node_path_names() -> None:
@@ -272,8 +288,7 @@ def test_a_failure_names_the_node_the_node_by_node_path_names() -> None:
         ],
         [("mono", "check"), ("mono", "gain"), ("gain", "pcm")],
     )
-    fused, plain = executors(manifest)
-    try:
+    with executors(manifest) as (fused, plain):
         [chain] = fused.chains
         assert chain.nodes == ("mono", "gain", "pcm")
         assert chain.keep == ("mono", "pcm")  # mono: read by check
@@ -287,9 +302,6 @@ def test_a_failure_names_the_node_the_node_by_node_path_names() -> None:
         got, want = fused.run_batch(items), plain.run_batch(items)
         assert_same(got, want)
         assert [getattr(r, "node_id", None) for r in got] == [None, "check", "pcm"]
-    finally:
-        fused.close()
-        plain.close()
 
 
 def test_what_cannot_enter_a_chain_stays_out() -> None:
@@ -349,17 +361,9 @@ def test_a_batch_that_runs_node_by_node_goes_through_the_chain_in_one_call() -> 
         ],
         [("model", "mono"), ("mono", "gain"), ("gain", "pcm")],
     )
-    fused, plain = executors(manifest)
-    try:
+    with executors(manifest) as (fused, plain):
         [chain] = fused.chains
-        calls: list[int] = []
-        run = chain.native.run
-
-        def spy(values: Any) -> Any:
-            calls.append(len(values))
-            return run(values)
-
-        chain.native.run = spy  # type: ignore[method-assign]
+        calls = count_calls(chain)
         items = [
             (f"i{k}", rm.AudioBuffer.from_numpy(np.full((50 + k, 2), 0.1 * k, np.float32), 8000))
             for k in range(3)
@@ -369,9 +373,6 @@ def test_a_batch_that_runs_node_by_node_goes_through_the_chain_in_one_call() -> 
         assert_same(got, plain.run_batch(items))
         assert calls == [4]
         assert isinstance(got[-1], ItemFailure) and got[-1].node_id == "pcm"
-    finally:
-        fused.close()
-        plain.close()
 
 
 def test_a_node_reading_a_vad_is_not_chained_to_it() -> None:
@@ -383,8 +384,7 @@ def test_a_node_reading_a_vad_is_not_chained_to_it() -> None:
         ],
         [("gain", "vad"), ("vad", "scale")],
     )
-    fused, plain = executors(manifest)  # starts: the chain is (gain, vad) only
-    try:
+    with executors(manifest) as (fused, plain):  # starts: the chain is (gain, vad) only
         assert [c.nodes for c in fused.chains] == [("gain", "vad")]
         quiet = rm.AudioBuffer.from_numpy(np.zeros((800, 1), np.float32), 8000)
         loud = rm.AudioBuffer.from_numpy(np.full((800, 1), 0.5, np.float32), 8000)
@@ -393,9 +393,6 @@ def test_a_node_reading_a_vad_is_not_chained_to_it() -> None:
         assert_same(got, plain.run_batch(items))
         assert got[0] == {"scale": []}  # no segments: the product of none
         assert counts(fused) == counts(plain)
-    finally:
-        fused.close()
-        plain.close()
 
 
 def test_audio_turning_into_chunks_between_chain_nodes_streams_the_rest() -> None:
@@ -412,15 +409,8 @@ def test_audio_turning_into_chunks_between_chain_nodes_streams_the_rest() -> Non
         [("a", "p"), ("a", "c"), ("p", "x"), ("c", "b")],
     )
     for batching in (False, True):
-        m = manifest
-        if batching:  # a batching node first: the batch runs node by node
-            m = manifest_of(
-                [{"id": "model", "node_type": "TestChainBatched"}]
-                + [n.model_dump(exclude_none=True) for n in manifest.nodes],
-                [("model", "a")] + [(c.from_, c.to) for c in manifest.connections],
-            )
-        fused, plain = executors(m)
-        try:
+        m = batching_first(manifest, "a") if batching else manifest
+        with executors(m) as (fused, plain):
             assert [c.nodes for c in fused.chains] == [("a", "c", "b")]
             x = rm.AudioBuffer.from_numpy(np.ones((6, 1), np.float32), 8000)
             items = [("i", x), ("three", rm.AudioBuffer.from_numpy(np.ones((3, 1)), 8000))]
@@ -430,9 +420,6 @@ def test_audio_turning_into_chunks_between_chain_nodes_streams_the_rest() -> Non
             assert isinstance(got[1], ItemFailure) and got[1].node_id == "x"
             assert_same([fused._outcome("i", x)], [plain._outcome("i", x)])
             assert counts(fused) == counts(plain)
-        finally:
-            fused.close()
-            plain.close()
 
 
 @pytest.mark.parametrize("rate", [2**32, 2**63, 2**64])
@@ -444,22 +431,17 @@ def test_a_rate_beyond_the_kernels_runs_node_by_node(rate: int) -> None:
         ],
         [("a", "b")],
     )
-    fused, plain = executors(manifest)
-    try:
+    with executors(manifest) as (fused, plain):
         items = [
             ("ok", rm.AudioBuffer.from_numpy(np.ones((4, 1), np.float32), 8000)),
             ("big", rm.AudioBuffer.from_numpy(np.ones((4, 1), np.float32), rate)),
         ]
         assert_same(fused.run_batch(items), plain.run_batch(items))
         assert_same([fused._outcome("big", items[1][1])], [plain._outcome("big", items[1][1])])
-    finally:
-        fused.close()
-        plain.close()
 
 
 def test_threads_sharing_an_executor_take_turns_in_the_chain() -> None:
-    fused, plain = executors(SPEECH_PREP)
-    try:
+    with executors(SPEECH_PREP) as (fused, plain):
         x = rm.AudioBuffer.from_numpy(
             (np.arange(96000).reshape(-1, 2) % 300).astype(np.int16), 48000
         )
@@ -483,9 +465,6 @@ def test_threads_sharing_an_executor_take_turns_in_the_chain() -> None:
         assert len(results) == 20
         for got in results:
             assert_same([got], [want])
-    finally:
-        fused.close()
-        plain.close()
 
 
 def test_breakers_and_metrics_move_as_node_by_node() -> None:
@@ -508,31 +487,20 @@ def test_breakers_and_metrics_move_as_node_by_node() -> None:
     stereo = rm.AudioBuffer.from_numpy(np.zeros((5, 2), np.float32), 8000)  # all fine
     items = [("m1", mono), ("s3", stereo3), ("m2", mono), ("s", stereo), ("m3", mono)]
     for batching in (False, True):
-        m = manifest
-        if batching:
-            m = manifest_of(
-                [{"id": "model", "node_type": "TestChainBatched"}]
-                + [n.model_dump(exclude_none=True) for n in manifest.nodes],
-                [("model", "gain")] + [(c.from_, c.to) for c in manifest.connections],
-            )
-        fused, plain = executors(m, breaker_threshold=2)
-        try:
+        m = batching_first(manifest, "gain") if batching else manifest
+        with executors(m, breaker_threshold=2) as (fused, plain):
             if batching:
                 assert_same(fused.run_batch(items), plain.run_batch(items))
             for item_id, item in items:
                 assert_same([fused._outcome(item_id, item)], [plain._outcome(item_id, item)])
             assert counts(fused) == counts(plain)
             assert fused.runner("right").breaker.state == plain.runner("right").breaker.state
-        finally:
-            fused.close()
-            plain.close()
 
 
 def test_a_closed_executor_runs_no_chain() -> None:
-    fused, plain = executors(SPEECH_PREP)
-    fused.close()
-    plain.close()
-    assert fused.chains == []
+    with executors(SPEECH_PREP) as (fused, plain):
+        assert fused.chains
+    assert fused.chains == []  # closed
     x = rm.AudioBuffer.from_numpy(np.zeros((480, 1), np.int16), 48000)
     assert_same([fused._outcome("x", x)], [plain._outcome("x", x)])
     assert isinstance(fused._outcome("x", x), ItemFailure)
