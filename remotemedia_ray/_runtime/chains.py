@@ -14,7 +14,7 @@ runs node by node (a node that batches, ``execute_many``), the chain gets the
 whole batch in one call. Items run one by one otherwise: giving the chain
 whole batches there would hold every item's earlier outputs (the files'
 bytes) at once, and the dataset job measured 20 % slower that way than item
-by item, while one call per item made it 2-7 % faster than the nodes one by
+by item, while one call per item made it 0-7 % faster than the nodes one by
 one.
 
 Each chain node's success is recorded (metrics, circuit breaker) when the
@@ -51,9 +51,6 @@ class FusedChain:
 
     nodes: tuple[str, ...]
     """Its nodes, in execution order (the first is where it runs)."""
-    source: str
-    """Where its input comes from: the first node's input key (a node id, or the
-    pipeline input)."""
     keep: tuple[str, ...]
     """Its nodes whose outputs are read outside it (or are the executor's outputs)."""
     native: NativeChain
@@ -122,7 +119,6 @@ def plan_chains(
         chains.append(
             FusedChain(
                 nodes=tuple(nodes),
-                source=source,
                 keep=keep,
                 native=NativeChain(spec, [n in keep for n in nodes]),
                 runners={n: runners[n] for n in nodes},
