@@ -27,11 +27,14 @@ checks each stretch of sure speech. The model first scores the uncertain
 stretches, all of a file in one batch, each run from ``context_ms`` earlier
 (``edge_context_ms`` for a stretch that is only run edges) so that its state
 has settled when the stretch begins; stretches closer than that are scored
-as one. A stretch of sure speech next to a window where the model found
-speech (``>= threshold``) is confirmed; every other one is *probed*: the
-model scores ``probe_windows`` windows at its loudest window, after
-``probe_context_ms`` of the audio before. A stretch whose probe stays below
-Silero's ``threshold`` is uncertain after all, and the model scores all of it.
+as one, with the windows between them (so a short stretch of sure speech
+between two uncertain ones may be scored whole). A stretch of sure speech in
+or next to which the model found speech (``>= threshold``) is confirmed; one
+the model scored in full keeps the model's probabilities; every other one is
+*probed*: the model scores ``probe_windows`` windows at its loudest window,
+after ``probe_context_ms`` of the audio before. A stretch whose probe stays
+below Silero's ``threshold`` is uncertain after all, and the model scores the
+rest of it.
 
 Where the uncertain stretches, or they with the probes and the stretches
 that failed them, would be more than ``whole_share`` of the file (noisy
@@ -325,9 +328,11 @@ def cascade_many(
         state.unconfirmed = []
         state.lanes = []
         for (a, b), q in zip(state.plan.stretches, state.plan.probes, strict=True):
-            # A stretch next to a window where the model found speech needs no probe.
-            if any(
-                0 <= i < n and state.scored[i] and state.probs[i] >= threshold for i in (a - 1, b)
+            # A stretch in or next to which the model found speech needs no probe, and
+            # one the model scored in full (between two lanes it joined) has its answer.
+            lo, hi = max(0, a - 1), min(n, b + 1)
+            if bool(np.any(state.scored[lo:hi] & (state.probs[lo:hi] >= threshold))) or bool(
+                state.scored[a:b].all()
             ):
                 continue
             state.unconfirmed.append((a, b))
@@ -344,7 +349,7 @@ def cascade_many(
         for (a, b), p in zip(state.unconfirmed, found, strict=True):
             if p.size == 0 or float(np.max(p)) < threshold:
                 rejected[a:b] = True
-        retry = _lanes(rejected, warmup)
+        retry = _lanes(rejected & ~state.scored, warmup)
         if state.cost + _cost(retry) > settings.whole_share * n:
             state.whole()
         else:

@@ -505,10 +505,12 @@ class _Recording:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.runs: list[tuple[Lane, npt.NDArray[np.float32]]] = []
+        self.calls: list[list[tuple[Lane, npt.NDArray[np.float32]]]] = []
 
     def score(self, signals: Any, rate: int, lanes: Any) -> Any:
         found = self.model.score(signals, rate, lanes)
         self.runs.extend(zip(lanes, found, strict=True))
+        self.calls.append(list(zip(lanes, found, strict=True)))
         return found
 
 
@@ -541,6 +543,36 @@ def test_every_probability_the_model_gives_the_cascade_is_kept(speech: Any) -> N
         assert result.model_windows == sum(
             lane.stop - lane.start + lane.warmup for lane, _ in recording.runs if lane.signal == k
         ), item.size
+
+
+def test_a_stretch_the_model_scored_in_full_is_neither_probed_nor_scored_again() -> None:
+    """Uncertain stretches closer than their warm-up run as one lane, so the model's first
+    run can score a short stretch of sure speech between them whole (in the real
+    recording of benchmarks/vad_accuracy.py: a loud stretch it calls silence). Its
+    probabilities are then the first run's; no probe or retry runs it again."""
+    from benchmarks.vad_accuracy import cascade_params, manifest_vad_params, real_recordings
+    from remotemedia_ray.nodes._cascade import cascade_many, plan_windows, relative_levels
+
+    (recording,) = real_recordings()
+    x = recording.speech.astype(np.float32)
+    node = rm.create_node("VADNode")
+    node.initialize(cascade_params(manifest_vad_params()))
+    model = _Recording(node.model)
+    (result,) = cascade_many([x], RATE, node.kernels, model, node.cascade)  # type: ignore[arg-type]
+    rel = relative_levels(x, RATE, node.kernels, node.cascade.energy)
+    plan = plan_windows(rel, WINDOW * 1000 / RATE, node.cascade)
+    first, later = model.calls[0], [lane for call in model.calls[1:] for lane, _ in call]
+    whole = [
+        (a, b, lane, p)
+        for a, b in plan.stretches
+        for lane, p in first
+        if lane.start <= a and b <= lane.stop
+    ]
+    assert whole  # the case arises in this recording
+    for a, b, lane, p in whole:
+        assert not [other for other in later if other.start < b and a < other.stop]
+        np.testing.assert_array_equal(result.probs[a:b], p[a - lane.start : b - lane.start])
+        assert result.scored[a:b].all()
 
 
 def test_only_the_refined_vad_batches_and_its_errors_name_the_input() -> None:
