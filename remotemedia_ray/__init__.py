@@ -35,6 +35,7 @@ from remotemedia_ray.errors import (
     PythonError,
     RemoteMediaError,
     RetryableError,
+    UnknownNodeType,
 )
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import ExecutionOptions, Manifest, NodeSpec
@@ -96,6 +97,7 @@ __all__ = [
     "RemoteMediaError",
     "RetryPolicy",
     "RetryableError",
+    "UnknownNodeType",
     "__version__",
     "audio_table",
     "available_node_types",

@@ -127,8 +127,12 @@ for _fmt, _name in _DTYPES.items():
 _ARROW_TYPES = {fmt: pa.from_numpy_dtype(np.dtype(name)) for fmt, name in _DTYPES.items()}
 
 
+_MAX_RATE = 2**32 - 1
+"""The largest sample rate: the data model's ``sample_rate`` is a ``u32``."""
+
+
 def _check_rate(sample_rate: Any) -> int:
-    if type(sample_rate) is int and sample_rate > 0:
+    if type(sample_rate) is int and 0 < sample_rate <= _MAX_RATE:
         return sample_rate
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
         if isinstance(sample_rate, float) and sample_rate.is_integer():
@@ -137,6 +141,11 @@ def _check_rate(sample_rate: Any) -> int:
             raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate!r}")
     if sample_rate <= 0:
         raise AudioFormatError(f"sample_rate must be a positive integer, got {sample_rate}")
+    if sample_rate > _MAX_RATE:
+        raise AudioFormatError(
+            f"sample_rate must be at most {_MAX_RATE} (a u32, as in the RemoteMedia data "
+            f"model), got {sample_rate}"
+        )
     return int(sample_rate)
 
 
@@ -231,9 +240,12 @@ class AudioBuffer:
     def from_arrow(cls, samples: pa.Array, sample_rate: int, channels: int = 1) -> AudioBuffer:
         """Wrap a flat Arrow array of interleaved samples without copying."""
         if isinstance(samples, pa.ChunkedArray):
-            samples = (
-                samples.chunk(0) if samples.num_chunks == 1 else pa.concat_arrays(samples.chunks)
-            )
+            if samples.num_chunks == 1:
+                samples = samples.chunk(0)
+            elif samples.num_chunks == 0:  # concat_arrays needs one array at least
+                samples = pa.array([], type=samples.type)
+            else:
+                samples = pa.concat_arrays(samples.chunks)
         return cls(samples, sample_rate, channels)
 
     @classmethod

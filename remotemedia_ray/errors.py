@@ -28,6 +28,7 @@ __all__ = [
     "PythonError",
     "RemoteMediaError",
     "RetryableError",
+    "UnknownNodeType",
 ]
 
 _RETRYABLE_MESSAGE = re.compile(
@@ -165,6 +166,14 @@ class NodeNotFound(RemoteMediaError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.message
+
+
+class UnknownNodeType(NodeNotFound, ManifestError):
+    """A node type that is not registered was named (by a manifest or
+    :func:`~remotemedia_ray.create_node`): a :class:`NodeNotFound` and, as a
+    manifest's mistake, a :class:`ManifestError`."""
+
+    __str__ = RemoteMediaError.__str__  # names the node, as a ManifestError does
 
 
 class NodeExecutionError(RemoteMediaError, RuntimeError):

@@ -16,8 +16,8 @@ The fields are exactly those of the RemoteMedia v1 JSON schema: only
 ``version``, ``nodes`` and ``connections`` are required, ``metadata`` and each
 of its fields are optional, and ``nodes`` may be empty. This project adds
 optional extensions: a top-level ``$schema`` key, and per node
-``capabilities``, ``host`` and ``execution`` (:class:`ExecutionOptions`,
-telling the Ray runtime how to run the node). Unknown keys are rejected,
+``capabilities`` and ``execution`` (:class:`ExecutionOptions`, telling the
+Ray runtime how to run the node). Unknown keys are rejected,
 naming the key, and values follow the schema's JSON types strictly (``"16000"``
 is not a number, ``true`` is not an integer).
 
@@ -157,9 +157,6 @@ class NodeSpec(_Strict):
     capabilities: NodeCapabilities | None = Field(
         default=None, description="Optional resource requirements."
     )
-    host: str | None = Field(
-        default=None, pattern=r"^[^:]+:\d+$", description="Optional remote host (host:port)."
-    )
     runtime_hint: RuntimeHint = Field(
         default="auto", description="rust_native, cpython, or auto (native when available)."
     )
@@ -227,9 +224,10 @@ class Manifest(_Strict):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
-        """Parse a manifest from JSON text (strict JSON: no NaN or Infinity)."""
+        """Parse a manifest from JSON text (strict JSON: no NaN or Infinity, no key
+        repeated in an object)."""
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ManifestError(
                 f"manifest is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -247,7 +245,8 @@ class Manifest(_Strict):
         """Parse a manifest from YAML text.
 
         Anchors and aliases (``&a`` / ``*a``) are refused: they let a few bytes
-        expand into gigabytes. Timestamps stay strings, as in JSON.
+        expand into gigabytes. Timestamps stay strings, as in JSON. A key
+        repeated in a mapping is refused (PyYAML would keep the last silently).
         """
         try:
             data = yaml.load(text, Loader=_ManifestYamlLoader)
@@ -450,6 +449,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a repeated key (json keeps the last silently)."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return data
+
+
 def _unicode_problem(exc: UnicodeDecodeError) -> str:
     return f"byte {exc.start} cannot be decoded ({exc.reason})"
 
@@ -467,6 +478,21 @@ class _ManifestYamlLoader(yaml.SafeLoader):
                 event.start_mark,
             )
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says so
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
 
 
 _ManifestYamlLoader.yaml_implicit_resolvers = {

@@ -37,7 +37,7 @@ from remotemedia_ray._runtime.retry import RetryPolicy
 from remotemedia_ray.audio import AudioBuffer
 from remotemedia_ray.errors import ConfigError, RemoteMediaError
 from remotemedia_ray.graph import PipelineGraph
-from remotemedia_ray.manifest import Manifest, RuntimeHint
+from remotemedia_ray.manifest import Manifest, RuntimeHint, check_runtime_hint
 from remotemedia_ray.metrics import NodeMetrics, PipelineMetrics, micros
 
 __all__ = ["OnError", "Pipeline", "PipelineState"]
@@ -179,6 +179,7 @@ class Pipeline:
 
         self._state = PipelineState.PARSING
         try:
+            node_runtime = check_runtime_hint(node_runtime, "node_runtime")
             self.manifest = _load_manifest(manifest)
             self._plan = PipelinePlan.build(self.manifest, node_runtime)
         except BaseException:

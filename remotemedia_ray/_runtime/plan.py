@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from remotemedia_ray.errors import ManifestError
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import Manifest, NodeSpec, RuntimeHint
 from remotemedia_ray.nodes.base import NodeExecutor, NodeRuntime, parse_params
@@ -52,6 +53,27 @@ class NodePlan:
         return executor
 
 
+def _check_parents(impl: type[NodeExecutor], spec: NodeSpec, parents: Sequence[str]) -> None:
+    """Refuse a node wired to more or fewer parents than it takes (``impl.inputs``)."""
+    least, most = impl.inputs
+    if not parents or (least <= len(parents) and (most is None or len(parents) <= most)):
+        return
+    takes = (
+        f"exactly {least}"
+        if least == most
+        else f"at least {least}"
+        if most is None
+        else f"{least} to {most}"
+    )
+    count = len(parents)
+    wired = ", ".join(repr(parent) for parent in parents)
+    raise ManifestError(
+        f"{spec.node_type} takes {takes} {'input' if most == 1 else 'inputs'}, but it is "
+        f"connected from {count} {'node' if count == 1 else 'nodes'} ({wired})",
+        node_id=spec.id,
+    )
+
+
 @dataclass(frozen=True)
 class PipelinePlan:
     """A validated manifest with every node's implementation resolved."""
@@ -69,15 +91,33 @@ class PipelinePlan:
             runtime: Overrides every node's ``runtime_hint`` when given.
 
         Raises:
-            ManifestError, CycleError, NodeNotFound: naming the offending node.
+            CycleError: The connections form a cycle.
+            ManifestError: Naming the offending node: an unknown node type
+                (:class:`~remotemedia_ray.errors.UnknownNodeType`), a runtime
+                or extra it lacks, a bad param, or more or fewer parents than
+                the node takes. Every node's problems are reported at once
+                (one error, a line per node, when several nodes have some).
         """
         graph = PipelineGraph.from_manifest(manifest)
         nodes: dict[str, NodePlan] = {}
+        problems: list[ManifestError] = []
         for spec in manifest.nodes:
-            impl = resolve_node_class(spec.node_type, runtime or spec.runtime_hint, node_id=spec.id)
-            if impl.Params is not None:
-                parse_params(impl.Params, spec.params, node=spec.id)
+            try:
+                hint = spec.runtime_hint if runtime is None else runtime
+                impl = resolve_node_class(spec.node_type, hint, node_id=spec.id)
+                if impl.Params is not None:
+                    parse_params(impl.Params, spec.params, node=spec.id)
+                _check_parents(impl, spec, graph.parents(spec.id))
+            except ManifestError as exc:
+                problems.append(exc)
+                continue
             nodes[spec.id] = NodePlan(spec=spec, cls=impl)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise ManifestError(
+                "invalid pipeline:\n  " + "\n  ".join(str(problem) for problem in problems)
+            )
         return cls(manifest=manifest, graph=graph, nodes=nodes)
 
     def input_keys(self, node_id: str) -> tuple[str, ...]:

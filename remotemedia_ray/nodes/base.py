@@ -100,6 +100,10 @@ class NodeExecutor(abc.ABC):
     version: ClassVar[str] = "1.0.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CPU})
     Params: ClassVar[type[BaseModel] | None] = None
+    inputs: ClassVar[tuple[int, int | None]] = (1, None)
+    """How many parents the node may have in a manifest when it has any: at least
+    the first, at most the second (None: no limit). A node with several parents gets
+    ``{parent_id: output}``; a pipeline wiring a node otherwise is refused when built."""
     accepts_chunks: ClassVar[bool] = False
     """True when ``execute`` takes an :class:`~remotemedia_ray.audio.AudioChunks`
     as it is (it reads no samples, or reads them itself); otherwise the runtime

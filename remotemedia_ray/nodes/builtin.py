@@ -375,6 +375,7 @@ class _BuiltinNode(NodeExecutor):
 class _AudioNode(_BuiltinNode):
     """A node taking exactly one AudioBuffer input."""
 
+    inputs: ClassVar[tuple[int, int | None]] = (1, 1)
     params: Any
 
     def _audio(self, value: Any) -> AudioBuffer:
@@ -669,6 +670,7 @@ class SegmentNode(_BuiltinNode):
     """
 
     Params = SegmentParams
+    inputs: ClassVar[tuple[int, int | None]] = (2, 2)
     settings: SegmentSettings
 
     def initialize(self, params: Mapping[str, Any]) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from typing import Literal, TypeVar
 
-from remotemedia_ray.errors import ManifestError, NodeNotFound
+from remotemedia_ray.errors import ManifestError, UnknownNodeType
 from remotemedia_ray.nodes.base import NodeExecutor, NodeRuntime
 
 __all__ = [
@@ -190,7 +190,8 @@ def resolve_node_class(
     only the types :func:`available_node_types` lists.
 
     Raises:
-        NodeNotFound: the node type is not registered.
+        UnknownNodeType: the node type is not registered (a NodeNotFound and a
+            ManifestError).
         ManifestError: the requested runtime has no usable implementation, or
             the node needs an optional extra that is not installed.
     """
@@ -210,12 +211,11 @@ def _resolve(node_type: str, runtime: RuntimeChoice, node_id: str | None) -> typ
         internal = _internal.get(node_type)
         if internal is not None:
             return internal
-    where = f"node {node_id!r}: " if node_id else ""
     with _lock:
         impls = dict(_classes.get(node_type, {}))
     if not impls:
-        raise NodeNotFound(
-            f"{where}unknown node type {node_type!r}; registered types: "
+        raise UnknownNodeType(
+            f"unknown node type {node_type!r}; registered types: "
             f"{', '.join(available_node_types())}",
             node_id=node_id,
         )
@@ -223,32 +223,28 @@ def _resolve(node_type: str, runtime: RuntimeChoice, node_id: str | None) -> typ
     python = impls.get("cpython")
     if runtime == "rust_native":
         if native is None:
-            raise ManifestError(
-                f"{where}{node_type} has no rust_native implementation", node_id=node_id
-            )
+            raise ManifestError(f"{node_type} has no rust_native implementation", node_id=node_id)
         if not native_available():
             raise ManifestError(
-                f"{where}{node_type} requires the native extension remotemedia_ray._native, "
+                f"{node_type} requires the native extension remotemedia_ray._native, "
                 "which is not available",
                 node_id=node_id,
             )
         return native
     if runtime == "cpython":
         if python is None:
-            raise ManifestError(
-                f"{where}{node_type} has no cpython implementation", node_id=node_id
-            )
+            raise ManifestError(f"{node_type} has no cpython implementation", node_id=node_id)
         return python
     if runtime != "auto":
         raise ManifestError(
-            f"{where}runtime must be 'rust_native', 'cpython' or 'auto', got {runtime!r}",
+            f"runtime must be 'rust_native', 'cpython' or 'auto', got {runtime!r}",
             node_id=node_id,
         )
     if native is not None and native_available():
         return native
     if python is None:
         raise ManifestError(
-            f"{where}{node_type} has only a rust_native implementation and the native "
+            f"{node_type} has only a rust_native implementation and the native "
             "extension is not available",
             node_id=node_id,
         )

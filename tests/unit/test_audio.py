@@ -93,6 +93,12 @@ def test_from_arrow_accepts_single_chunk_chunked_array_without_copy() -> None:
     assert buf.to_numpy().ctypes.data == _data_address(arr)
 
 
+def test_from_arrow_of_a_chunked_array_without_chunks_is_empty_audio() -> None:
+    buf = AudioBuffer.from_arrow(pa.chunked_array([], type=pa.int16()), RATE, channels=2)
+    assert buf.num_frames == 0 and buf.channels == 2
+    assert buf.to_numpy().dtype == np.int16
+
+
 def test_from_arrow_rejects_samples_not_divisible_by_channels() -> None:
     with pytest.raises(AudioFormatError, match="channels"):
         AudioBuffer.from_arrow(pa.array(_ramp(5)), RATE, channels=2)
@@ -274,6 +280,13 @@ def test_from_numpy_format_follows_dtype_without_copy(dtype: type, fmt: AudioFor
 def test_bad_sample_rate_is_rejected(rate: object) -> None:
     with pytest.raises(AudioFormatError, match="sample_rate must be a positive integer"):
         AudioBuffer.from_numpy(_ramp(10), rate)  # type: ignore[arg-type]
+
+
+def test_a_rate_beyond_the_data_models_u32_is_rejected() -> None:
+    assert AudioBuffer.from_numpy(_ramp(10), 2**32 - 1).sample_rate == 2**32 - 1
+    for rate in (2**32, 2**32 + 16_000, 2**64):
+        with pytest.raises(AudioFormatError, match=f"at most 4294967295 .*got {rate}"):
+            AudioBuffer.from_numpy(_ramp(10), rate)
 
 
 def test_integral_float_and_numpy_int_rates_are_accepted() -> None:

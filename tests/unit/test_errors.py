@@ -20,6 +20,7 @@ from remotemedia_ray.errors import (
     PythonError,
     RemoteMediaError,
     RetryableError,
+    UnknownNodeType,
 )
 
 ALL_CLASSES = [
@@ -34,6 +35,7 @@ ALL_CLASSES = [
     RetryableError,
     MarshalingError,
     AudioFormatError,
+    UnknownNodeType,
 ]
 
 
@@ -75,6 +77,13 @@ def test_node_not_found_is_a_key_error_with_unquoted_message() -> None:
     assert err.node_id == "x"
     with pytest.raises(KeyError):
         raise err
+
+
+def test_an_unknown_node_type_is_a_node_not_found_and_a_manifest_error() -> None:
+    err = UnknownNodeType("unknown node type 'Foo'", node_id="x")
+    assert isinstance(err, NodeNotFound) and isinstance(err, KeyError)
+    assert isinstance(err, ManifestError) and isinstance(err, ValueError)
+    assert str(err) == "[node 'x'] unknown node type 'Foo'"  # named like a ManifestError
 
 
 @pytest.mark.parametrize(
@@ -246,8 +255,8 @@ def test_every_error_pickles_with_message_and_context(cls: type[RemoteMediaError
         err: RemoteMediaError = CycleError("cycle", nodes=["a", "b"]).with_context(
             node_id="a", item_id="i"
         )
-    elif cls is NodeNotFound:
-        err = NodeNotFound("no such node", node_id="ghost").with_context(item_id="i")
+    elif cls in (NodeNotFound, UnknownNodeType):
+        err = cls("no such node", node_id="ghost").with_context(item_id="i")
     else:
         err = cls("went wrong", node_id="n1", item_id="item-1")
     back = pickle.loads(pickle.dumps(err))

@@ -135,8 +135,67 @@ def test_cycle_and_self_loop_are_rejected_before_running() -> None:
     assert info.value.nodes == ["s"]
 
 
+def test_a_node_wired_to_more_or_fewer_parents_than_it_takes_is_refused_at_build() -> None:
+    two_into_vad = manifest(
+        [("a", "ResampleNode", {}), ("b", "ChannelMixNode", {}), ("v", "VADNode", {})],
+        [("a", "v"), ("b", "v")],
+    )
+    with pytest.raises(
+        rm.ManifestError,
+        match=r"^\[node 'v'\] VADNode takes exactly 1 input, but it is connected from 2 "
+        r"nodes \('a', 'b'\)$",
+    ):
+        rm.Pipeline(two_into_vad, runtime="local")
+    one_into_segment = manifest([("v", "VADNode", {}), ("s", "SegmentNode", {})], [("v", "s")])
+    with pytest.raises(rm.ManifestError, match=r"SegmentNode takes exactly 2 inputs.* 1 node"):
+        rm.Pipeline(one_into_segment, runtime="local")
+    # Merging nodes take any number; a source's input is the caller's.
+    fan_in = manifest(
+        [
+            ("a", "MultiplyNode", {"factor": 1.0}),
+            ("b", "MultiplyNode", {"factor": 1.0}),
+            ("c", "MultiplyNode", {"factor": 1.0}),
+            ("s", "AddNode", {}),
+        ],
+        [("a", "s"), ("b", "s"), ("c", "s")],
+    )
+    with rm.Pipeline(fan_in, runtime="local") as pipeline:
+        assert pipeline.run(2.0) == {"s": 6.0}
+    assert rm.Pipeline(manifest([("s", "SegmentNode", {})], []), runtime="local")
+
+
+def test_every_bad_node_is_named_at_once_when_built() -> None:
+    bad = manifest(
+        [
+            ("a", "MultiplyNode", {"factor": "x"}),
+            ("b", "Nope", {}),
+            ("ok", "AddNode", {}),
+            ("c", "ResampleNode", {"target_rate": -1}),
+        ],
+        [],
+    )
+    with pytest.raises(rm.ManifestError) as info:
+        rm.Pipeline(bad, runtime="local")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "invalid pipeline:"
+    assert [line.split("]")[0].strip() for line in lines[1:]] == [
+        "[node 'a'",
+        "[node 'b'",
+        "[node 'c'",
+    ]
+    assert "unknown node type 'Nope'" in lines[2]
+
+
+@pytest.mark.parametrize("value", ["rust", "", "CPYTHON"])
+def test_a_bad_node_runtime_is_a_config_error_naming_the_option(value: str) -> None:
+    with pytest.raises(rm.ConfigError, match=f"^node_runtime must be one of .*got {value!r}$"):
+        rm.Pipeline(manifest([("a", "AddNode", {})], []), runtime="local", node_runtime=value)  # type: ignore[arg-type]
+    with pytest.raises(rm.ConfigError, match="node_runtime"):
+        rm.Pipeline(manifest([], []), runtime="local", node_runtime=value)  # type: ignore[arg-type]
+
+
 def test_unknown_node_type_and_bad_params_rejected_at_build() -> None:
-    with pytest.raises(rm.NodeNotFound, match="node 'x': unknown node type 'Foo'"):
+    with pytest.raises(rm.UnknownNodeType, match=r"^\[node 'x'\] unknown node type 'Foo'"):
         rm.Pipeline(manifest([("x", "Foo", {})], []), runtime="local")
     with pytest.raises(rm.ManifestError, match=r"^\[node 'r'\] unknown param 'rate'$"):
         rm.Pipeline(manifest([("r", "ResampleNode", {"rate": 1})], []), runtime="local")

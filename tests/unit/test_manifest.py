@@ -71,7 +71,7 @@ def test_parses_v1_fields_and_extensions() -> None:
         (with_change("connections.0.from", "bad id!"), "connections[0].from"),
         (with_change("metadata", {"name": 3}), "metadata.name: Input should be a valid string"),
         (with_change("nodes", {}), "nodes: Input should be a valid list"),
-        (with_change("nodes.0.host", "no-port"), "nodes[0].host"),
+        (with_change("nodes.0.host", "gpu-box:50051"), "nodes[0] (node 'mul'): unknown key 'host'"),
         (with_change("nodes.0.capabilities", {"gpu": {"type": "tpu"}}), "capabilities.gpu.type"),
         ({k: v for k, v in base().items() if k != "connections"}, "connections: required"),
     ],
@@ -188,6 +188,19 @@ def test_non_object_and_bad_json_are_rejected() -> None:
         rm.Manifest.from_dict([1, 2])
     with pytest.raises(rm.ManifestError, match="not valid JSON: .* line 1"):
         rm.Manifest.from_json("{not json")
+
+
+def test_a_key_repeated_in_json_or_yaml_is_rejected_not_overwritten() -> None:
+    text = json.dumps(base())
+    with pytest.raises(rm.ManifestError, match="key 'nodes' appears twice in one object"):
+        rm.Manifest.from_json(text[:-1] + ', "nodes": []}')
+    params = '{"id": "mul", "node_type": "MultiplyNode", "params": {"factor": 3, "factor": 1}}'
+    with pytest.raises(rm.ManifestError, match="key 'factor' appears twice"):
+        rm.Manifest.from_json(f'{{"version": "v1", "nodes": [{params}], "connections": []}}')
+    yaml_text = "version: v1\nnodes:\n  - id: a\n    node_type: MultiplyNode\n"
+    with pytest.raises(rm.ManifestError, match=r"(?s)key 'node_type' appears twice.*line 5"):
+        rm.Manifest.from_yaml(yaml_text + "    node_type: AddNode\nconnections: []\n")
+    assert rm.Manifest.from_yaml(yaml_text + "connections: []\n").nodes[0].id == "a"
 
 
 def test_loads_json_and_yaml_files(tmp_path: Path) -> None:

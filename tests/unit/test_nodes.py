@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -165,10 +166,10 @@ def test_rust_native_without_extension_names_the_node(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(native, "native_available", lambda: False)
     if registry.node_class("AddNode", "rust_native") is None:
-        needle = "node 'mix': AddNode has no rust_native implementation"
+        needle = "[node 'mix'] AddNode has no rust_native implementation"
     else:
-        needle = "node 'mix': AddNode requires the native extension"
-    with pytest.raises(rm.ManifestError, match=needle):
+        needle = "[node 'mix'] AddNode requires the native extension"
+    with pytest.raises(rm.ManifestError, match=f"^{re.escape(needle)}"):
         registry.resolve_node_class("AddNode", "rust_native", node_id="mix")
     # auto falls back to the numpy implementation instead
     assert registry.resolve_node_class("AddNode", "auto").runtime == "cpython"
