@@ -81,6 +81,10 @@ def check_runtime_hint(value: object, name: str) -> RuntimeHint | None:
 
 
 _ID_PATTERN = r"^[a-zA-Z0-9_-]+$"
+_ID_RULE = (
+    "a node id may hold only ASCII letters, digits, '_' and '-' (ids name output "
+    "folders and Ray actors)"
+)
 _MAX_FILE_BYTES = 16 * 1024 * 1024
 _RULES_ERROR = "manifest_rules"
 _MAX_MEMORY_GB = 1024.0 * 1024.0  # one PiB: bounds what Ray is asked for
@@ -422,6 +426,8 @@ def _describe(exc: ValidationError, data: dict[str, Any]) -> list[str]:
             lines.append(_version_problem(error["input"]))
         elif kind == "missing":
             lines.append(f"{_path(loc, data)}: required field missing")
+        elif kind == "string_pattern_mismatch" and loc[-1] in ("id", "from", "to"):
+            lines.append(f"{_path(loc, data)}: {_ID_RULE}, got {error['input']!r}")
         else:
             lines.append(f"{_path(loc, data)}: {error['msg']}")
     return lines

@@ -190,6 +190,16 @@ def test_non_object_and_bad_json_are_rejected() -> None:
         rm.Manifest.from_json("{not json")
 
 
+def test_an_id_outside_the_id_rule_says_what_ids_may_hold() -> None:
+    data = with_change("nodes.0.id", "audio.resample")
+    with pytest.raises(rm.ManifestError) as info:
+        rm.Manifest.from_dict(data)
+    assert (
+        "nodes[0].id (node 'audio.resample'): a node id may hold only ASCII letters, digits, "
+        "'_' and '-' (ids name output folders and Ray actors), got 'audio.resample'"
+    ) in str(info.value)
+
+
 def test_a_key_repeated_in_json_or_yaml_is_rejected_not_overwritten() -> None:
     text = json.dumps(base())
     with pytest.raises(rm.ManifestError, match="key 'nodes' appears twice in one object"):
