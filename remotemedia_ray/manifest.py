@@ -229,7 +229,12 @@ class Manifest(_Strict):
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
         """Parse a manifest from JSON text (strict JSON: no NaN or Infinity, no key
-        repeated in an object)."""
+        repeated in an object; a UTF-8 byte order mark, which some editors write, is
+        skipped as YAML skips it)."""
+        if isinstance(text, bytes) and text.startswith(b"\xef\xbb\xbf"):
+            text = text[3:]
+        elif isinstance(text, str) and text.startswith("\ufeff"):
+            text = text[1:]
         try:
             data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:

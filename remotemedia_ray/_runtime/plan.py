@@ -21,7 +21,7 @@ from remotemedia_ray.errors import ManifestError
 from remotemedia_ray.graph import PipelineGraph
 from remotemedia_ray.manifest import Manifest, NodeSpec, RuntimeHint
 from remotemedia_ray.nodes.base import NodeExecutor, NodeRuntime, parse_params
-from remotemedia_ray.nodes.registry import resolve_node_class
+from remotemedia_ray.nodes.registry import load_node_types, resolve_node_class
 
 __all__ = ["PIPELINE_INPUT", "NodePlan", "PipelinePlan"]
 
@@ -48,6 +48,7 @@ class NodePlan:
 
     def create(self) -> NodeExecutor:
         """A fresh, un-initialized executor tagged with the node id."""
+        load_node_types()  # names the class (node_type) in a process that unpickled it
         executor = self.cls()
         executor.node_id = self.spec.id
         return executor

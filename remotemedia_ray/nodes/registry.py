@@ -40,6 +40,7 @@ __all__ = [
     "create_node",
     "internal_node_id",
     "is_internal_node_id",
+    "load_node_types",
     "node_class",
     "register_internal",
     "register_node",
@@ -118,6 +119,16 @@ def register_internal(node_type: str, cls: type[NodeExecutor]) -> None:
             )
         cls.node_type = node_type
         _internal[node_type] = cls
+
+
+def load_node_types() -> None:
+    """Register the built-in and installed node types, once per process.
+
+    Registration names each class (``node_type``). A Ray worker that gets a
+    node class by unpickling a plan imports its module but not the registry,
+    so the runtime calls this before creating executors there.
+    """
+    _ensure_loaded()
 
 
 def _ensure_loaded() -> None:

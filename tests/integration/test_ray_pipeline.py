@@ -105,6 +105,10 @@ def test_run_returns_sink_outputs_and_raises_item_errors() -> None:
         with pytest.raises(rm.MarshalingError) as info:
             p.run("text", item_id="bad-item")
         assert info.value.node_id == "src" and info.value.item_id == "bad-item"
+        # Named by its node type, as on the local runtime (an actor unpickles the
+        # class without the registry that names it).
+        assert " AddNode takes numbers" in str(info.value)
+        assert "Native" not in str(info.value)
         assert p.run(2.0) == {"x2": 6.0, "x10": 30.0}
 
 

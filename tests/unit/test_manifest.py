@@ -190,6 +190,14 @@ def test_non_object_and_bad_json_are_rejected() -> None:
         rm.Manifest.from_json("{not json")
 
 
+def test_json_with_a_utf8_byte_order_mark_loads_as_yaml_does(tmp_path: Path) -> None:
+    text = json.dumps(base())
+    assert rm.Manifest.from_json("\ufeff" + text) == rm.Manifest.from_json(text)
+    path = tmp_path / "m.json"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert rm.Manifest.from_file(path) == rm.Manifest.from_json(text)
+
+
 def test_an_id_outside_the_id_rule_says_what_ids_may_hold() -> None:
     data = with_change("nodes.0.id", "audio.resample")
     with pytest.raises(rm.ManifestError) as info:
