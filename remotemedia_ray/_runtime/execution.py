@@ -118,20 +118,28 @@ def write_batch(
 ) -> list[SinkCommit | ItemFailure]:
     """Hand a batch's successful outputs to ``sink``; failures pass through.
 
-    When the sink raises, every item it was given fails at ``sink.node_id``
-    (the batch can run again: nothing of it counts as done).
+    When the sink raises for several items, each half of them is written on its
+    own, down to single items, so one output the sink cannot take (audio a
+    format cannot hold) fails alone, named, and the others are written (in up
+    to a few more commits). An ``OSError`` (the storage) fails every item given
+    at once. A failed item fails at ``sink.node_id``; nothing of a failed write
+    counts as done, so the batch can run again.
     """
     done = [o for o in outcomes if isinstance(o, PipelineOutput)]
     results: list[SinkCommit | ItemFailure] = [o for o in outcomes if isinstance(o, ItemFailure)]
-    if not done:
-        return results
+    return [*results, *_write_parts(sink, done)] if done else results
+
+
+def _write_parts(sink: BatchSink, done: list[PipelineOutput]) -> list[SinkCommit | ItemFailure]:
     ids = [o.item_id for o in done]
     try:
-        record = sink.write(done, ids)
+        return [SinkCommit(ids, sink.write(done, ids))]
     except Exception as exc:
+        if len(done) > 1 and not isinstance(exc, OSError):
+            half = len(done) // 2
+            return [*_write_parts(sink, done[:half]), *_write_parts(sink, done[half:])]
         error = wrap_error(exc, node_id=sink.node_id)
-        return [*results, *(ItemFailure(i, sink.node_id, for_item(error, i)) for i in ids)]
-    return [*results, SinkCommit(ids, record)]
+        return [ItemFailure(i, sink.node_id, for_item(error, i)) for i in ids]
 
 
 ItemBytes = Callable[[Any], "int | None"]

@@ -13,6 +13,7 @@ import re
 from pathlib import PurePosixPath
 
 from remotemedia_ray.audio import AudioBuffer, AudioFormat
+from remotemedia_ray.errors import AudioFormatError
 
 __all__ = ["audio_folder", "audio_path", "encode_audio", "safe_relative_path"]
 
@@ -63,13 +64,29 @@ def audio_path(item_id: str, fmt: str) -> PurePosixPath:
     return rel.with_name(f"{name}.{fmt}")
 
 
+_LIMITS = {"flac": (8, 655_350), "wav": (65_535, 2**31 - 1)}
+"""(channels, sample rate) at most, per format, as libsndfile writes them."""
+
+
 def encode_audio(audio: AudioBuffer, fmt: str) -> bytes:
     """``audio`` as the bytes of a FLAC or WAV file.
 
     Integer PCM keeps its width (32-bit becomes 24-bit in FLAC, its widest);
     float audio is stored as float in WAV and as 24-bit PCM in FLAC.
+
+    Raises:
+        AudioFormatError: the format cannot hold this audio (FLAC: more than 8
+            channels or a rate above 655350 Hz; WAV: a rate above 2**31 - 1),
+            saying why.
     """
     import soundfile as sf
+
+    limits = _LIMITS[fmt]
+    if audio.channels > limits[0] or audio.sample_rate > limits[1]:
+        raise AudioFormatError(
+            f"cannot write {audio.channels}-channel {audio.sample_rate} Hz audio as "
+            f"{fmt.upper()}, which holds at most {limits[0]} channels and {limits[1]} Hz"
+        )
 
     subtype = {
         AudioFormat.I16: "PCM_16",

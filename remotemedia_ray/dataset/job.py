@@ -190,6 +190,8 @@ class DatasetJob:
         self._named: set[str] = set()
         self._errors: list[dict[str, Any]] = []
         self._errors_written = 0
+        self._failures_recorded = 0
+        """Failures of the pipeline (``pipeline.failures``) recorded so far."""
         self._paths: dict[str, str] = {}
         """How errors name the items in flight (item id -> path)."""
         self._elapsed = 0.0
@@ -254,14 +256,21 @@ class DatasetJob:
         assert self.listing is not None, "prepare() first"
         return self.listing
 
-    def _todo(self, items: Iterator[InputItem], progress: Progress) -> Iterator[dict[str, Any]]:
+    def _todo(
+        self, items: Iterator[InputItem], progress: Progress, pipeline: Pipeline
+    ) -> Iterator[dict[str, Any]]:
         """The pipeline inputs of the items to run, as they are listed.
 
         Items that could not be listed are recorded as they come; every item
         is counted, and the progress line learns the total once listing ends.
+        Past ``max_errors`` failures (listed, or failed in the pipeline and not
+        yet recorded: a batch whose items all fail writes nothing) no more
+        items are handed out.
         """
         result = self.result
         for item in items:
+            if self._too_many_errors(len(pipeline.failures) - self._failures_recorded):
+                break
             result.items_total += 1
             if item.error is not None:
                 self._record([_listing_error(item)])
@@ -294,8 +303,7 @@ class DatasetJob:
         first = list(itertools.islice(listed, _PEEK))  # a small corpus gets smaller batches
         small = len(first) < _PEEK
         pipeline = self._pipeline(sum(i.error is None for i in first) if small else None)
-        todo = self._todo(itertools.chain(first, listed), progress)
-        recorded = 0
+        todo = self._todo(itertools.chain(first, listed), progress, pipeline)
         try:
             with pipeline:
                 values, ids = _unzip((v["item_id"], v) for v in todo)
@@ -315,15 +323,16 @@ class DatasetJob:
                         self._paths.pop(item_id, None)
                     result.items_done += len(record.items)
                     result.audio_seconds += record.audio_seconds
-                    failures = pipeline.failures[recorded:]
-                    recorded += len(failures)
+                    failures = pipeline.failures[self._failures_recorded :]
+                    self._failures_recorded += len(failures)
                     self._record(
                         [_failure_entry(f, self._paths.pop(f.item_id, None)) for f in failures]
                     )
                     if self._too_many_errors():
                         break
                     progress.update(result.items_done, result.items_failed, result.audio_seconds)
-                failures = pipeline.failures[recorded:]
+                failures = pipeline.failures[self._failures_recorded :]
+                self._failures_recorded += len(failures)
                 self._record(
                     [_failure_entry(f, self._paths.pop(f.item_id, None)) for f in failures]
                 )
@@ -378,9 +387,11 @@ class DatasetJob:
         out.write_bytes(out.join(ERRORS), redact(text).encode("utf-8"))
         self._errors_written = len(self._errors)
 
-    def _too_many_errors(self) -> bool:
+    def _too_many_errors(self, pending: int = 0) -> bool:
+        """Whether more than ``max_errors`` items failed, counting ``pending`` failures
+        not yet recorded."""
         limit = self.config.max_errors
-        return limit is not None and self.result.items_failed > limit
+        return limit is not None and self.result.items_failed + pending > limit
 
     def finish(self) -> JobResult:
         """Delete unnamed files, write ``metrics.json`` and the summary (not after Ctrl-C)."""

@@ -337,6 +337,56 @@ def test_max_errors_sets_exit_code_3_when_exceeded(
     assert ("stopped: more than" in stdout) == (exit_code == 3)
 
 
+def test_max_errors_stops_handing_out_items_even_while_no_batch_writes(tmp_path: Path) -> None:
+    # Batches whose items all fail write nothing; the limit must still stop the run.
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(40):
+        (root / f"bad{i:02}.wav").write_bytes(b"junk")
+    write_audio(root / "zz.wav", AudioSpec("zz.wav", 16000, 1, "PCM_16", 0.2), seed=1)
+    result, _ = job(root, tmp_path / "out", max_errors=2, shard_rows=4)
+    assert result.exit_code == 3
+    assert 2 < result.items_failed <= 8  # the batch that crossed it, and at most one in flight
+    assert result.items_done == 0  # zz.wav, listed last, never ran
+    errors = (tmp_path / "out" / "errors.jsonl").read_text().splitlines()
+    assert len(errors) == result.items_failed
+
+
+def test_an_output_the_writer_cannot_take_fails_alone_and_the_batch_is_written(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    x = tone(16000, 0.2, 1, seed=3)
+    for i in range(5):
+        sf.write(root / f"good{i}.wav", x, 16000, subtype="PCM_16")
+    sf.write(root / "ch12.wav", np.repeat(x, 12, axis=1), 16000, subtype="PCM_16")
+    manifest_path = tmp_path / "convert.json"
+    manifest_path.write_text(
+        json.dumps(
+            {
+                "version": "v1",
+                "nodes": [
+                    {"id": "pcm", "node_type": "FormatConverterNode",
+                     "params": {"target_format": "i16"}}
+                ],
+                "connections": [],
+            }
+        )
+    )  # fmt: skip
+    for options in ({"write_audio": "flac"}, {"formats": ["hf"]}):
+        out = tmp_path / f"out-{len(options)}-{next(iter(options))}"
+        config = JobConfig(
+            manifest=manifest_path, input=str(root), outdir=out, runtime="local", **options
+        )
+        result = run_job(config, stream=io.StringIO())
+        assert (result.items_done, result.items_failed) == (5, 1), options
+        (entry,) = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+        assert entry["item_id"] == "ch12.wav" and entry["node"] == "job:write"
+        assert "12-channel 16000 Hz audio as FLAC, which holds at most 8 channels" in entry["error"]
+        assert not leftover_temporaries(out)
+
+
 def test_thousands_of_tiny_files_are_each_processed_once_on_ray(
     ray_session: None, tmp_path: Path
 ) -> None:
