@@ -13,9 +13,15 @@ files starts at once and the driver never holds the whole corpus. To catch
 an entry listed twice, a list file or a glob keeps a 64-bit digest of each id
 it has seen (about 16 bytes an entry).
 
-An entry that cannot be used (a list file naming a missing file, or a second
-name with an id already taken) becomes an item with ``error`` set: the job
-records it in ``errors.jsonl`` and runs the rest.
+Each local file runs once, whatever names reach it: folders are walked once
+even where links lead to them again (a link back up the tree is a loop), and
+a file met again under another name (a link to it, a hard link, another
+spelling in a list file) is known by its device and inode.
+
+An entry that cannot be used (a list file naming a missing file, a second
+name with an id already taken, or a second name of a file already listed)
+becomes an item with ``error`` set: the job records it in ``errors.jsonl``
+and runs the rest.
 
 A storage URI (``s3://bucket/prefix``, see :mod:`~remotemedia_ray.dataset.storage`)
 is listed the same way through its filesystem: a prefix (recursively), a glob
@@ -282,15 +288,8 @@ def _folder_items(
     top = os.path.abspath(root)
     found_audio = False
     parquet: list[str] = []
-    visited: set[str] = set()
-    for folder, dirs, names in os.walk(top, followlinks=True):
-        visited.add(os.path.realpath(folder))
-        dirs.sort()  # a linked folder is walked once, under its first name: no loops
-        dirs[:] = [
-            d
-            for d in dirs
-            if wanted(Path(folder, d)) and os.path.realpath(os.path.join(folder, d)) not in visited
-        ]
+    files = _SameFiles()
+    for folder, names in _walk_once(top, lambda d: wanted(Path(d))):
         prefix = "" if folder == top else folder[len(top) + 1 :].replace(os.sep, "/") + "/"
         rendered: dict[str, str] = {}
         for name in sorted(names):
@@ -300,8 +299,8 @@ def _folder_items(
                 parquet.append(full)
             if suffix not in exts:
                 continue
-            size = _file_size(full)
-            if size is None:
+            status = _regular_file(full)
+            if status is None:
                 continue
             if os.path.islink(full) and not wanted(Path(full)):  # a link into OUTDIR
                 continue
@@ -311,7 +310,9 @@ def _folder_items(
             error = None
             if first != full:  # two names that render alike (see printable_name)
                 error = f"{full}: its id {item_id!r} is already the id of {first}"
-            yield InputItem(item_id, full, error=error, size=size)
+            elif files.again(status):
+                error = f"{full}: {_SAME_FILE}"
+            yield InputItem(item_id, full, error=error, size=status.st_size)
     if not found_audio and parquet:
         yield from _parquet_items(sorted(parquet))
 
@@ -321,27 +322,104 @@ def _glob_items(
 ) -> Iterator[InputItem]:
     root = Path(_glob_root(pattern))
     seen = _Seen()
-    for name in globlib.iglob(pattern, recursive=True):
+    files = _SameFiles()
+    for name in _glob_paths(pattern, lambda d: wanted(Path(d))):
         file = Path(name)
         if file.suffix.lower() not in exts or not wanted(file):
             continue
-        size = _file_size(name)
-        if size is None:
+        status = _regular_file(name)
+        if status is None:
             continue
         item_id = _relative_id(file, root)
         error = None
         if seen.add(item_id):
             error = f"{file}: its id {item_id!r} is already the id of another match"
-        yield InputItem(item_id, str(file.resolve()), error=error, size=size)
+        elif files.again(status):
+            error = f"{file}: {_SAME_FILE}"
+        yield InputItem(item_id, str(file.resolve()), error=error, size=status.st_size)
 
 
-def _file_size(path: str) -> int | None:
-    """The size of a regular file (following links), or None for anything else."""
+def _glob_paths(pattern: str, wanted: Callable[[str], bool]) -> Iterator[str]:
+    """The paths matching a local glob, as ``glob.iglob(pattern, recursive=True)``
+    names them, but with ``**`` walking each folder once (:func:`_walk_once`):
+    glob follows every link to a folder, so a link back up the tree would make
+    it list the same files without end."""
+    if "**" not in pattern:
+        yield from globlib.iglob(pattern, recursive=True)  # no recursion, so no loop
+        return
+    root = _glob_root(pattern)
+    parts = Path(pattern).parts[len(Path(root).parts) :]
+    for folder, names in _walk_once(root, wanted):
+        rel = os.path.relpath(folder, root)
+        under = [] if rel == os.curdir else rel.split(os.sep)
+        for name in sorted(names):
+            if _glob_match(parts, [*under, name]):
+                yield (
+                    os.path.join(folder, name) if root != os.curdir else os.path.join(*under, name)
+                )
+
+
+def _glob_match(parts: tuple[str, ...] | list[str], names: list[str]) -> bool:
+    """Whether a path's ``names`` match a glob's ``parts`` as :mod:`glob` matches
+    them: ``**`` is any number of folders, ``*`` and ``?`` stay within a name,
+    and a name starting with ``.`` matches only a part that starts with one."""
+    if not parts:
+        return not names
+    head, rest = parts[0], list(parts[1:])
+    if head == "**":
+        for taken in range(len(names) + 1):
+            if taken and names[taken - 1].startswith("."):
+                return False
+            if _glob_match(rest, names[taken:]) and (rest or taken == len(names)):
+                return True
+        return False
+    if not names or (names[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], head) and _glob_match(rest, names[1:])
+
+
+def _walk_once(top: str, wanted: Callable[[str], bool]) -> Iterator[tuple[str, list[str]]]:
+    """Each folder under ``top`` with its file names, as ``os.walk(top, followlinks=True)``
+    walks them (sub-folders by name), but entering each folder once, under the
+    first name met: a folder a link leads to again (a sibling
+    linked, a link back up the tree) is not entered twice, so there is no loop."""
+    visited = {os.path.realpath(top)}
+    for folder, dirs, names in os.walk(top, followlinks=True):
+        keep = []
+        for name in sorted(dirs):
+            path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if real not in visited and wanted(path):
+                visited.add(real)
+                keep.append(name)
+        dirs[:] = keep
+        yield folder, names
+
+
+_SAME_FILE = (
+    "the same file as an item listed before it (through a link or another name); it runs once"
+)
+
+
+class _SameFiles:
+    """The local files listed so far, by device and inode (as :class:`_Seen` digests)."""
+
+    def __init__(self) -> None:
+        self._seen = _Seen()
+
+    def again(self, status: os.stat_result) -> bool:
+        """Remember a file; whether one with its identity was listed before (a
+        filesystem without inode numbers reports 0: nothing is known then)."""
+        return bool(status.st_ino) and self._seen.add(f"{status.st_dev}:{status.st_ino}")
+
+
+def _regular_file(path: str) -> os.stat_result | None:
+    """The status of a regular file (following links), or None for anything else."""
     try:
         status = os.stat(path)
     except OSError:
         return None
-    return status.st_size if stat.S_ISREG(status.st_mode) else None
+    return status if stat.S_ISREG(status.st_mode) else None
 
 
 def _store_items(location: Location) -> Iterator[InputItem]:
@@ -488,6 +566,7 @@ def _list_file_items(list_file: Path) -> Iterator[InputItem]:
     (``./`` dropped): distinct for distinct entries, the same on every run."""
     base = str(list_file.parent)
     seen = _Seen()
+    files = _SameFiles()
     repeats = 0
     with open(list_file, "rb") as handle:  # plain os calls: a million entries take seconds
         for number, line in enumerate(_text_lines(handle, str(list_file)), 1):
@@ -497,13 +576,22 @@ def _list_file_items(list_file: Path) -> Iterator[InputItem]:
             item_id = _entry_id(text)
             file = text if text.startswith("/") else os.path.join(base, text)
             error = None
+            status = None
             if seen.add(item_id):
                 first = _first_line(list_file, item_id) if repeats < _NAMED_REPEATS else None
                 repeats += 1
                 error = _repeat_error(str(list_file), number, item_id, first)
-            elif not os.path.isfile(file):
-                error = f"{list_file}:{number}: no such file {text!r}"
-            yield InputItem(item_id, os.path.realpath(file) if error is None else file, error=error)
+            else:
+                status = _regular_file(file)
+                if status is None:
+                    error = f"{list_file}:{number}: no such file {text!r}"
+                elif files.again(status):
+                    error = f"{list_file}:{number}: {text!r} is {_SAME_FILE}"
+            if error is not None:
+                yield InputItem(item_id, file, error=error)
+            else:
+                assert status is not None
+                yield InputItem(item_id, os.path.realpath(file), size=status.st_size)
 
 
 _NAMED_REPEATS = 100

@@ -173,17 +173,26 @@ def test_resume_and_overwrite_never_touch_files_outside_outdir_through_a_link(
 # -- 4. two names for one file, missing entries --------------------------------------------
 
 
-def test_a_link_in_the_corpus_is_an_input_under_its_own_name(tmp_path: Path) -> None:
+def test_a_file_reached_by_several_names_runs_once_under_the_first(tmp_path: Path) -> None:
     root = tmp_path / "in"
     wav(root / "a.wav")
     (root / "link.wav").symlink_to(root / "a.wav")
     (root / "sub").mkdir()
     (root / "sub" / "again.wav").symlink_to(root / "a.wav")
+    os.link(root / "a.wav", root / "sub" / "hard.wav")
+    wav(tmp_path / "elsewhere.wav")
+    (root / "outside.wav").symlink_to(tmp_path / "elsewhere.wav")  # a link keeps its name
+    (root / "sub" / "up").symlink_to(root)  # a loop
+    (root / "twin").symlink_to(root / "sub")  # a folder by a second name
 
-    result, _ = job(root, tmp_path / "out")
-
-    assert (result.exit_code, result.items_done, result.items_failed) == (0, 3, 0)
-    assert ids_once(tmp_path / "out", "vad") == ["a.wav", "link.wav", "sub/again.wav"]
+    for spec in (root, root / "**" / "*.wav"):
+        out = tmp_path / f"out-{len(str(spec))}"
+        result, _ = job(spec, out)
+        assert (result.exit_code, result.items_done, result.items_failed) == (0, 2, 3), spec
+        assert ids_once(out, "vad") == ["a.wav", "outside.wav"]
+        errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+        assert sorted(e["item_id"] for e in errors) == ["link.wav", "sub/again.wav", "sub/hard.wav"]
+        assert all("the same file as an item listed before it" in e["error"] for e in errors)
 
 
 def test_list_entries_with_one_base_name_get_distinct_ids(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_folders_and_globs_list_each_file_with_its_size(tmp_path: Path) -> None:
     assert {i.item_id: i.size for i in list_inputs(str(tmp_path / "**" / "*.wav"))} == sizes
     listed = tmp_path / "list.txt"
     listed.write_text("a.wav\nsub/b.wav\n")
-    assert [i.size for i in list_inputs(str(listed))] == [None, None]  # not stat'ed
+    assert [i.size for i in list_inputs(str(listed))] == [sizes["a.wav"], sizes["sub/b.wav"]]
     assert list_inputs(str(tmp_path))[0].to_value()["size"] == sizes["a.wav"]
 
 
@@ -84,3 +84,38 @@ def test_a_batch_ends_at_its_count_or_its_bytes() -> None:
     assert batches(2, 10) == [["0", "1"], ["2"], ["3", "4"], ["5"]]
     assert batches(3, None) == [["0", "1", "2"], ["3", "4", "5"]]
     assert batches(10, 1) == [[str(n)] for n in range(3)] + [["3", "4"], ["5"]]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "**/*.wav",
+        "**",
+        "a/**/*.wav",
+        "*/**/x*.wav",
+        "**/b/*.wav",
+        "a/**/b/**/*.wav",
+        "**/.h*/*.wav",
+        "**/.*.wav",
+        "?/**/[xy].wav",
+        "a/**/[!x].wav",
+        "a/*.wav",
+    ],
+)
+def test_a_recursive_glob_lists_what_glob_does_without_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str
+) -> None:
+    import glob
+
+    from remotemedia_ray.dataset.inputs import _glob_paths
+
+    for rel in (
+        "x.wav", "a/x.wav", "a/y.wav", "a/b/x.wav", "a/b/c/y.wav", "a/b/c/b/z.wav",
+        "a/.hidden/x.wav", "a/.x.wav", ".h/x.wav", "b/x.wav", "c/b/y.wav",
+    ):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    for spec in (pattern, str(tmp_path / pattern)):
+        files = {p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)}
+        assert set(_glob_paths(spec, lambda _: True)) == files, spec
