@@ -139,7 +139,9 @@ def probe(source: bytes | str | Any, name: str, *, keep_pcm: bool = True) -> Pro
     faster = info is not None and (info.format, info.subtype) in FFMPEG_FASTER
     if info is not None and not (faster and info.samplerate == _FFMPEG_OPUS_RATE):
         dtype = _pcm_dtype(info.subtype) if keep_pcm else "float32"
-        return Probe("sndfile", info.samplerate, info.channels, info.frames, dtype, info.subtype)
+        # libsndfile counts the frames present; the header may state more (a cut file).
+        frames = max(info.frames, _stated_pcm_frames(_head(source)) or 0)
+        return Probe("sndfile", info.samplerate, info.channels, frames, dtype, info.subtype)
     with _open_container(source, name, refusal) as container:
         stream = _audio_stream(container, name)
         return Probe(
@@ -321,6 +323,56 @@ def _wav_pcm(data: bytes | bytearray) -> tuple[Probe, np.ndarray] | None:
             return Probe("sndfile", rate, channels, frames, dtype, subtype), samples
         pos = body + size + (size & 1)  # chunks are padded to an even size
     return None
+
+
+def _stated_pcm_frames(head: bytes) -> int | None:
+    """The frames a WAV's or AIFF's header states (its ``data`` chunk's size over the
+    frame size; AIFF's ``COMM`` count), from the file's first bytes; None when
+    they do not say (another format, a streamed WAV's 0 or 0xFFFFFFFF, a header
+    beyond ``head``). libsndfile reports only the frames present, so a file cut
+    short would pass for a short file."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        block = None
+        pos = 12
+        while pos + 8 <= len(head):
+            chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+            if chunk == b"fmt " and pos + 22 <= len(head):
+                block = int.from_bytes(head[pos + 20 : pos + 22], "little")
+            elif chunk == b"data":
+                if not block or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block
+            pos += 8 + size + (size & 1)
+        return None
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        pos = 12
+        while pos + 8 <= len(head):
+            chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "big")
+            if chunk == b"COMM" and pos + 14 <= len(head):
+                return int.from_bytes(head[pos + 10 : pos + 14], "big") or None
+            pos += 8 + size + (size & 1)
+    return None
+
+
+_HEAD_BYTES = 1 << 16
+"""The bytes of a file read for :func:`_stated_pcm_frames`."""
+
+
+def _head(source: bytes | bytearray | str | Any) -> bytes:
+    """The first :data:`_HEAD_BYTES` of a file given as bytes, a path or an open file
+    (which is left at its start)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[:_HEAD_BYTES])
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as handle:
+                return handle.read(_HEAD_BYTES)
+        try:
+            return bytes(source.read(_HEAD_BYTES))
+        finally:
+            source.seek(0)
+    except OSError:
+        return b""
 
 
 # -- libsndfile -------------------------------------------------------------------------

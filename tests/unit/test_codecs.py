@@ -281,3 +281,31 @@ def test_a_wav_with_other_chunks_before_its_samples_is_read_in_place() -> None:
 )
 def test_other_wavs_are_left_to_libsndfile(data: bytes) -> None:
     assert _wav_pcm(data) is None
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "AIFF"])
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_a_wav_or_aiff_cut_short_is_truncated_whole_and_in_windows(
+    tmp_path: Path, fmt: str, subtype: str
+) -> None:
+    # libsndfile counts only the frames present; the header states the rest.
+    buffer = io.BytesIO()
+    x = (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    sf.write(buffer, x, 16000, format=fmt, subtype=subtype)
+    data = buffer.getvalue()
+    assert decode_audio(data, "whole").num_frames == 16000
+    cut = data[: len(data) // 3]
+    states = r"truncated \(its header states 16000 frames, \d+ could be decoded\)"
+    with pytest.raises(rm.AudioFormatError, match=rf"'corpus/cut': it is {states}"):
+        decode_audio(cut, "corpus/cut")
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(cut)
+    with pytest.raises(rm.AudioFormatError, match=states):
+        list(decode_windows(str(path), "cut", probe(str(path), "cut"), 1000))
+
+
+def test_a_streamed_wav_whose_header_states_no_length_is_read_to_its_end() -> None:
+    samples = np.arange(-8, 8, dtype=np.int16).reshape(8, 2)
+    data = bytearray(_riff((b"fmt ", _fmt()), (b"data", samples.tobytes())))
+    data[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # the data chunk's size: unknown
+    np.testing.assert_array_equal(decode_audio(bytes(data), "live.wav").to_numpy_2d(), samples)
