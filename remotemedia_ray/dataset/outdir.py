@@ -138,8 +138,19 @@ def _is_stale(holder: Mapping[str, Any]) -> bool:
     except ProcessLookupError:
         return True
     except OSError:  # it exists, owned by someone else
-        return False
-    return False
+        return not _running(pid)
+    return not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    """Whether an existing process still runs: a killed one whose parent has not
+    reaped it yet (a zombie, state ``Z`` in Linux's ``/proc``) does not."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): it exists, so it runs
+    return state not in (b"Z", b"X")
 
 
 def prepare_outdir(

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 import threading
 from collections import Counter
 from pathlib import Path
@@ -294,6 +295,26 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_message(tmp_path: P
     assert f"taking over the lock {lock}" in messages
     assert not lock.exists()
     assert ids_once(out, "pcm16") == ["a.wav"]
+
+
+def test_a_lock_of_a_killed_process_not_yet_reaped_is_taken_over(tmp_path: Path) -> None:
+    wav(tmp_path / "in" / "a.wav")
+    out = tmp_path / "out"
+    killed = subprocess.Popen(["sleep", "60"])
+    try:
+        killed.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{killed.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)  # a zombie: it exists until this process reaps it
+        lock = _lock(out, killed.pid)
+
+        result, messages = job(tmp_path / "in", out)
+
+        assert result.exit_code == 0
+        assert f"taking over the lock {lock}" in messages
+    finally:
+        killed.wait()
 
 
 def test_the_lock_is_released_when_a_run_ends_or_is_refused(tmp_path: Path) -> None:
