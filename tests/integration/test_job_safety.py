@@ -13,8 +13,8 @@ import json
 import os
 import socket
 import subprocess
-import time
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
