@@ -425,7 +425,12 @@ def _describe(exc: ValidationError, data: dict[str, Any]) -> list[str]:
         kind = error["type"]
         if kind == _RULES_ERROR:
             continue  # the rules are reported from the raw data, one line each
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and loc[-1] == "host" and len(loc) == 3:
+            lines.append(
+                f"{_path(loc[:-1], data)}: 'host' (running a node on a remote RemoteMedia "
+                "server) is not supported: every node runs on the Ray cluster; remove it"
+            )
+        elif kind == "extra_forbidden":
             lines.append(f"{_path(loc[:-1], data)}: unknown key {loc[-1]!r}")
         elif loc == ("version",) and kind == "literal_error":
             lines.append(_version_problem(error["input"]))
@@ -476,6 +481,10 @@ def _unicode_problem(exc: UnicodeDecodeError) -> str:
     return f"byte {exc.start} cannot be decoded ({exc.reason})"
 
 
+_YAML_SPECIAL_KEYS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
+"""``<<`` and ``=``, which PyYAML resolves itself."""
+
+
 class _ManifestYamlLoader(yaml.SafeLoader):
     """PyYAML's safe loader without aliases and without implicit timestamps."""
 
@@ -493,6 +502,8 @@ class _ManifestYamlLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag in _YAML_SPECIAL_KEYS:  # a merge key's pairs may be overridden
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 repeated = key in seen

@@ -23,6 +23,7 @@ from remotemedia_ray._runtime.retry import (
 )
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, Clips
 from remotemedia_ray.errors import (
+    ConfigError,
     MarshalingError,
     NodeExecutionError,
     PythonError,
@@ -121,9 +122,10 @@ def write_batch(
     When the sink raises for several items, each half of them is written on its
     own, down to single items, so one output the sink cannot take (audio a
     format cannot hold) fails alone, named, and the others are written (in up
-    to a few more commits). An ``OSError`` (the storage) fails every item given
-    at once. A failed item fails at ``sink.node_id``; nothing of a failed write
-    counts as done, so the batch can run again.
+    to a few more commits). An error of the whole write (the storage: an
+    ``OSError`` other than a path's own; a bad setting: a ``ConfigError``)
+    fails every item given at once. A failed item fails at ``sink.node_id``;
+    nothing of a failed write counts as done, so the batch can run again.
     """
     done = [o for o in outcomes if isinstance(o, PipelineOutput)]
     results: list[SinkCommit | ItemFailure] = [o for o in outcomes if isinstance(o, ItemFailure)]
@@ -135,11 +137,19 @@ def _write_parts(sink: BatchSink, done: list[PipelineOutput]) -> list[SinkCommit
     try:
         return [SinkCommit(ids, sink.write(done, ids))]
     except Exception as exc:
-        if len(done) > 1 and not isinstance(exc, OSError):
+        if len(done) > 1 and _one_item_may_cause(exc):
             half = len(done) // 2
             return [*_write_parts(sink, done[:half]), *_write_parts(sink, done[half:])]
         error = wrap_error(exc, node_id=sink.node_id)
         return [ItemFailure(i, sink.node_id, for_item(error, i)) for i in ids]
+
+
+def _one_item_may_cause(error: BaseException) -> bool:
+    """Whether a failed write may come from one of its items, not from the storage
+    or a setting (those fail every part of the batch alike)."""
+    if isinstance(error, (NotADirectoryError, IsADirectoryError, FileExistsError)):
+        return True  # one item's path
+    return not isinstance(error, (OSError, ConfigError))
 
 
 ItemBytes = Callable[[Any], "int | None"]

@@ -64,7 +64,7 @@ def audio_path(item_id: str, fmt: str) -> PurePosixPath:
     return rel.with_name(f"{name}.{fmt}")
 
 
-_LIMITS = {"flac": (8, 655_350), "wav": (65_535, 2**31 - 1)}
+_LIMITS = {"flac": (8, 655_350), "wav": (1024, 2**31 - 1)}
 """(channels, sample rate) at most, per format, as libsndfile writes them."""
 
 
@@ -76,7 +76,8 @@ def encode_audio(audio: AudioBuffer, fmt: str) -> bytes:
 
     Raises:
         AudioFormatError: the format cannot hold this audio (FLAC: more than 8
-            channels or a rate above 655350 Hz; WAV: a rate above 2**31 - 1),
+            channels or a rate above 655350 Hz; WAV: more than 1024 channels or a
+            rate above 2**31 - 1),
             saying why.
     """
     import soundfile as sf

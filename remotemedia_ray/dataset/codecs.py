@@ -140,7 +140,10 @@ def probe(source: bytes | str | Any, name: str, *, keep_pcm: bool = True) -> Pro
     if info is not None and not (faster and info.samplerate == _FFMPEG_OPUS_RATE):
         dtype = _pcm_dtype(info.subtype) if keep_pcm else "float32"
         # libsndfile counts the frames present; the header may state more (a cut file).
-        frames = max(info.frames, _stated_pcm_frames(_head(source)) or 0)
+        stated = _stated_pcm_frames(
+            _head(source), info.channels * _SAMPLE_BYTES.get(info.subtype, 0)
+        )
+        frames = max(info.frames, stated or 0)
         return Probe("sndfile", info.samplerate, info.channels, frames, dtype, info.subtype)
     with _open_container(source, name, refusal) as container:
         stream = _audio_stream(container, name)
@@ -325,23 +328,35 @@ def _wav_pcm(data: bytes | bytearray) -> tuple[Probe, np.ndarray] | None:
     return None
 
 
-def _stated_pcm_frames(head: bytes) -> int | None:
-    """The frames a WAV's or AIFF's header states (its ``data`` chunk's size over the
-    frame size; AIFF's ``COMM`` count), from the file's first bytes; None when
-    they do not say (another format, a streamed WAV's 0 or 0xFFFFFFFF, a header
-    beyond ``head``). libsndfile reports only the frames present, so a file cut
-    short would pass for a short file."""
+_SAMPLE_BYTES = {
+    "PCM_S8": 1, "PCM_U8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3,
+    "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+}  # fmt: skip
+"""Bytes per sample of the uncompressed libsndfile subtypes."""
+
+_UNSTATED = 0x7FFF0000
+"""A WAV data size from here up states no length: writers to a pipe put a
+placeholder there (0xFFFFFFFF, 0x7FFFFFFF, SoX's 0x7FFFF000); AIFF likewise."""
+
+
+def _stated_pcm_frames(head: bytes, frame_bytes: int) -> int | None:
+    """The frames a WAV's or AIFF's header states, from the file's first bytes: the
+    ``data`` chunk's size over ``frame_bytes`` (channels times libsndfile's sample
+    size: a header's own block size may be wrong), AIFF's ``COMM`` count.
+
+    None where they do not say: another format or a compressed encoding
+    (``frame_bytes`` 0), a size of 0 or a placeholder (:data:`_UNSTATED`), a
+    header beyond ``head``. libsndfile reports only the frames present, so a
+    file cut short would otherwise pass for a short file.
+    """
+    if frame_bytes <= 0:
+        return None
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        block = None
         pos = 12
         while pos + 8 <= len(head):
             chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
-            if chunk == b"fmt " and pos + 22 <= len(head):
-                block = int.from_bytes(head[pos + 20 : pos + 22], "little")
-            elif chunk == b"data":
-                if not block or size in (0, 0xFFFFFFFF):
-                    return None
-                return size // block
+            if chunk == b"data":
+                return size // frame_bytes if 0 < size < _UNSTATED else None
             pos += 8 + size + (size & 1)
         return None
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
@@ -349,7 +364,8 @@ def _stated_pcm_frames(head: bytes) -> int | None:
         while pos + 8 <= len(head):
             chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "big")
             if chunk == b"COMM" and pos + 14 <= len(head):
-                return int.from_bytes(head[pos + 10 : pos + 14], "big") or None
+                frames = int.from_bytes(head[pos + 10 : pos + 14], "big")
+                return frames if 0 < frames * frame_bytes < _UNSTATED else None
             pos += 8 + size + (size & 1)
     return None
 

@@ -13,10 +13,10 @@ files starts at once and the driver never holds the whole corpus. To catch
 an entry listed twice, a list file or a glob keeps a 64-bit digest of each id
 it has seen (about 16 bytes an entry).
 
-Each local file runs once, whatever names reach it: folders are walked once
-even where links lead to them again (a link back up the tree is a loop), and
-a file met again under another name (a link to it, a hard link, another
-spelling in a list file) is known by its device and inode.
+Each local file runs once, whatever names reach it: a link back up the tree
+(a loop) is not followed, and a file met again under another name (a link to
+it or to its folder, a hard link, another spelling in a list file) is known
+by its device and inode (with its size and modification time).
 
 An entry that cannot be used (a list file naming a missing file, a second
 name with an id already taken, or a second name of a file already listed)
@@ -39,7 +39,7 @@ import hashlib
 import os
 import stat
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -289,7 +289,7 @@ def _folder_items(
     found_audio = False
     parquet: list[str] = []
     files = _SameFiles()
-    for folder, names in _walk_once(top, lambda d: wanted(Path(d))):
+    for folder, _, names in _walk(top, lambda path, _: wanted(Path(path))):
         prefix = "" if folder == top else folder[len(top) + 1 :].replace(os.sep, "/") + "/"
         rendered: dict[str, str] = {}
         for name in sorted(names):
@@ -341,17 +341,17 @@ def _glob_items(
 
 def _glob_paths(pattern: str, wanted: Callable[[str], bool]) -> Iterator[str]:
     """The paths matching a local glob, as ``glob.iglob(pattern, recursive=True)``
-    names them, but with ``**`` walking each folder once (:func:`_walk_once`):
-    glob follows every link to a folder, so a link back up the tree would make
-    it list the same files without end."""
-    if "**" not in pattern:
-        yield from globlib.iglob(pattern, recursive=True)  # no recursion, so no loop
-        return
+    names them, but with ``**`` walked by :func:`_walk`: glob follows every link
+    to a folder, so a link back up the tree would make it list the same files
+    without end. Only folders that can still match are entered."""
     root = _glob_root(pattern)
     parts = Path(pattern).parts[len(Path(root).parts) :]
-    for folder, names in _walk_once(root, wanted):
-        rel = os.path.relpath(folder, root)
-        under = [] if rel == os.curdir else rel.split(os.sep)
+    if "**" not in parts or os.curdir in parts or os.pardir in parts:
+        yield from globlib.iglob(pattern, recursive=True)  # no recursion, so no loop
+        return
+    for folder, under, names in _walk(
+        root, lambda path, rel: wanted(path) and _glob_match(parts, rel, partial=True)
+    ):
         for name in sorted(names):
             if _glob_match(parts, [*under, name]):
                 yield (
@@ -359,41 +359,53 @@ def _glob_paths(pattern: str, wanted: Callable[[str], bool]) -> Iterator[str]:
                 )
 
 
-def _glob_match(parts: tuple[str, ...] | list[str], names: list[str]) -> bool:
+def _glob_match(parts: Sequence[str], names: Sequence[str], *, partial: bool = False) -> bool:
     """Whether a path's ``names`` match a glob's ``parts`` as :mod:`glob` matches
     them: ``**`` is any number of folders, ``*`` and ``?`` stay within a name,
-    and a name starting with ``.`` matches only a part that starts with one."""
+    and a name starting with ``.`` matches only a part that starts with one.
+    With ``partial``, whether they begin a path that may match (a folder worth
+    entering)."""
+    if not names:
+        return partial or all(part == "**" for part in parts)
     if not parts:
-        return not names
-    head, rest = parts[0], list(parts[1:])
+        return False
+    head, rest = parts[0], parts[1:]
     if head == "**":
         for taken in range(len(names) + 1):
             if taken and names[taken - 1].startswith("."):
                 return False
-            if _glob_match(rest, names[taken:]) and (rest or taken == len(names)):
+            if _glob_match(rest, names[taken:], partial=partial) and (rest or taken == len(names)):
                 return True
         return False
-    if not names or (names[0].startswith(".") and not head.startswith(".")):
+    if names[0].startswith(".") and not head.startswith("."):
         return False
-    return fnmatch.fnmatchcase(names[0], head) and _glob_match(rest, names[1:])
+    return fnmatch.fnmatchcase(names[0], head) and _glob_match(rest, names[1:], partial=partial)
 
 
-def _walk_once(top: str, wanted: Callable[[str], bool]) -> Iterator[tuple[str, list[str]]]:
-    """Each folder under ``top`` with its file names, as ``os.walk(top, followlinks=True)``
-    walks them (sub-folders by name), but entering each folder once, under the
-    first name met: a folder a link leads to again (a sibling
-    linked, a link back up the tree) is not entered twice, so there is no loop."""
-    visited = {os.path.realpath(top)}
+def _walk(
+    top: str, enter: Callable[[str, list[str]], bool]
+) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``(folder, its names under top, its file names)`` for ``top`` and every folder
+    below it that ``enter(path, names under top)`` accepts, as
+    ``os.walk(top, followlinks=True)`` walks them (sub-folders by name), except
+    that a link to a folder the walk is already inside (a link back up the
+    tree) is not entered: a loop. A folder reached by two names is walked under
+    both (a name may be the one a glob matches); :class:`_SameFiles` then runs
+    each file once."""
+    inside = {top: frozenset({os.path.realpath(top)})}
     for folder, dirs, names in os.walk(top, followlinks=True):
+        above = inside.pop(folder)
+        rel = os.path.relpath(folder, top)
+        under = [] if rel == os.curdir else rel.split(os.sep)
         keep = []
         for name in sorted(dirs):
             path = os.path.join(folder, name)
             real = os.path.realpath(path)
-            if real not in visited and wanted(path):
-                visited.add(real)
+            if real not in above and enter(path, [*under, name]):
+                inside[path] = above | {real}
                 keep.append(name)
         dirs[:] = keep
-        yield folder, names
+        yield folder, under, names
 
 
 _SAME_FILE = (
@@ -408,9 +420,17 @@ class _SameFiles:
         self._seen = _Seen()
 
     def again(self, status: os.stat_result) -> bool:
-        """Remember a file; whether one with its identity was listed before (a
-        filesystem without inode numbers reports 0: nothing is known then)."""
-        return bool(status.st_ino) and self._seen.add(f"{status.st_dev}:{status.st_ino}")
+        """Remember a file; whether one with its identity was listed before.
+
+        The identity is the device and inode, with the size and modification
+        time: a filesystem that makes inode numbers up (hashes that may
+        collide) must not make two files one. One without inode numbers
+        reports 0: nothing is known then.
+        """
+        if not status.st_ino:
+            return False
+        key = f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}"
+        return self._seen.add(key)
 
 
 def _regular_file(path: str) -> os.stat_result | None:

@@ -119,3 +119,27 @@ def test_a_recursive_glob_lists_what_glob_does_without_links(
     for spec in (pattern, str(tmp_path / pattern)):
         files = {p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)}
         assert set(_glob_paths(spec, lambda _: True)) == files, spec
+
+
+def test_a_recursive_glob_through_links_lists_what_glob_does_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import glob
+
+    from remotemedia_ray.dataset.inputs import list_inputs
+
+    for rel in ("corpus/v3/a.wav", "speakers/spk1/b.wav", "speakers/spk2/c.wav"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "corpus" / ".latest").symlink_to("v3")  # a hidden second name
+    views = tmp_path / "views" / "by_lang" / "en"
+    views.mkdir(parents=True)
+    for spk in ("spk1", "spk2"):
+        (views / spk).symlink_to(tmp_path / "speakers" / spk)  # a folder of links only
+    (views / "loop").symlink_to(tmp_path / "views")  # back up the tree
+    monkeypatch.chdir(tmp_path)
+    for pattern in ("corpus/**/*.wav", "views/b*/**/spk*/*.wav"):
+        want = {os.path.realpath(p) for p in glob.glob(pattern, recursive=True)}
+        got = [i.path for i in list_inputs(pattern) if i.error is None]
+        assert len(got) == len(set(got)) and set(got) == want, pattern
+    assert [i.item_id for i in list_inputs("corpus/**/*.wav")] == ["v3/a.wav"]

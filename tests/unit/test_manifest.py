@@ -71,7 +71,11 @@ def test_parses_v1_fields_and_extensions() -> None:
         (with_change("connections.0.from", "bad id!"), "connections[0].from"),
         (with_change("metadata", {"name": 3}), "metadata.name: Input should be a valid string"),
         (with_change("nodes", {}), "nodes: Input should be a valid list"),
-        (with_change("nodes.0.host", "gpu-box:50051"), "nodes[0] (node 'mul'): unknown key 'host'"),
+        (
+            with_change("nodes.0.host", "gpu-box:50051"),
+            "nodes[0] (node 'mul'): 'host' (running a node on a remote RemoteMedia server) is "
+            "not supported",
+        ),
         (with_change("nodes.0.capabilities", {"gpu": {"type": "tpu"}}), "capabilities.gpu.type"),
         ({k: v for k, v in base().items() if k != "connections"}, "connections: required"),
     ],
@@ -219,6 +223,8 @@ def test_a_key_repeated_in_json_or_yaml_is_rejected_not_overwritten() -> None:
     with pytest.raises(rm.ManifestError, match=r"(?s)key 'node_type' appears twice.*line 5"):
         rm.Manifest.from_yaml(yaml_text + "    node_type: AddNode\nconnections: []\n")
     assert rm.Manifest.from_yaml(yaml_text + "connections: []\n").nodes[0].id == "a"
+    merged = yaml_text + "    params: {<<: {factor: 2.0, x: 1}, factor: 3.0}\nconnections: []\n"
+    assert rm.Manifest.from_yaml(merged).nodes[0].params == {"factor": 3.0, "x": 1}
 
 
 def test_loads_json_and_yaml_files(tmp_path: Path) -> None:
