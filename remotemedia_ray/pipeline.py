@@ -313,10 +313,7 @@ class Pipeline:
         """
         policy = on_error or self.on_error
         _check_on_error(policy)
-        id_iter = iter(ids) if ids is not None else None
-        pairs = (
-            (self._next_id(None if id_iter is None else str(next(id_iter))), item) for item in items
-        )
+        pairs = self._pairs(items, ids)
         return self._stream(pairs, ordered=ordered, raise_=policy == "raise")
 
     def write(
@@ -352,25 +349,43 @@ class Pipeline:
         if local_batch is not None and local_batch < 1:
             raise ConfigError(f"local_batch must be >= 1, got {local_batch}")
         self.open()
-        if local_batch is not None:
-            from remotemedia_ray._runtime.local import LocalExecutor
+        from remotemedia_ray._runtime.local import LocalExecutor
 
-            if isinstance(self._executor, LocalExecutor):
-                self._executor.sink_batch = local_batch
+        local = self._executor if isinstance(self._executor, LocalExecutor) else None
+        before = local.sink_batch if local is not None else None
+        if local is not None and local_batch is not None:
+            local.sink_batch = local_batch  # for this call only
+        try:
+            for outcome in self._stream(
+                self._pairs(items, ids),
+                ordered=False,
+                raise_=policy == "raise",
+                sink=sink,
+                item_bytes=item_bytes,
+                batch_bytes=batch_bytes,
+            ):
+                assert isinstance(outcome, SinkCommit)
+                yield outcome
+        finally:
+            if local is not None and before is not None:
+                local.sink_batch = before
+
+    def _pairs(self, items: Iterable[Any], ids: Iterable[str] | None) -> Iterator[tuple[str, Any]]:
+        """``(item_id, item)`` of each item: the next of ``ids``, else a counter's.
+
+        Raises:
+            ConfigError: ``ids`` ends before ``items`` (after the items it named ran).
+        """
         id_iter = iter(ids) if ids is not None else None
-        pairs = (
-            (self._next_id(None if id_iter is None else str(next(id_iter))), item) for item in items
-        )
-        for outcome in self._stream(
-            pairs,
-            ordered=False,
-            raise_=policy == "raise",
-            sink=sink,
-            item_bytes=item_bytes,
-            batch_bytes=batch_bytes,
-        ):
-            assert isinstance(outcome, SinkCommit)
-            yield outcome
+        for count, item in enumerate(items):
+            given = None
+            if id_iter is not None:
+                given = next(id_iter, None)
+                if given is None:
+                    raise ConfigError(
+                        f"ids holds {count} id(s) but items has more: give one id per item"
+                    )
+            yield self._next_id(None if given is None else str(given)), item
 
     def _next_id(self, item_id: str | None) -> str:
         return str(next(self._ids)) if item_id is None else str(item_id)
@@ -388,6 +403,8 @@ class Pipeline:
         self.open()
         assert self._executor is not None
         start = time.perf_counter()
+        away = 0.0  # time the caller held the results (between items): not ours
+        handed: float | None = None
         self._state = PipelineState.EXECUTING
         try:
             for outcome in self._executor.stream(
@@ -405,17 +422,26 @@ class Pipeline:
                     logger.warning("item %r failed: %s", outcome.item_id, outcome.error)
                     continue
                 self._items_ok += len(outcome.item_ids) if isinstance(outcome, SinkCommit) else 1
+                handed = time.perf_counter()
                 yield outcome
+                away += time.perf_counter() - handed
+                handed = None
             self._state = PipelineState.COMPLETE
         except KeyboardInterrupt:
             self._state = PipelineState.FAILED
             self.close()
             raise
+        except GeneratorExit:  # the caller stopped reading (a break): nothing failed
+            self._state = PipelineState.IDLE
+            raise
         except BaseException:
             self._state = PipelineState.FAILED
             raise
         finally:
-            self._elapsed_s += time.perf_counter() - start
+            now = time.perf_counter()
+            if handed is not None:  # the caller stopped while holding a result
+                away += now - handed
+            self._elapsed_s += now - start - away
 
     def _count_audio(self, pairs: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
         for item_id, item in pairs:
@@ -429,8 +455,9 @@ class Pipeline:
     def metrics(self) -> PipelineMetrics:
         """Figures of every run so far, nodes aggregated over items.
 
-        ``total_time_ms`` is the wall time spent in :meth:`run` and
-        :meth:`map` (rounded to whole milliseconds; ``total_time_us`` keeps
+        ``total_time_ms`` is the wall time spent in :meth:`run`, :meth:`map` and
+        :meth:`write`, not counting the caller's time between the items they
+        yield (rounded to whole milliseconds; ``total_time_us`` keeps
         the microseconds), ``total_memory_mb`` the peak over the nodes.
         """
         with self._lock:

@@ -8,10 +8,9 @@ subclasses naming the node and item, whatever the node raised.
 
 from __future__ import annotations
 
-import itertools
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,12 +36,12 @@ __all__ = [
     "BatchSink",
     "Failed",
     "ItemFailure",
+    "ItemSource",
     "NodeRunner",
     "PipelineOutput",
     "SinkCommit",
     "for_item",
     "join_chunks",
-    "take_batch",
     "wrap_error",
     "write_batch",
 ]
@@ -156,29 +155,51 @@ ItemBytes = Callable[[Any], "int | None"]
 """The size in bytes of an item (its input file's), or None when unknown."""
 
 
-def take_batch(
-    source: Iterator[tuple[str, Any]],
-    count: int,
-    item_bytes: ItemBytes | None = None,
-    batch_bytes: int | None = None,
-) -> list[tuple[str, Any]]:
-    """The next batch of ``(item_id, item)`` pairs: at most ``count`` of them, and with
-    ``item_bytes`` and ``batch_bytes``, no more once their bytes reach ``batch_bytes``
-    (an item of unknown size counts as none; a batch holds at least one item).
+class ItemSource:
+    """The ``(item_id, item)`` pairs of a stream, taken a batch at a time.
 
-    Both executors batch through here, so a batch's work and memory follow the
-    size of its inputs (a long file's batch holds few items, short clips many).
+    Both executors batch through :meth:`take`, so a batch's work and memory
+    follow the size of its inputs (a long file's batch holds few items, short
+    clips many). When the stream raises after some items of a batch, those
+    items are still a batch: the error is raised by the next :meth:`take`, so
+    they run (and yield) first, as they do when items run one by one.
     """
-    if item_bytes is None or batch_bytes is None:
-        return list(itertools.islice(source, count))
-    batch: list[tuple[str, Any]] = []
-    held = 0
-    for pair in source:
-        batch.append(pair)
-        held += item_bytes(pair[1]) or 0
-        if len(batch) >= count or held >= batch_bytes:
-            break
-    return batch
+
+    def __init__(self, items: Iterable[tuple[str, Any]]) -> None:
+        self._items = iter(items)
+        self._error: BaseException | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether the stream raised after the last batch (the next take raises it)."""
+        return self._error is not None
+
+    def take(
+        self, count: int, item_bytes: ItemBytes | None = None, batch_bytes: int | None = None
+    ) -> list[tuple[str, Any]]:
+        """The next batch: at most ``count`` pairs, and with ``item_bytes`` and
+        ``batch_bytes``, no more once their bytes reach ``batch_bytes`` (an item of
+        unknown size counts as none; a batch holds at least one item). Empty at
+        the end of the stream."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        batch: list[tuple[str, Any]] = []
+        held = 0
+        try:
+            for pair in self._items:
+                batch.append(pair)
+                if item_bytes is not None and batch_bytes is not None:
+                    held += item_bytes(pair[1]) or 0
+                    if held >= batch_bytes:
+                        break
+                if len(batch) >= count:
+                    break
+        except Exception as exc:
+            if not batch:
+                raise
+            self._error = exc
+        return batch
 
 
 def for_item(error: RemoteMediaError, item_id: str) -> RemoteMediaError:

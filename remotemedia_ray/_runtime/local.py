@@ -37,10 +37,10 @@ from remotemedia_ray._runtime.execution import (
     Failed,
     ItemBytes,
     ItemFailure,
+    ItemSource,
     NodeRunner,
     PipelineOutput,
     SinkCommit,
-    take_batch,
     wrap_error,
     write_batch,
 )
@@ -195,13 +195,13 @@ class LocalExecutor:
         """Run items one after another, yielding each result or failure (always in order).
 
         With ``sink``, the outputs of every batch (:attr:`sink_batch` items, fewer
-        once their ``item_bytes`` reach ``batch_bytes``; see :func:`take_batch`)
+        once their ``item_bytes`` reach ``batch_bytes``; see :class:`ItemSource`)
         are handed to it and its :class:`SinkCommit` is yielded instead.
         """
         del ordered  # one item at a time: completion order is input order
         if sink is not None:
-            source = iter(items)
-            while chunk := take_batch(source, self.sink_batch, item_bytes, batch_bytes):
+            source = ItemSource(items)
+            while chunk := source.take(self.sink_batch, item_bytes, batch_bytes):
                 yield from write_batch(sink, self.run_batch(chunk))
             return
         for item_id, item in items:

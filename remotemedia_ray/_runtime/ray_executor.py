@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import logging
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -46,10 +47,10 @@ from remotemedia_ray._runtime.execution import (
     BatchSink,
     ItemBytes,
     ItemFailure,
+    ItemSource,
     PipelineOutput,
     SinkCommit,
     for_item,
-    take_batch,
     write_batch,
 )
 from remotemedia_ray._runtime.plan import PIPELINE_INPUT, PipelinePlan
@@ -62,7 +63,13 @@ from remotemedia_ray._runtime.ray_cluster import (
     pool_actor_options,
 )
 from remotemedia_ray._runtime.retry import RetryPolicy
-from remotemedia_ray.errors import ManifestError, NodeExecutionError, RemoteMediaError, message_of
+from remotemedia_ray.errors import (
+    ConfigError,
+    ManifestError,
+    NodeExecutionError,
+    RemoteMediaError,
+    message_of,
+)
 from remotemedia_ray.metrics import NodeMetrics
 
 __all__ = ["RayExecutor", "RayOptions"]
@@ -143,6 +150,9 @@ class RayExecutor:
         """The Ray node each actor lives on (actor id -> node id, both hex)."""
         self._last_health = time.monotonic()
         self._in_flight: deque[_Batch] = deque()
+        self._stream_lock = threading.Lock()
+        self._streaming: int | None = None
+        """The thread reading the open stream (one at a time), or None."""
         self._closed = False
         sizes = [n.spec.execution.batch_size for n in plan.nodes.values()]
         self._batch_size_chosen = self.options.batch_size is not None or any(
@@ -546,15 +556,44 @@ class RayExecutor:
         """Run items through the actors in batches, keeping ``max_in_flight`` batches going.
 
         A batch holds :attr:`batch_size` items, fewer once their ``item_bytes``
-        reach ``batch_bytes`` (see :func:`take_batch`). With ``sink``, each
+        reach ``batch_bytes`` (see :class:`ItemSource`). With ``sink``, each
         batch's outputs are handed to it where they were produced, and its
         :class:`SinkCommit` is yielded instead of the outputs.
+
+        One stream runs at a time: a stream of another thread waits for this one
+        to end; a second stream started in the thread of an open one (two
+        ``map`` iterators read in turn) is refused, since it would wait for itself.
+
+        Raises:
+            ConfigError: A stream of this thread is still open.
         """
         import ray
 
-        source = iter(items)
+        if self._streaming == threading.get_ident():
+            raise ConfigError(
+                "a Ray pipeline runs one map/write at a time: this thread is still reading "
+                "another one; finish it (or close it) first, or use a second Pipeline"
+            )
+        with self._stream_lock:
+            self._streaming = threading.get_ident()
+            try:
+                yield from self._stream(
+                    ray, ItemSource(items), ordered, sink, item_bytes, batch_bytes
+                )
+            finally:
+                self._streaming = None
+
+    def _stream(
+        self,
+        ray: Any,
+        source: ItemSource,
+        ordered: bool,
+        sink: BatchSink | None,
+        item_bytes: ItemBytes | None,
+        batch_bytes: int | None,
+    ) -> Iterator[PipelineOutput | ItemFailure | SinkCommit]:
         if not self.layout.pools:  # no nodes: every item's result is {}
-            while chunk := take_batch(source, self.batch_size, item_bytes, batch_bytes):
+            while chunk := source.take(self.batch_size, item_bytes, batch_bytes):
                 done = [PipelineOutput(item_id, {}) for item_id, _ in chunk]
                 yield from done if sink is None else write_batch(sink, done)
             return
@@ -563,13 +602,15 @@ class RayExecutor:
         pending.clear()
         exhausted = False
         while True:
-            while not exhausted and len(pending) < self.max_in_flight:
-                chunk = take_batch(source, self.batch_size, item_bytes, batch_bytes)
+            while not exhausted and not source.held and len(pending) < self.max_in_flight:
+                chunk = source.take(self.batch_size, item_bytes, batch_bytes)
                 if not chunk:
                     exhausted = True
                     break
                 pending.append(self._submit(ray, chunk, sink, sink_ref))
             if not pending:
+                if source.held:  # the items read before the input failed have run
+                    source.take(self.batch_size)  # raises the input's error
                 return
             batch = self._next_done(ray, ordered)
             outcomes = self._collect(ray, batch)

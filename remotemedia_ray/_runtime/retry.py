@@ -8,10 +8,12 @@ times, sleeping ``initial_backoff_s * multiplier**n`` (capped at
 :class:`CircuitBreaker` stops calling a node that keeps failing: after
 ``failure_threshold`` consecutive failures it opens and refuses calls; after
 ``cooldown_s`` it half-opens and lets one trial call through, which closes it
-on success or re-opens it on failure. An item whose own audio is bad (an
+on success or re-opens it on failure. An item that is bad itself (an
 :class:`~remotemedia_ray.errors.AudioFormatError`: a corrupt file, a NaN
-sample) says nothing about the node: it fails alone and counts as an answer,
-so a run of bad files in a corpus never stops the good ones after it.
+sample; a :class:`~remotemedia_ray.errors.MarshalingError`: an input of a type
+the node does not take) says nothing about the node: it fails alone and counts
+as an answer, so a run of bad files in a corpus never stops the good ones
+after it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from remotemedia_ray.errors import AudioFormatError, NodeExecutionError, RemoteMediaError
+from remotemedia_ray.errors import (
+    AudioFormatError,
+    MarshalingError,
+    NodeExecutionError,
+    RemoteMediaError,
+)
 
 __all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState", "RetryPolicy", "is_retryable"]
 
@@ -150,7 +157,7 @@ class CircuitBreaker:
 
     def record_outcome(self, error: BaseException) -> None:
         """A call raised ``error``: a failure of the node, or (bad input) an answer."""
-        if isinstance(error, AudioFormatError):
+        if isinstance(error, (AudioFormatError, MarshalingError)):
             self.record_success()
         else:
             self.record_failure()

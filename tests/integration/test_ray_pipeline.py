@@ -377,3 +377,52 @@ def test_fused_nodes_with_their_own_replicas_run_as_a_pool_of_their_own() -> Non
             np.testing.assert_array_equal(np.asarray(a[sink]), np.asarray(b[sink]))
     assert [n.items for n in metrics.nodes] == [3, 3, 3, 3]
     assert alive(names) == []
+
+
+def test_items_read_before_the_input_raises_still_run_on_ray() -> None:
+    def source() -> Any:
+        yield 1.0
+        yield 2.0
+        raise RuntimeError("the source broke")
+
+    got = []
+    with rm.Pipeline(GRAPHS["branching"], runtime="ray", batch_size=8) as p:
+        with pytest.raises(RuntimeError, match="the source broke"):
+            for out in p.map(source()):
+                got.append(out["x2"])
+        assert got == [4.0, 6.0]  # as the local runtime gives them
+        assert p.run(1.0) == {"x2": 4.0, "x10": 20.0}
+
+
+def test_one_ray_pipeline_serves_threads_one_stream_at_a_time() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    results: dict[str, Any] = {}
+    with rm.Pipeline(GRAPHS["branching"], runtime="ray") as p:
+
+        def work(t: int) -> None:
+            for n in range(5):
+                try:
+                    results[f"{t}-{n}"] = p.run(float(n), item_id=f"{t}-{n}")
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert results == {
+            f"{t}-{n}": {"x2": (n + 1) * 2.0, "x10": (n + 1) * 10.0}
+            for t in range(3)
+            for n in range(5)
+        }
+        # Two iterators read in turn by one thread would wait for each other: refused.
+        first = p.map([1.0, 2.0])
+        assert next(first)["x2"] == 4.0
+        with pytest.raises(rm.ConfigError, match="one map/write at a time"):
+            next(p.map([3.0]))
+        assert [o["x2"] for o in first] == [6.0]
+        assert p.metrics.node("src").items == p.metrics.items

@@ -120,3 +120,11 @@ def test_a_batch_of_none_or_one_item(size: int) -> None:
         commits = list(pipeline.write([_audio(n) for n in range(size)], sink))
     assert len(sink.outputs) == size
     assert len(commits) == size
+
+
+def test_local_batch_applies_to_its_own_write_call_only() -> None:
+    with rm.Pipeline(PIPELINE, runtime="local") as pipeline:
+        first = [c.item_ids for c in pipeline.write([_audio(8)] * 3, Collect(), local_batch=1)]
+        second = [c.item_ids for c in pipeline.write([_audio(8)] * 3, Collect())]
+    assert [len(ids) for ids in first] == [1, 1, 1]
+    assert [len(ids) for ids in second] == [3]

@@ -69,14 +69,14 @@ def test_folders_and_globs_list_each_file_with_its_size(tmp_path: Path) -> None:
 
 
 def test_a_batch_ends_at_its_count_or_its_bytes() -> None:
-    from remotemedia_ray._runtime.execution import take_batch
+    from remotemedia_ray._runtime.execution import ItemSource
 
     pairs = [(str(n), {"size": size}) for n, size in enumerate([5, 5, 30, None, 1, 1])]
 
     def batches(count: int, budget: int | None) -> list[list[str]]:
-        source = iter(pairs)
+        source = ItemSource(pairs)
         out = []
-        while chunk := take_batch(source, count, lambda v: v["size"], budget):
+        while chunk := source.take(count, lambda v: v["size"], budget):
             out.append([item_id for item_id, _ in chunk])
         return out
 

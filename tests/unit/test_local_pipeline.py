@@ -439,3 +439,33 @@ def test_a_node_that_requires_a_gpu_is_refused_where_there_is_none(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with rm.Pipeline(spec, runtime="local") as pipeline:
         assert pipeline.run(3.0)["gain"] == 6.0
+
+
+def test_ids_that_run_out_are_a_config_error_after_the_items_they_named() -> None:
+    with rm.Pipeline(LINEAR, runtime="local") as p:
+        got = []
+        with pytest.raises(rm.ConfigError, match="ids holds 2 id.s. but items has more"):
+            for out in p.map([1, 2, 3], ids=["a", "b"]):
+                got.append(out.item_id)
+        assert got == ["a", "b"]
+        assert p.run(1) == {"add": 4.0}
+
+
+def test_leaving_a_map_early_fails_nothing_and_the_caller_time_is_not_counted() -> None:
+    import time
+
+    with rm.Pipeline(LINEAR, runtime="local") as p:
+        for out in p.map([1, 2, 3]):
+            time.sleep(0.2)  # the caller's own work between items
+            if out.item_id == "1":
+                break
+        assert p.state is rm.PipelineState.IDLE
+        assert p.metrics.total_time_ms < 150  # not the 0.4 s spent by the caller
+        assert p.run(2) == {"add": 7.0}
+
+
+def test_items_of_the_wrong_type_do_not_open_the_nodes_circuit_breaker() -> None:
+    with rm.Pipeline(LINEAR, runtime="local", on_error="record") as p:
+        outs = list(p.map(["text"] * 6 + [1.0]))
+    assert [o.item_id for o in outs] == ["6"]
+    assert {type(f.error).__name__ for f in p.failures} == {"MarshalingError"}
