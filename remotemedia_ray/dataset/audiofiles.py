@@ -72,15 +72,21 @@ def encode_audio(audio: AudioBuffer, fmt: str) -> bytes:
     """``audio`` as the bytes of a FLAC or WAV file.
 
     Integer PCM keeps its width (32-bit becomes 24-bit in FLAC, its widest);
-    float audio is stored as float in WAV and as 24-bit PCM in FLAC.
+    float audio is stored as float in WAV and as 24-bit PCM in FLAC (so there
+    it loses what 24 bits cannot hold, and samples beyond ±1 are clipped).
 
     Raises:
-        AudioFormatError: the format cannot hold this audio (FLAC: more than 8
-            channels or a rate above 655350 Hz; WAV: more than 1024 channels or a
-            rate above 2**31 - 1),
-            saying why.
+        AudioFormatError: the format cannot hold this audio (FLAC: no samples,
+            more than 8 channels or a rate above 655350 Hz; WAV: more than
+            1024 channels or a rate above 2**31 - 1), saying why.
     """
     import soundfile as sf
+
+    if fmt == "flac" and audio.num_frames == 0:
+        raise AudioFormatError(
+            "cannot write audio without samples as FLAC (libsndfile writes no file for it, "
+            "and a FLAC file of no samples states an unknown length)"
+        )
 
     limits = _LIMITS[fmt]
     if audio.channels > limits[0] or audio.sample_rate > limits[1]:

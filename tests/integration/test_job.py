@@ -914,3 +914,39 @@ def test_batches_end_at_a_size_in_bytes_on_either_runtime(
             ["4.wav"],
             ["5.wav", "6.wav"],
         ], runtime
+
+
+def test_an_output_without_samples_fails_as_flac_saying_why_and_is_kept_as_wav(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    sf.write(root / "empty.wav", np.zeros((0, 1), np.int16), 16000, subtype="PCM_16")
+    write_audio(root / "x.wav", AudioSpec("x.wav", 16000, 1, "PCM_16", 0.2), seed=2)
+    manifest_path = tmp_path / "convert.json"
+    manifest_path.write_text(
+        json.dumps(
+            {
+                "version": "v1",
+                "nodes": [{"id": "pcm", "node_type": "FormatConverterNode",
+                           "params": {"target_format": "i16"}}],
+                "connections": [],
+            }
+        )
+    )  # fmt: skip
+    for fmt, failed in (("flac", 1), ("wav", 0)):
+        out = tmp_path / f"out-{fmt}"
+        config = JobConfig(
+            manifest=manifest_path, input=str(root), outdir=out, runtime="local", write_audio=fmt
+        )
+        result = run_job(config, stream=io.StringIO())
+        assert (result.items_done, result.items_failed) == (2 - failed, failed), fmt
+        files = sorted(p.name for p in (out / "pcm.audio").iterdir())
+        assert files == ([f"empty.wav.{fmt}"] if not failed else []) + [f"x.wav.{fmt}"]
+        for path in (out / "pcm.audio").iterdir():
+            assert path.stat().st_size > 0
+            sf.info(path)  # every file written is readable
+        if failed:
+            (entry,) = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+            assert entry["item_id"] == "empty.wav"
+            assert "cannot write audio without samples as FLAC" in entry["error"]
