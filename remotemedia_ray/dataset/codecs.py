@@ -139,11 +139,11 @@ def probe(source: bytes | str | Any, name: str, *, keep_pcm: bool = True) -> Pro
     faster = info is not None and (info.format, info.subtype) in FFMPEG_FASTER
     if info is not None and not (faster and info.samplerate == _FFMPEG_OPUS_RATE):
         dtype = _pcm_dtype(info.subtype) if keep_pcm else "float32"
-        # libsndfile counts the frames present; the header may state more (a cut file).
-        stated = _stated_pcm_frames(
-            _head(source), info.channels * _SAMPLE_BYTES.get(info.subtype, 0)
-        )
-        frames = max(info.frames, stated or 0)
+        frames = info.frames
+        if info.format in _HEADER_COUNTED:  # libsndfile counts only the frames present
+            head = _head(source)  # read again only for these: a remote file costs a request
+            stated = _stated_pcm_frames(head, info.channels * _SAMPLE_BYTES.get(info.subtype, 0))
+            frames = max(frames, stated or 0)
         return Probe("sndfile", info.samplerate, info.channels, frames, dtype, info.subtype)
     with _open_container(source, name, refusal) as container:
         stream = _audio_stream(container, name)
@@ -333,6 +333,9 @@ _SAMPLE_BYTES = {
     "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
 }  # fmt: skip
 """Bytes per sample of the uncompressed libsndfile subtypes."""
+
+_HEADER_COUNTED = frozenset({"WAV", "WAVEX", "AIFF"})
+"""libsndfile formats whose header :func:`_stated_pcm_frames` reads."""
 
 _UNSTATED = 0x7FFF0000
 """A WAV data size from here up states no length: writers to a pipe put a
