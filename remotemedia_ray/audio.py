@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from remotemedia_ray._arrow import array, from_numpy, to_numpy
 from remotemedia_ray.errors import AudioFormatError
 
 __all__ = [
@@ -243,7 +244,7 @@ class AudioBuffer:
             if samples.num_chunks == 1:
                 samples = samples.chunk(0)
             elif samples.num_chunks == 0:  # concat_arrays needs one array at least
-                samples = pa.array([], type=samples.type)
+                samples = from_numpy(np.empty(0, AudioFormat.from_dtype(samples.type).dtype))
             else:
                 samples = pa.concat_arrays(samples.chunks)
         return cls(samples, sample_rate, channels)
@@ -413,18 +414,18 @@ def audio_table(ids: Sequence[str], buffers: Sequence[AudioBuffer]) -> pa.Table:
     if len(formats) > 1:
         names = sorted(f.value for f in formats)
         raise AudioFormatError(f"a batch must have one sample format, got {names}")
-    value_type = (formats.pop() if formats else AudioFormat.F32).arrow_type
+    fmt = formats.pop() if formats else AudioFormat.F32
     offsets = np.zeros(len(buffers) + 1, dtype=np.int64)
     np.cumsum([b.num_frames * b.channels for b in buffers], out=offsets[1:])
     chunks = [b.to_arrow() for b in buffers]
-    values = pa.concat_arrays(chunks) if chunks else pa.array([], type=value_type)
-    audio = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
+    values = pa.concat_arrays(chunks) if chunks else from_numpy(np.empty(0, fmt.dtype))
+    audio = pa.LargeListArray.from_arrays(from_numpy(offsets), values)
     return pa.table(
         {
-            "id": pa.array([str(i) for i in ids], pa.string()),
+            "id": array([str(i) for i in ids], pa.string()),
             AUDIO_COLUMN: audio,
-            "sample_rate": pa.array([b.sample_rate for b in buffers], pa.int32()),
-            "channels": pa.array([b.channels for b in buffers], pa.int16()),
+            "sample_rate": array([b.sample_rate for b in buffers], pa.int32()),
+            "channels": array([b.channels for b in buffers], pa.int16()),
         }
     )
 
@@ -447,7 +448,7 @@ def audio_list_column(buffers: Sequence[AudioBuffer | None], fmt: AudioFormat) -
             chunks.append(pa.nulls(nulls, type=list_type))
             nulls = 0
         samples = buffer.to_arrow()
-        offsets = pa.array([0, len(samples)], type=pa.int64())
+        offsets = from_numpy(np.array([0, len(samples)], np.int64))
         chunks.append(pa.LargeListArray.from_arrays(offsets, samples))
     if nulls:
         chunks.append(pa.nulls(nulls, type=list_type))
@@ -471,13 +472,13 @@ def pcm_column(audio: pa.ChunkedArray) -> tuple[pa.ChunkedArray, str | None]:
             chunks.append(pa.nulls(len(lists), pa.large_binary()))
         elif lists.null_count:  # nulls among values (not a batch's layout): copied
             cells = [
-                None if v is None else np.asarray(v.values).tobytes()
+                None if v is None else to_numpy(v.values).tobytes()
                 for v in (lists[i] if lists[i].is_valid else None for i in range(len(lists)))
             ]
-            chunks.append(pa.array(cells, pa.large_binary()))
+            chunks.append(array(cells, pa.large_binary()))
         else:
             values = lists.values  # .offsets and .values already account for a slice
-            offsets = np.asarray(lists.offsets, dtype=np.int64)
+            offsets = to_numpy(lists.offsets).astype(np.int64)
             first = int(offsets[0])
             data = values.buffers()[1]
             data = pa.py_buffer(b"") if data is None else data.slice((values.offset + first) * size)

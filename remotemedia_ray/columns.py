@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from remotemedia_ray._arrow import array, float_struct, valid_mask
 from remotemedia_ray.audio import (
     AUDIO_COLUMN,
     SAMPLE_FORMAT_COLUMN,
@@ -86,8 +87,9 @@ def layout_of(value: Any) -> Layout | None:
     if isinstance(value, AudioBuffer):
         return Layout("audio", value.format.arrow_type)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+        records = [dict(v) for v in value]
         try:
-            inferred = pa.array([dict(v) for v in value]).type
+            inferred = float_struct(records) or pa.array(records).type
         except (pa.ArrowException, TypeError, ValueError):  # not a table of records
             return Layout("json", pa.string())
         fields = [
@@ -118,7 +120,7 @@ def cell(value: Any, layout: Layout) -> Any:
         if not isinstance(value, (list, tuple)):
             raise TypeError("expected a list of dicts")
         records = [dict(v) for v in value]
-        pa.array([records], type=layout.arrow_type)  # raises if it does not fit
+        array([records], layout.arrow_type)  # raises if it does not fit
         return records
     if layout.kind == "number":
         if not _is_number(value):
@@ -155,11 +157,11 @@ def columns(
     """
     names = column_names(layout, sink)
     if layout.kind != "audio":
-        return {names[0]: pa.array(list(cells), type=layout.arrow_type)}
+        return {names[0]: array(list(cells), layout.arrow_type)}
     buffers: list[AudioBuffer | None] = list(cells)
     audio = audio_list_column(buffers, AudioFormat.from_dtype(layout.arrow_type))
-    rates = pa.array([None if b is None else b.sample_rate for b in buffers], pa.int32())
-    channels = pa.array([None if b is None else b.channels for b in buffers], pa.int16())
+    rates = array([None if b is None else b.sample_rate for b in buffers], pa.int32())
+    channels = array([None if b is None else b.channels for b in buffers], pa.int16())
     return dict(zip(names, (audio, rates, channels), strict=True))
 
 
@@ -208,9 +210,9 @@ def _clip_table(rows: Sequence[tuple[str, Any]]) -> pa.Table:
             values.append(clip.value)
     table = _value_table(ids, values)
     extra = (
-        pa.array(parents, pa.string()),
-        pa.array(starts, pa.float64()),
-        pa.array(ends, pa.float64()),
+        array(parents, pa.string()),
+        array(starts, pa.float64()),
+        array(ends, pa.float64()),
     )
     for position, (name, column) in enumerate(zip(CLIP_COLUMNS, extra, strict=True)):
         table = table.add_column(position + 1, name, column)
@@ -258,8 +260,8 @@ def stored_table(table: pa.Table) -> pa.Table:
     if dtype_name is None:
         return table
     table = table.set_column(table.column_names.index(AUDIO_COLUMN), AUDIO_COLUMN, audio)
-    valid = np.asarray(audio.is_valid())
-    names = pa.array([dtype_name if ok else None for ok in valid.tolist()], pa.string())
+    valid = valid_mask(audio)
+    names = array([dtype_name if ok else None for ok in valid.tolist()], pa.string())
     after = table.column_names.index("channels") + 1 if "channels" in table.column_names else 0
     return table.add_column(after, SAMPLE_FORMAT_COLUMN, names)
 
@@ -270,4 +272,4 @@ def to_json(value: Any) -> str:
 
 
 def _value_table(ids: list[str], values: list[Any]) -> pa.Table:
-    return pa.table({"id": pa.array(ids, pa.string()), **value_columns(values)})
+    return pa.table({"id": array(ids, pa.string()), **value_columns(values)})

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
+from remotemedia_ray._arrow import array, valid_mask
 from remotemedia_ray._runtime.execution import ItemFailure, PipelineOutput
 from remotemedia_ray.audio import AUDIO_COLUMN, AudioBuffer, AudioFormat, audio_list_column
 from remotemedia_ray.errors import MarshalingError, RemoteMediaError
@@ -100,12 +100,12 @@ def encode_batch(items: Sequence[BatchItem]) -> pa.Table:
             errors.append(None)
     return pa.table(
         {
-            _ID: pa.array([it.item_id for it in items], pa.string()),
+            _ID: array([it.item_id for it in items], pa.string()),
             AUDIO_COLUMN: audio_list_column(audio_values, audio_format),
-            "sample_rate": pa.array(rates, pa.int32()),
-            "channels": pa.array(channels, pa.int16()),
-            _VALUE: pa.array(values, pa.large_binary()),
-            _ERROR: pa.array(errors, pa.large_binary()),
+            "sample_rate": array(rates, pa.int32()),
+            "channels": array(channels, pa.int16()),
+            _VALUE: array(values, pa.large_binary()),
+            _ERROR: array(errors, pa.large_binary()),
         }
     )
 
@@ -116,7 +116,7 @@ def decode_batch(table: pa.Table) -> list[BatchItem]:
     values = table.column(_VALUE).to_pylist()
     errors = table.column(_ERROR).to_pylist()
     audio = table.column(AUDIO_COLUMN)
-    has_audio = np.asarray(audio.is_valid())
+    has_audio = valid_mask(audio)
     items = []
     for row, item_id in enumerate(ids):
         if errors[row] is not None:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from remotemedia_ray._arrow import array
 from remotemedia_ray.audio import AudioBuffer, Clips
 from remotemedia_ray.columns import CLIP_COLUMNS, to_json, value_columns
 from remotemedia_ray.dataset.audiofiles import audio_path, encode_audio, safe_relative_path
@@ -279,12 +280,12 @@ def _write_hf(out: Location, batch: Sequence[Record], stem: str) -> list[str]:
     audio_sinks = sorted({s for r in batch for s in r.audio})
     value_sinks = sorted({s for r in batch for s in r.values})
     audio_names: list[str] = []
-    columns: dict[str, pa.Array] = {"id": pa.array([r.id for r in batch], pa.string())}
+    columns: dict[str, pa.Array] = {"id": array([r.id for r in batch], pa.string())}
     features: dict[str, Any] = {"id": _VALUE_STRING}
     if any(r.parent_id is not None for r in batch):
-        columns[CLIP_COLUMNS[0]] = pa.array([r.parent_id for r in batch], pa.string())
-        columns[CLIP_COLUMNS[1]] = pa.array([r.start_s for r in batch], pa.float64())
-        columns[CLIP_COLUMNS[2]] = pa.array([r.end_s for r in batch], pa.float64())
+        columns[CLIP_COLUMNS[0]] = array([r.parent_id for r in batch], pa.string())
+        columns[CLIP_COLUMNS[1]] = array([r.start_s for r in batch], pa.float64())
+        columns[CLIP_COLUMNS[2]] = array([r.end_s for r in batch], pa.float64())
         features.update({CLIP_COLUMNS[0]: _VALUE_STRING})
         features.update({name: _value("float64") for name in CLIP_COLUMNS[1:]})
     for sink in audio_sinks:
@@ -298,13 +299,13 @@ def _write_hf(out: Location, batch: Sequence[Record], stem: str) -> list[str]:
             }
             for r in batch
         ]
-        columns[name] = pa.array(cells, _HF_AUDIO)
+        columns[name] = array(cells, _HF_AUDIO)
         features[name] = {"_type": "Audio"}
         audio_names.append(name)
     for sink in value_sinks:
-        for name, array in value_columns([r.values.get(sink) for r in batch], sink).items():
-            columns[name] = array
-            features[name] = _feature(array.type)
+        for name, column in value_columns([r.values.get(sink) for r in batch], sink).items():
+            columns[name] = column
+            features[name] = _feature(column.type)
     table = pa.table(columns)
     meta = {"huggingface": json.dumps({"info": {"features": features}})}
     table = table.replace_schema_metadata(meta)

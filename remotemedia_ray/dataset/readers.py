@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
+from remotemedia_ray._arrow import from_numpy
 from remotemedia_ray.audio import AudioBuffer, AudioChunks, AudioFormat
 from remotemedia_ray.dataset.codecs import Probe, decode_audio, decode_windows, probe
 from remotemedia_ray.dataset.keys import bytes_key, content_key, remember_key, row_key
@@ -78,7 +79,7 @@ class _ParquetCache:
             table = self._file.read_row_group(group)
             audio = table.schema.field("audio").type
             if not pa.types.is_struct(audio) and "channels" not in table.column_names:
-                table = table.append_column("channels", pa.array([1] * len(table), pa.int16()))
+                table = table.append_column("channels", from_numpy(np.ones(len(table), np.int16)))
             self._table, self._group = table, group
         return self._table, row - self._starts[group]
 
