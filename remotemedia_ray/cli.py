@@ -228,6 +228,16 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="preprocess a folder, glob, list file or Parquet dataset of audio",
         description="Run MANIFEST over every input and write each sink's outputs to OUTDIR.",
+        epilog=textwrap.dedent(
+            """\
+            exit codes:
+              0    done (bad files are recorded in OUTDIR/errors.jsonl and skipped)
+              1    a usage, manifest or input error (nothing ran)
+              3    more than --max-errors failed items
+              4    every input failed (none of those listed finished, now or earlier)
+              130  interrupted"""
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("manifest", metavar="MANIFEST", help="pipeline manifest (.json/.yaml)")
     run.add_argument(

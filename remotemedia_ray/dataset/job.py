@@ -152,7 +152,9 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
     """Run the dataset job; returns its result (``exit_code`` 0 on success).
 
     Exit codes: 0 done (bad files recorded in errors.jsonl), 1 a usage or
-    manifest error, 3 more than ``max_errors`` failures, 130 interrupted.
+    manifest error, 3 more than ``max_errors`` failures, 4 every input failed
+    (none of those listed finished, in this run or an earlier one), 130
+    interrupted.
     Progress and messages go to ``stream`` (stderr by default).
 
     Raises:
@@ -428,6 +430,9 @@ class DatasetJob:
         if config.max_errors is not None and result.items_failed > config.max_errors:
             result.exit_code = 3
             result.summary += f" (stopped: more than {config.max_errors} error(s))"
+        elif result.items_failed and not result.items_done and not result.items_skipped:
+            result.exit_code = 4
+            result.summary += f" (every item failed: see {out.join(ERRORS)})"
         return result
 
     def close(self) -> None:

@@ -337,6 +337,28 @@ def test_max_errors_sets_exit_code_3_when_exceeded(
     assert ("stopped: more than" in stdout) == (exit_code == 3)
 
 
+def test_a_run_whose_every_item_failed_exits_4(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(3):
+        (root / f"bad{i}.wav").write_bytes(b"junk")
+    out = tmp_path / "out"
+    args = ("run", str(MANIFEST), "-i", str(root), "-o", str(out), "--runtime", "local")
+    code, stdout, _ = run_cli(*args)
+    assert code == 4
+    assert "3 failed" in stdout and "every item failed" in stdout and "errors.jsonl" in stdout
+    assert len((out / "errors.jsonl").read_text().splitlines()) == 3
+    write_audio(root / "ok.wav", AudioSpec("ok.wav", 16000, 1, "PCM_16", 0.2), seed=1)
+    code, stdout, _ = run_cli(*args, "--resume")  # one finishes: the others are bad files
+    assert code == 0 and "1 file(s) done" in stdout and "3 failed" in stdout
+    (root / "bad3.wav").write_bytes(b"junk")
+    code, stdout, _ = run_cli(*args, "--resume")  # ok.wav finished in the earlier run
+    assert code == 0 and "1 skipped" in stdout and "4 failed" in stdout
+    (root / "ok.wav").unlink()
+    code, stdout, _ = run_cli(*args, "--resume")  # every input listed now failed
+    assert code == 4 and "0 skipped" in stdout and "4 failed" in stdout
+
+
 def test_max_errors_stops_handing_out_items_even_while_no_batch_writes(tmp_path: Path) -> None:
     # Batches whose items all fail write nothing; the limit must still stop the run.
     root = tmp_path / "in"
