@@ -19,7 +19,8 @@ sink value goes with it as a typed field.
   in the schema metadata as ``datasets`` (4 or later) writes them;
 * ``webdataset``: ``OUTDIR/format.webdataset/part-*-<n>.tar``, members
   ``<key>.flac`` (``<key>.<sink>.flac`` for several audio sinks) and
-  ``<key>.json`` (id, sample rate, bounds and the other values); a tar holds
+  ``<key>.json`` (id, sample rate and channels, each an object keyed by sink
+  for several audio sinks, bounds and the other values); a tar holds
   at most ``--shard-size`` rows or bytes of members (a single record larger
   than the bound gets a tar of its own);
 * ``lhotse``: ``OUTDIR/format.lhotse/audio/...flac`` plus recordings and
@@ -371,8 +372,11 @@ def _write_webdataset(
         for sink, audio in sorted(record.audio.items()):
             name = f"{key}.{sink}.flac" if several else f"{key}.flac"
             members.append((name, record.flac(sink)))
-            info.setdefault("sample_rate", audio.sample_rate)
-            info.setdefault("channels", audio.channels)
+            if several:  # each member's own: keyed by sink, as the member names are
+                info.setdefault("sample_rate", {})[sink] = audio.sample_rate
+                info.setdefault("channels", {})[sink] = audio.channels
+            else:
+                info.update(sample_rate=audio.sample_rate, channels=audio.channels)
         members.append((f"{key}.json", json.dumps(info).encode()))
         added = sum(_TAR_BLOCK + _padded(len(data)) for _, data in members)
         if rows and not limit.fits(rows + 1, size + added):  # the record opens a new tar

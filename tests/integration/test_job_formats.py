@@ -166,6 +166,39 @@ def test_webdataset_tars_iterate_with_webdataset(prep: Path, utterances: Path) -
         assert sorted(seen) == sorted(expected)  # every row once
 
 
+def test_webdataset_json_gives_each_audio_sink_its_own_rate(corpus: Path, tmp_path: Path) -> None:
+    nodes = [
+        {"id": "mono", "node_type": "ChannelMixNode", "params": {"mode": "mean"}},
+        {"id": "r8k", "node_type": "ResampleNode", "params": {"target_rate": 8000}},
+        {"id": "low", "node_type": "FormatConverterNode", "params": {"target_format": "i16"}},
+        {"id": "src", "node_type": "FormatConverterNode", "params": {"target_format": "i16"}},
+    ]
+    edges = [("mono", "r8k"), ("r8k", "low"), ("mono", "src")]
+    manifest = tmp_path / "two.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "version": "v1",
+                "nodes": nodes,
+                "connections": [{"from": a, "to": b} for a, b in edges],
+            }
+        )
+    )
+    out = tmp_path / "out"
+    _run(manifest, corpus, out, "parquet", "webdataset")
+    sources = _rows(out, "src")
+    urls = sorted(str(p) for p in (out / "format.webdataset").glob("*.tar"))
+    samples = _samples(urls)
+    assert len(samples) == 4
+    for sample in samples:
+        info = json.loads(sample["json"])
+        assert info["sample_rate"] == {"low": 8000, "src": sources[info["id"]]["sample_rate"]}
+        assert info["channels"] == {"low": 1, "src": 1}
+        for sink in ("low", "src"):
+            rate = sf.info(io.BytesIO(sample[f"{sink}.flac"])).samplerate
+            assert rate == info["sample_rate"][sink]
+
+
 def test_a_webdataset_tar_holds_at_most_shard_size(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _run(UTTERANCES, corpus, out, "webdataset", shard_size="2", shard_rows=8)
