@@ -3,13 +3,18 @@
 ``pa.array`` first asks whether its input is a pandas object, and the first
 time a process asks, pyarrow imports pandas when it is installed (Ray Data and
 ``datasets`` install it): about 0.2 s with a warm disk and 0.5 s cold, paid by
-every Ray worker before its first batch is written and by the driver. The
-columns our tables hold (ids, sample rates, channel counts, pickled values, the
-VAD's segments, HuggingFace's audio structs) are built here from buffers
-instead, which never asks. Values that are not plainly of the column's type
-(a numpy scalar, a bool for a number, an int too large, a str subclass) make
-the whole column go to ``pa.array`` unchanged, so its conversions and errors
-stay pyarrow's.
+every Ray worker before its first batch is written. ``Array.to_numpy`` and any
+``pyarrow.compute`` call import it too. The columns our tables hold (ids,
+sample rates, channel counts, pickled values, the VAD's segments, HuggingFace's
+audio structs) are built here from buffers instead, which never asks. Values
+that are not plainly of the column's type (a numpy scalar, a bool for a number,
+an int too large, a str subclass) make the whole column go to ``pa.array``
+unchanged, so its conversions and errors stay pyarrow's.
+
+Ray's own serialization of an Arrow table with a string, binary or list column
+calls ``pyarrow.compute``: the driver, which sends batches as tables, and the
+workers of a pool that hands its batches to another pool still import pandas
+once. The workers of a fused pipeline, the dataset job's default, do not.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ __all__ = ["array", "float_struct", "from_numpy", "to_numpy", "valid_mask"]
 
 _EXACT = 2**53
 """Integers up to this size are exactly a float64 (pyarrow refuses larger ones)."""
-_INT32_MAX = 2**31 - 1
+_INT32_MAX_OFFSET = 2**31 - 2
+"""The largest last offset pyarrow's builders put in one 32-bit-offset array."""
 
 
 def array(values: Sequence[Any], type: pa.DataType) -> pa.Array:
@@ -32,8 +38,12 @@ def array(values: Sequence[Any], type: pa.DataType) -> pa.Array:
 
     Strings, binaries, integers, float64, structs and lists of those
     are built directly (``None`` is null; a struct takes dicts, a missing key
-    is null); anything else is ``pa.array``'s.
+    is null); anything else is ``pa.array``'s. The result equals pyarrow's
+    (``Array.equals``), except that under a null struct row the children hold
+    nulls where pyarrow puts empty values.
     """
+    if not isinstance(values, (list, tuple)):  # an iterator: pyarrow's
+        return pa.array(values, type)
     built = _build(values, type)
     return pa.array(values, type) if built is None else built
 
@@ -135,7 +145,7 @@ def _offsets(lengths: np.ndarray, large: bool) -> pa.Buffer | None:
     np.cumsum(lengths, out=offsets[1:])
     if large:
         return pa.py_buffer(offsets)
-    if offsets[-1] > _INT32_MAX:
+    if offsets[-1] > _INT32_MAX_OFFSET:
         return None
     return pa.py_buffer(offsets.astype(np.int32))
 

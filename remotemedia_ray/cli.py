@@ -232,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
             """\
             exit codes:
               0    done (bad files are recorded in OUTDIR/errors.jsonl and skipped)
-              1    a usage, manifest or input error (nothing ran)
+              1    a manifest, input, option or output directory error (nothing ran)
+              2    a command line argparse refused
               3    more than --max-errors failed items
               4    every input failed (none of those listed finished, now or earlier)
               130  interrupted"""

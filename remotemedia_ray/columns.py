@@ -90,7 +90,7 @@ def layout_of(value: Any) -> Layout | None:
         records = [dict(v) for v in value]
         try:
             inferred = float_struct(records) or pa.array(records).type
-        except (pa.ArrowException, TypeError, ValueError):  # not a table of records
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):  # not records
             return Layout("json", pa.string())
         fields = [
             pa.field(f.name, pa.float64())

@@ -153,8 +153,8 @@ def run_job(config: JobConfig, *, stream: TextIO | None = None) -> JobResult:
 
     Exit codes: 0 done (bad files recorded in errors.jsonl), 1 a usage or
     manifest error, 3 more than ``max_errors`` failures, 4 every input failed
-    (none of those listed finished, in this run or an earlier one), 130
-    interrupted.
+    (none of those listed finished, in this run or, unchanged, in an earlier
+    one), 130 interrupted.
     Progress and messages go to ``stream`` (stderr by default).
 
     Raises:

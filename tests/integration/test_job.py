@@ -186,6 +186,17 @@ def job(input_spec: Path | str, outdir: Path, **options: Any) -> tuple[JobResult
     return run_job(config, stream=stream), stream.getvalue()
 
 
+@rm.register_node("TestJobPandasProbe")
+class PandasProbe(rm.NodeExecutor):
+    """Says whether its worker had imported pandas when it started, and has now."""
+
+    def initialize(self, params: Any) -> None:
+        self.at_start = "pandas" in sys.modules
+
+    def execute(self, input: Any) -> Any:
+        return {"at_start": self.at_start, "now": "pandas" in sys.modules}
+
+
 # -- the main path ----------------------------------------------------------------------
 
 
@@ -335,6 +346,29 @@ def test_max_errors_sets_exit_code_3_when_exceeded(
     )  # fmt: skip
     assert code == exit_code
     assert ("stopped: more than" in stdout) == (exit_code == 3)
+
+
+def test_the_job_s_fused_workers_never_import_pandas(ray_session: None, tmp_path: Path) -> None:
+    # pyarrow imports pandas (0.15-0.5 s) the first time a process calls pa.array or
+    # Array.to_numpy; the workers would pay it before their first batch is written
+    write_tree(tmp_path / "in")
+    spec = json.loads(MANIFEST.read_text())
+    spec["nodes"].append({"id": "probe", "node_type": "TestJobPandasProbe"})
+    spec["connections"].append({"from": "resample", "to": "probe"})
+    manifest = tmp_path / "probe.json"
+    manifest.write_text(json.dumps(spec))
+    config = JobConfig(
+        manifest=manifest, input=str(tmp_path / "in"), outdir=tmp_path / "out",
+        runtime="ray", batch_size=1, progress="off",
+    )  # fmt: skip
+    result = run_job(config, stream=io.StringIO())
+    assert (result.exit_code, result.items_done) == (0, len(TREE))
+    seen = [
+        json.loads(v) for v in sink_table(tmp_path / "out", "probe").column("value").to_pylist()
+    ]
+    fresh = [s for s in seen if not s["at_start"]]  # a worker Ray had not used before
+    assert len(fresh) >= len(TREE) // 2, seen
+    assert not any(s["now"] for s in fresh), seen  # items after the first batch's write
 
 
 def test_a_run_whose_every_item_failed_exits_4(tmp_path: Path) -> None:

@@ -98,6 +98,24 @@ def test_columns_built_from_buffers_where_the_values_are_plain() -> None:
     assert _arrow._build([2**54 + 1], pa.float64()) is None
 
 
+def test_what_pyarrow_would_not_put_in_one_array_goes_to_pyarrow() -> None:
+    limit = 2**31 - 2  # pyarrow's builders: one 32-bit-offset array ends below 2**31 - 1
+    assert _arrow._offsets(np.array([limit, 0]), large=False) is not None
+    assert _arrow._offsets(np.array([limit, 1]), large=False) is None
+    assert _arrow._offsets(np.array([limit, 1]), large=True) is not None
+    assert _arrow.array(iter(["a", None]), pa.string()).to_pylist() == ["a", None]
+
+
+def test_records_too_large_for_arrow_are_stored_as_json() -> None:
+    from remotemedia_ray.columns import value_columns
+
+    column = value_columns([[{"a": 2**64}], None])["value"]
+    assert column.type == pa.string() and column.to_pylist() == [
+        '[{"a": 18446744073709551616}]',
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     ("records", "expected"),
     [
