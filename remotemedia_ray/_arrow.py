@@ -49,8 +49,12 @@ def array(values: Sequence[Any], type: pa.DataType) -> pa.Array:
 
 
 def from_numpy(values: np.ndarray) -> pa.Array:
-    """A 1-D numeric numpy array as an Arrow array without nulls (contiguous
-    memory is shared, not copied)."""
+    """A 1-D numpy array of integers or floats as an Arrow array without nulls
+    (contiguous memory is shared, not copied)."""
+    if values.ndim != 1 or values.dtype.kind not in "iuf":
+        raise TypeError(
+            f"from_numpy takes 1-D integers or floats, got {values.dtype} {values.shape}"
+        )
     values = np.ascontiguousarray(values)
     return pa.Array.from_buffers(
         pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]

@@ -98,6 +98,21 @@ def test_columns_built_from_buffers_where_the_values_are_plain() -> None:
     assert _arrow._build([2**54 + 1], pa.float64()) is None
 
 
+def test_numpy_arrays_in_and_out_share_memory() -> None:
+    x = np.arange(10, dtype=np.int16)
+    arrow = _arrow.from_numpy(x)
+    assert arrow.type == pa.int16() and arrow.to_pylist() == x.tolist()
+    back = _arrow.to_numpy(arrow.slice(3, 4))
+    assert back.tolist() == [3, 4, 5, 6] and np.shares_memory(back, x)
+    assert _arrow.to_numpy(pa.nulls(0, pa.float32())).size == 0
+    with pytest.raises(TypeError):
+        _arrow.from_numpy(np.ones(3, bool))  # Arrow packs booleans in bits
+    with pytest.raises(TypeError):
+        _arrow.to_numpy(pa.array([1, None]))
+    mask = _arrow.valid_mask(pa.chunked_array([pa.array([1, None, 3]).slice(1), pa.array([4])]))
+    assert mask.tolist() == [False, True, True]
+
+
 def test_what_pyarrow_would_not_put_in_one_array_goes_to_pyarrow() -> None:
     limit = 2**31 - 2  # pyarrow's builders: one 32-bit-offset array ends below 2**31 - 1
     assert _arrow._offsets(np.array([limit, 0]), large=False) is not None
