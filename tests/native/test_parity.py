@@ -210,6 +210,21 @@ def test_vad_segments_are_bit_identical(
     assert nat == ref
 
 
+def test_a_silent_noise_floor_with_a_huge_margin_leaves_the_fixed_threshold() -> None:
+    # 10^(5000/10) overflows to inf: the floor of digital silence (0) must stay 0 in
+    # both runtimes, not NaN (hypothesis found native saying no speech here)
+    x = np.zeros((82, 1), np.float32)
+    x[80:, 0] = (0.00056556, -0.00189958)
+    settings = VadSettings(
+        threshold_db=-60.0, frame_length_ms=10.0, hangover_ms=0.0, min_speech_ms=0.0,
+        min_silence_ms=0.0, context_ms=0.0, noise_floor_percentile=0.0,
+        noise_floor_margin_db=5000.0,
+    )  # fmt: skip
+    ref = REF.vad_segments(x, 8000, settings)
+    assert [(s["start_ms"], s["end_ms"]) for s in ref] == [(10.0, 10.25)]
+    assert NAT.vad_segments(x, 8000, settings) == ref
+
+
 @SETTINGS
 @given(x=audio(finite=False, max_frames=2000))
 def test_vad_errors_and_results_match_on_any_audio(x: np.ndarray) -> None:

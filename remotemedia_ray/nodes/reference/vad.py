@@ -323,8 +323,9 @@ def decision_level(
 
     ``10.0 ** (threshold_db / 10.0)``, or with a noise floor (and at least one
     frame) the larger of that and ``noise_floor(energies,
-    noise_floor_percentile) * 10.0 ** (noise_floor_margin_db / 10.0)``: a frame
-    is speech iff its decision energy is above both, that is above this level.
+    noise_floor_percentile) * 10.0 ** (noise_floor_margin_db / 10.0)`` (0 for
+    a floor of 0, even where the power overflows to inf): a frame is speech
+    iff its decision energy is above both, that is above this level.
     The one owner of the level: :func:`frame_decisions` and the refine cascade
     (:mod:`remotemedia_ray.nodes._cascade`) both use it.
 
@@ -344,8 +345,10 @@ def decision_level(
         margin = finite_float(noise_floor_margin_db, "noise_floor_margin_db", ConfigError)
         if margin < 0:
             raise ConfigError(f"noise_floor_margin_db must be >= 0, got {noise_floor_margin_db!r}")
-        with np.errstate(all="ignore"):
-            adaptive = noise_floor(energies, noise_floor_percentile) * _pow10(margin / 10.0)
+        floor = noise_floor(energies, noise_floor_percentile)
+        # A floor of 0 (digital silence) is 0 whatever the margin, also where
+        # 10^(margin/10) overflows to inf (0 * inf would be NaN).
+        adaptive = 0.0 if floor == 0.0 else floor * _pow10(margin / 10.0)
         level = max(level, adaptive)
     return level
 

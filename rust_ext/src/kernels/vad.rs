@@ -9,7 +9,9 @@
 //!    neighbours within `context_ms` ([`decision_energies`]);
 //! 5. speech iff the decision energy exceeds `10^(threshold/10)` and, with a
 //!    noise floor, also `floor * 10^(margin/10)`, the floor being a
-//!    percentile of the decision energies ([`noise_floor`]);
+//!    percentile of the decision energies ([`noise_floor`]); a floor of 0
+//!    (digital silence) gives 0 whatever the margin, even one whose
+//!    `10^(margin/10)` overflows to infinity ([`adaptive_level`]);
 //! 6. smoothing: hangover, then filling short gaps, then dropping short runs;
 //! 7. one segment per run of speech frames with its mean power and confidence.
 
@@ -165,6 +167,16 @@ pub fn noise_floor(energies: &[f64], percentile: f64) -> f64 {
     *nth
 }
 
+/// `floor * 10^(margin_db/10)`, and 0 for a floor of 0 even where the factor
+/// overflows to infinity (0 times infinity would be NaN, above which no frame is).
+fn adaptive_level(floor: f64, margin_db: f64) -> f64 {
+    if floor == 0.0 {
+        0.0
+    } else {
+        floor * 10.0f64.powf(margin_db / 10.0)
+    }
+}
+
 /// Per-frame speech decisions from frame sums and counts (step 5).
 pub fn frame_decisions(sums: &[f64], counts: &[u64], p: &VadParams) -> Vec<bool> {
     let energies = decision_energies(
@@ -174,9 +186,10 @@ pub fn frame_decisions(sums: &[f64], counts: &[u64], p: &VadParams) -> Vec<bool>
     );
     let thr = 10.0f64.powf(p.threshold_db / 10.0);
     let adaptive = match p.noise_floor_percentile {
-        Some(pct) if !energies.is_empty() => {
-            Some(noise_floor(&energies, pct) * 10.0f64.powf(p.noise_floor_margin_db / 10.0))
-        }
+        Some(pct) if !energies.is_empty() => Some(adaptive_level(
+            noise_floor(&energies, pct),
+            p.noise_floor_margin_db,
+        )),
         _ => None,
     };
     energies
@@ -538,6 +551,29 @@ mod tests {
         };
         let segs = vad_segments(&x, 1, &wide).unwrap();
         assert_eq!((segs[0].start_ms, segs[0].end_ms), (450.0, 630.0));
+    }
+
+    #[test]
+    fn a_silent_floor_with_a_huge_margin_leaves_the_fixed_threshold() {
+        // 10^(5000/10) overflows: a floor of 0 must still give 0, not NaN
+        assert_eq!(adaptive_level(0.0, 5000.0), 0.0);
+        assert_eq!(adaptive_level(1e-9, 5000.0), f64::INFINITY);
+        let mut x = vec![0.0f32; 80];
+        x.extend([0.000_565_56, -0.001_899_58]);
+        let p = VadParams {
+            sample_rate: 8000,
+            threshold_db: -60.0,
+            frame_length_ms: 10.0,
+            hangover_ms: 0.0,
+            min_speech_ms: 0.0,
+            min_silence_ms: 0.0,
+            context_ms: 0.0,
+            noise_floor_percentile: Some(0.0),
+            noise_floor_margin_db: 5000.0,
+        };
+        let segs = vad_segments(&x, 1, &p).unwrap();
+        assert_eq!(segs.len(), 1);
+        assert_eq!((segs[0].start_ms, segs[0].end_ms), (10.0, 10.25));
     }
 
     #[test]
