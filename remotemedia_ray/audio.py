@@ -329,17 +329,8 @@ class AudioBuffer:
         """
         view = self._view
         if view is None:
-            values = self._arrow
-            assert values is not None
-            dtype = self._format.dtype
-            data = values.buffers()[1]
-            if data is None:  # an empty array may have no data buffer
-                view = np.empty(0, dtype=dtype)
-            else:
-                view = np.frombuffer(
-                    data, dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
-                )
-            view = view.reshape(-1, self._channels)
+            assert self._arrow is not None
+            view = to_numpy(self._arrow).reshape(-1, self._channels)
             view.flags.writeable = False
             self._view = view
         return view

@@ -89,7 +89,9 @@ def layout_of(value: Any) -> Layout | None:
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
         records = [dict(v) for v in value]
         try:
-            inferred = float_struct(records) or pa.array(records).type
+            inferred = float_struct(records)
+            if inferred is None:  # not plain numbers: pyarrow infers it
+                inferred = pa.array(records).type
         except (pa.ArrowException, TypeError, ValueError, OverflowError):  # not records
             return Layout("json", pa.string())
         fields = [
