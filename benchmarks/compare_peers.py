@@ -12,11 +12,19 @@ and/or Opus (``--formats wav,mp3,opus``), under ``--corpus``
 (default ``/tmp/remotemedia-ray-peers``) and reused by later runs when
 complete (about a minute to write the default one). ``--quick`` is 100 files.
 
-One local Ray (2 CPUs, no dashboard) is started once, before anything is
-timed; every Ray run joins it (the job reuses a Ray this process already
-initialized and leaves it running). Then, per format, each of these runs over
-the whole corpus, after an untimed warm-up (every file read once, every
-contender run on a few files), and once every CPU of the Ray is free again:
+Every timed run gets a local Ray (2 CPUs, no dashboard) started for it
+before its clock starts, and waits until the machine is quiet: a Ray that
+an earlier contender used keeps that contender's idle worker processes, and
+Ray ends them (about 0.4 CPU s each after Ray Data) only once the next run
+asks for workers of its own, which charged one contender's teardown to the
+next. A Ray started by the process that uses it has one idle worker per CPU
+ready (the job's actors and Ray Data's first tasks both start in them); a
+later job in the same Ray starts its worker processes itself, so (a) is
+also run a second time in its Ray, as "a2" (no target; on a Ray started by
+``ray start`` every job starts its own workers, as a2 does). The job reuses
+a Ray this process already initialized and leaves it running. Per format,
+each of these runs over the whole corpus, after an untimed warm-up (every
+file read once, every contender run on a few files):
 
 a. this project: ``run_job`` with ``examples/speech_prep.json`` (mono ->
    16 kHz -> VAD + int16) and the defaults a user gets (fused actors, one per
@@ -532,14 +540,48 @@ class Run:
         return Cpu(*(seconds / self.best for seconds in astuple(c)))
 
 
-def timed(run: Run, fn: Callable[[], None]) -> None:
-    """Time ``fn`` into ``run`` with the CPU it used (once Ray's CPUs are all free)."""
-    wait_for_free_cpus()
+def timed(run: Run, fn: Callable[[], None], *, fresh_ray: bool = True) -> None:
+    """Time ``fn`` into ``run`` with the CPU it used, on a Ray started for it (or, with
+    ``fresh_ray=False``, the one running, once its CPUs are all free) and a quiet machine."""
+    if fresh_ray:
+        restart_ray()
+    else:
+        wait_for_free_cpus()
+    wait_for_quiet()
     with CpuMeter() as meter:
         start = time.perf_counter()
         fn()
         run.seconds.append(time.perf_counter() - start)
     run.cpu.append(meter.used())
+
+
+def restart_ray() -> None:
+    """Shut down this process's Ray, if any, and start a new local one."""
+    import ray
+    import ray.data
+
+    ray.shutdown()
+    ray.init(
+        address="local",  # a new one even where a cluster runs on this machine
+        num_cpus=RAY_CPUS,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def wait_for_quiet(
+    busy_cores: float = 0.1, interval_s: float = 0.5, timeout_s: float = 30.0
+) -> None:
+    """Wait until the whole machine keeps less than ``busy_cores`` busy over two
+    consecutive ``interval_s`` (Ray's start, workers ending), at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
+        before = CpuMeter._machine_busy()
+        time.sleep(interval_s)
+        quiet = quiet + 1 if CpuMeter._machine_busy() - before < busy_cores * interval_s else 0
 
 
 def wait_for_free_cpus(timeout_s: float = 60.0) -> None:
@@ -565,9 +607,10 @@ def parquet_rows(folder: Path, column: str | None = None) -> tuple[int, int]:
 
 
 def run_ours(
-    corpus: Path, outdir: Path, n_files: int, batch_size: int | None
+    corpus: Path, outdir: Path, n_files: int, batch_size: int | None, *, again: bool = False
 ) -> Callable[[Run], None]:
-    """(a) run_job on the corpus folder; checks rows and errors."""
+    """(a) run_job on the corpus folder; checks rows and errors. ``again``: in the Ray
+    of the run before (a2), not a fresh one."""
 
     def go(run: Run) -> None:
         config = JobConfig(
@@ -580,7 +623,7 @@ def run_ours(
         )
         result: list[JobResult] = []
         with batch_sizes_used() as sizes:
-            timed(run, lambda: result.append(run_job(config)))
+            timed(run, lambda: result.append(run_job(config)), fresh_ray=not again)
         run.batch_size = sizes[-1] if sizes else None
         job = result[0]
         if job.exit_code != 0 or job.items_failed or job.items_done != n_files:
@@ -689,15 +732,21 @@ def report(fmt: str, runs: list[Run], n_files: int, audio_s: float) -> None:
         ("a/c", plain.best / ours.best),
         ("a/c'", plain_tuned.best / ours.best),
     ]
+    ratios += [
+        (f"a2/{peer}", other.best / run.best)
+        for run in runs
+        if run.name.startswith("a2")
+        for peer, other in (("b'", ray_data_tuned), ("c'", plain_tuned))
+    ]
     targets = TARGETS.get(fmt, {})
     for label, value in ratios:
         target = targets.get(label)
         goal = f"target >= {target:g}: {verdict(value, target)}" if target else "no target"
-        print(f"   {label:<4} = {value:.2f}x  ({goal})")
+        print(f"   {label:<5} = {value:.2f}x  ({goal})")
     realtime = audio_s / ours.best
     target = targets.get("x realtime")
     goal = f"target >= {target:,.0f}x: {verdict(realtime, target)}" if target else "no target"
-    print(f"   a    = {realtime:,.0f}x realtime  ({goal})")
+    print(f"   a     = {realtime:,.0f}x realtime  ({goal})")
     if fmt == "wav":
         c = ours.cores()
         busy = c.driver + c.workers + c.daemons
@@ -732,6 +781,11 @@ def runs_for(
             Run(f"a. run_job ({label})"),
             run_ours(root, out / f"ours-{size or 'default'}", len(files), size),
         )
+        if size is None:
+            yield (
+                Run("a2. the same, again"),
+                run_ours(root, out / "ours-again", len(files), size, again=True),
+            )
     yield Run("b. Ray Data"), run_ray_data(files, root, out / "ray-data")
     yield (
         Run("b'. Ray Data, no reservation"),
@@ -759,7 +813,7 @@ def warm_up(files: list[Path], root: Path, out: Path) -> None:
         shutil.copyfile(f, target)
     some = sorted(subset.rglob("*.*"))
     for run, go in runs_for(some, subset, scratch, [None]):
-        if "'" not in run.name:
+        if "'" not in run.name and not run.name.startswith("a2"):
             go(run)
     shutil.rmtree(scratch)
 
@@ -822,12 +876,12 @@ def main(argv: list[str]) -> int:
     import ray.data
 
     start = time.perf_counter()
-    ray.init(
-        num_cpus=RAY_CPUS, include_dashboard=False, configure_logging=False, log_to_driver=False
-    )
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    restart_ray()
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    print(f"Ray {ray.__version__} started in {time.perf_counter() - start:.1f} s ({RAY_CPUS} CPUs)")
+    print(
+        f"Ray {ray.__version__} started in {time.perf_counter() - start:.1f} s ({RAY_CPUS} CPUs; "
+        "a new one for every timed run)"
+    )
     out = Path(tempfile.mkdtemp(prefix="outputs-", dir=args.corpus))
     ours: dict[str, float] = {}
     try:
