@@ -15,7 +15,8 @@ URIs (``s3://bucket/prefix``; see :mod:`~remotemedia_ray.dataset.storage`).
 2. ``resume`` (with ``--resume``): files the done log does not name are
    deleted, and every item whose id and content digest are recorded as done
    is skipped; the rest run again, so a resumed run's outputs equal an
-   uninterrupted run's;
+   uninterrupted run's; done items the input no longer lists keep their
+   outputs, and the run names them;
 3. ``run``: the worker that ran a batch writes its outputs
    (:class:`~remotemedia_ray.dataset.writers.OutputWriter`): a Parquet shard
    per sink ``OUTDIR/<sink>/part-*.parquet`` and, with ``--write-audio``,
@@ -143,6 +144,10 @@ class JobResult:
     items_done: int = 0
     items_skipped: int = 0
     items_failed: int = 0
+    items_unlisted: int = 0
+    """Items an earlier run finished that this run's input no longer lists
+    (``--resume`` only): their outputs stay in OUTDIR, and the run says so
+    (``--overwrite`` rebuilds OUTDIR from the input as it is)."""
     audio_seconds: float = 0.0
     metrics: PipelineMetrics | None = None
     summary: str = ""
@@ -231,14 +236,18 @@ class DatasetJob:
         sweep(out, self.sinks, state.files)
         out.delete(out.join(ERRORS))  # failed items run again
         candidates: set[str] = set()
+        listed: set[str] = set()  # of the items done, those this input still lists
 
         def listed_and_done() -> Iterator[InputItem]:
             for item in self._listing:
-                if item.error is None and item.item_id in state.items:
-                    candidates.add(item.item_id)
-                    yield item
+                if item.item_id in state.items:
+                    listed.add(item.item_id)
+                    if item.error is None:
+                        candidates.add(item.item_id)
+                        yield item
 
         current = _resume_keys(self.config, listed_and_done(), len(state.items))
+        self._report_unlisted(sorted(set(state.items) - listed))
         self.skip = {i for i, key in current.items() if state.items.get(i) == key}
         rerun = candidates - self.skip
         if rerun:  # a batch written in a format that cannot lose rows runs again whole
@@ -247,6 +256,19 @@ class DatasetJob:
             compact(out, state, self.run_id)
         self._named = set(state.files)
         self.result.items_skipped = len(self.skip)
+
+    def _report_unlisted(self, unlisted: list[str]) -> None:
+        """Say which finished items the input no longer lists (their outputs are kept)."""
+        self.result.items_unlisted = len(unlisted)
+        if not unlisted:
+            return
+        shown = ", ".join(repr(i) for i in unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+        self.stream.write(
+            f"resume: {len(unlisted)} item(s) an earlier run finished are not in this input "
+            f"({shown}); their outputs stay in {self._out.uri}: use --overwrite to rebuild "
+            "it from this input alone\n"
+        )
+        self.stream.flush()
 
     @property
     def _out(self) -> Location:
@@ -426,6 +448,10 @@ class DatasetJob:
             f"skipped, {result.items_failed} failed, {result.audio_seconds / 3600:.3f} h of "
             f"audio at {realtime_text(metrics.realtime_factor or 0.0)} realtime"
         )
+        if result.items_unlisted:
+            result.summary += (
+                f"; {result.items_unlisted} earlier item(s) no longer in the input kept"
+            )
         config = self.config
         if config.max_errors is not None and result.items_failed > config.max_errors:
             result.exit_code = 3

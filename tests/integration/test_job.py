@@ -593,6 +593,30 @@ def test_an_outdir_inside_the_input_folder_is_not_read_back_as_input(tmp_path: P
     assert (result.items_done, result.items_skipped) == (0, len(ids))
 
 
+def test_resume_keeps_and_names_the_items_whose_input_is_gone(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    ids = write_tree(root, TREE[:4])
+    outdir = tmp_path / "out"
+    assert job(root, outdir)[0].exit_code == 0
+    gone = TREE[1].rel
+    (root / gone).unlink()
+
+    result, printed = job(root, outdir, resume=True)
+
+    assert result.exit_code == 0
+    assert (result.items_done, result.items_skipped, result.items_unlisted) == (0, 3, 1)
+    assert f"1 item(s) an earlier run finished are not in this input ('{gone}')" in printed
+    assert "--overwrite" in printed
+    assert "1 earlier item(s) no longer in the input kept" in result.summary
+    for sink in SINKS:
+        assert ids_exactly_once(sink_table(outdir, sink)) == ids
+
+    again, printed = job(root, outdir, resume=True)  # still said: the outputs are still there
+
+    assert (again.items_skipped, again.items_unlisted) == (3, 1)
+    assert repr(gone) in printed
+
+
 # -- Ctrl-C and resume ------------------------------------------------------------------
 
 
