@@ -474,3 +474,40 @@ def test_float64_beyond_float32_range_is_refused() -> None:
     x[50, 0] = 1e300
     with pytest.raises(AudioFormatError, match="overflows float32"):
         _native.resample(x, 48000, ResampleSettings(16000))
+
+
+def _resampled_with(kernel: str | None) -> np.ndarray:
+    """48 kHz noise resampled to 16 kHz (``high``) in a fresh process whose
+    resampling kernel is capped by REMOTEMEDIA_RAY_RESAMPLE_KERNEL."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "REMOTEMEDIA_RAY_RESAMPLE_KERNEL"}
+    if kernel is not None:
+        env["REMOTEMEDIA_RAY_RESAMPLE_KERNEL"] = kernel
+    code = (
+        "import sys, numpy as np; from remotemedia_ray import _native; "
+        "from remotemedia_ray.nodes.resampling import ResampleSettings; "
+        "x = np.random.default_rng(7).uniform(-1, 1, (48000, 1)).astype(np.float32); "
+        "y = _native.resample(x, 48000, ResampleSettings(target_rate=16000, quality='high')); "
+        "sys.stdout.buffer.write(np.ascontiguousarray(y).tobytes())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+    return np.frombuffer(out.stdout, np.float32)
+
+
+def test_every_resampling_kernel_agrees_and_the_cap_takes_effect() -> None:
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        flags = set(info.read().split())
+    chosen = _resampled_with(None)
+    results = {k: _resampled_with(k) for k in ("portable", "avx2", "avx512")}
+    assert all(y.shape == chosen.shape == (16000,) for y in results.values())
+    for kernel, y in results.items():
+        assert np.max(np.abs(y - chosen)) < 3e-7, kernel
+    # The portable kernel multiplies then adds; the SIMD ones fuse (FMA): they round apart.
+    if {"avx2", "fma"} <= flags:
+        assert not np.array_equal(results["portable"], chosen)
+    if "avx512f" in flags:
+        assert np.array_equal(results["avx512"], chosen)
+        assert not np.array_equal(results["avx2"], chosen)

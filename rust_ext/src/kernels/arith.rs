@@ -190,10 +190,10 @@ pub fn combine_vec<T: Sample>(inputs: &[&[T]], op: Op, param: f64) -> Result<Vec
     check_param(param)?;
     if let [x] = inputs {
         let p32 = param as f32;
-        if let Some(xs) = same_type_slice::<T, f32>(x).filter(|_| p32 as f64 == param) {
-            if let Some(out) = same_type_vec(single_f32(xs, op, p32)) {
-                return Ok(out);
-            }
+        if let Some(xs) = same_type_slice::<T, f32>(x).filter(|_| p32 as f64 == param)
+            && let Some(out) = same_type_vec(single_f32(xs, op, p32))
+        {
+            return Ok(out);
         }
         return Ok(single(x, op, param));
     }
@@ -201,14 +201,12 @@ pub fn combine_vec<T: Sample>(inputs: &[&[T]], op: Op, param: f64) -> Result<Vec
         Op::Add => param == 0.0,
         Op::Multiply => param == 1.0,
     };
-    if let ([x, y], true) = (inputs, neutral) {
-        if let (Some(xs), Some(ys)) = (same_type_slice::<T, f32>(x), same_type_slice::<T, f32>(y)) {
-            if xs.len() == ys.len() {
-                if let Some(out) = same_type_vec(pair_f32(xs, ys, op)) {
-                    return Ok(out);
-                }
-            }
-        }
+    if let ([x, y], true) = (inputs, neutral)
+        && let (Some(xs), Some(ys)) = (same_type_slice::<T, f32>(x), same_type_slice::<T, f32>(y))
+        && xs.len() == ys.len()
+        && let Some(out) = same_type_vec(pair_f32(xs, ys, op))
+    {
+        return Ok(out);
     }
     let len = inputs.first().map_or(0, |x| x.len());
     let mut out = vec![T::default(); len];

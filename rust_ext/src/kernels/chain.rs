@@ -554,7 +554,7 @@ mod tests {
         (0..frames * channels)
             .map(|i| {
                 let t = i as f64 / channels as f64;
-                let burst = if (i / channels / 4000) % 2 == 0 {
+                let burst = if (i / channels / 4000).is_multiple_of(2) {
                     8000.0
                 } else {
                     40.0

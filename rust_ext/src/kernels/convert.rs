@@ -92,29 +92,31 @@ pub fn convert_vec<S: Sample, D: Sample>(
     src: &[S],
     channels: usize,
 ) -> Result<Vec<D>, KernelError> {
-    if let Some(s32) = same_type_slice::<S, f32>(src) {
-        if TypeId::of::<D>() == TypeId::of::<i16>() {
-            let mut out: Vec<i16> = Vec::with_capacity(s32.len());
-            if !f32_to_i16(s32, out.spare_capacity_mut()) {
-                check_finite(src, channels)?;
-            }
-            // SAFETY: f32_to_i16 initialized all s32.len() elements of the spare capacity.
-            unsafe { out.set_len(s32.len()) };
-            return same_type_vec(out)
-                .ok_or_else(|| KernelError::Shape("internal type mismatch".into()));
+    if let Some(s32) = same_type_slice::<S, f32>(src)
+        && TypeId::of::<D>() == TypeId::of::<i16>()
+    {
+        let mut out: Vec<i16> = Vec::with_capacity(s32.len());
+        if !f32_to_i16(s32, out.spare_capacity_mut()) {
+            check_finite(src, channels)?;
         }
+        // SAFETY: f32_to_i16 initialized all s32.len() elements of the spare capacity.
+        unsafe { out.set_len(s32.len()) };
+        return same_type_vec(out)
+            .ok_or_else(|| KernelError::Shape("internal type mismatch".into()));
     }
     check_finite(src, channels)?;
     let dst: Vec<D> = convert_dispatch(src);
-    if S::IS_FLOAT && D::IS_FLOAT && std::mem::size_of::<D>() < std::mem::size_of::<S>() {
-        if let Some(index) = dst.iter().position(|d| !d.is_finite()) {
-            return Err(KernelError::Overflow {
-                index,
-                frame: index / channels.max(1),
-                channel: index % channels.max(1),
-                value: src[index].to_f64(),
-            });
-        }
+    if S::IS_FLOAT
+        && D::IS_FLOAT
+        && std::mem::size_of::<D>() < std::mem::size_of::<S>()
+        && let Some(index) = dst.iter().position(|d| !d.is_finite())
+    {
+        return Err(KernelError::Overflow {
+            index,
+            frame: index / channels.max(1),
+            channel: index % channels.max(1),
+            value: src[index].to_f64(),
+        });
     }
     Ok(dst)
 }

@@ -67,7 +67,7 @@ fn check_layout<T>(x: &[T], channels: usize) -> Result<(), KernelError> {
     if channels == 0 {
         return Err(KernelError::Shape("audio has 0 channels".to_owned()));
     }
-    if x.len() % channels != 0 {
+    if !x.len().is_multiple_of(channels) {
         return Err(KernelError::Shape(format!(
             "{} samples do not divide into {channels} channels",
             x.len()

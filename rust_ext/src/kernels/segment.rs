@@ -88,7 +88,7 @@ pub fn segment_bounds<T: Sample>(
     segments: &[(f64, f64)],
     p: &SegmentParams,
 ) -> Result<Vec<(usize, usize)>, KernelError> {
-    if channels == 0 || x.len() % channels != 0 {
+    if channels == 0 || !x.len().is_multiple_of(channels) {
         return Err(KernelError::Shape(
             "audio must have at least one channel and whole frames".to_owned(),
         ));

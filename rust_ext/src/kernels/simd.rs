@@ -32,6 +32,19 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
+/// Whether this CPU has AVX-512F.
+#[inline]
+pub fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Defines `$name` calling `$imp` (an `#[inline(always)]` function) through an
 /// AVX2-compiled copy when the CPU has AVX2, else the baseline copy.
 ///

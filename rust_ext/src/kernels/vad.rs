@@ -282,13 +282,13 @@ fn check_params(p: &VadParams) -> Result<(), KernelError> {
             return bad(name, format!("must be >= 0, got {v}"));
         }
     }
-    if let Some(pct) = p.noise_floor_percentile {
-        if !(0.0..=100.0).contains(&pct) {
-            return bad(
-                "noise_floor_percentile",
-                format!("must be in [0, 100], got {pct}"),
-            );
-        }
+    if let Some(pct) = p.noise_floor_percentile
+        && !(0.0..=100.0).contains(&pct)
+    {
+        return bad(
+            "noise_floor_percentile",
+            format!("must be in [0, 100], got {pct}"),
+        );
     }
     if !p.noise_floor_margin_db.is_finite() || p.noise_floor_margin_db < 0.0 {
         return bad(
@@ -309,7 +309,7 @@ pub fn checked_frame_energies<T: Sample>(
     frame_len: usize,
     first_frame: usize,
 ) -> Result<(Vec<f64>, Vec<u64>), KernelError> {
-    if channels == 0 || x.len() % channels != 0 {
+    if channels == 0 || !x.len().is_multiple_of(channels) {
         return Err(KernelError::Shape(format!(
             "{} samples do not divide into {channels} channels",
             x.len()

@@ -150,7 +150,7 @@ pub fn samples<'a, T: Element + Sample>(
         ))
     })?;
     // A slice over misaligned memory would be undefined behaviour: refuse it.
-    if (slice.as_ptr() as usize) % std::mem::align_of::<T>() != 0 {
+    if !(slice.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(kernel_error_to_py(KernelError::Shape(
             "audio memory is not aligned (the Python wrapper copies such arrays)".to_owned(),
         )));

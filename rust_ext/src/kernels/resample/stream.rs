@@ -118,7 +118,57 @@ pub struct Resampler {
     /// `emit` zeroes the few that the last windows reach.
     pub(super) filled: usize,
     pub(super) history: Vec<AlignedBuf>,
-    pub(super) simd: bool,
+    pub(super) kernel: Kernel,
+}
+
+/// Caps the resampling kernel (see [`Kernel::best`]).
+pub const KERNEL_ENV: &str = "REMOTEMEDIA_RAY_RESAMPLE_KERNEL";
+
+/// The convolution kernels, one per instruction set; a [`Resampler`] keeps the
+/// one it was created with (the fastest the CPU has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    /// 8 lanes, multiply then add: any CPU.
+    Portable,
+    /// AVX2 + FMA (`avx2.rs`).
+    Avx2,
+    /// AVX-512F (`avx512.rs`).
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs, at most the one named by the
+    /// environment variable `REMOTEMEDIA_RAY_RESAMPLE_KERNEL` (`portable`,
+    /// `avx2` or `avx512`; read once): kernels round differently (about 1e-7),
+    /// so a cluster of mixed CPUs gives bit-identical results only at a
+    /// level all of them have.
+    pub(super) fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let cap = match std::env::var(KERNEL_ENV).as_deref() {
+                Ok("portable") => Kernel::Portable,
+                Ok("avx2") => Kernel::Avx2,
+                _ => Kernel::Avx512,
+            };
+            let cpu = if simd::has_avx512f() && simd::has_avx2_fma() {
+                Kernel::Avx512
+            } else if simd::has_avx2_fma() {
+                Kernel::Avx2
+            } else {
+                Kernel::Portable
+            };
+            if (cap as u8) < (cpu as u8) { cap } else { cpu }
+        })
+    }
+
+    /// Every kernel this CPU runs, portable first.
+    #[cfg(test)]
+    pub(super) fn available() -> Vec<Kernel> {
+        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .filter(|&k| k as u8 <= Kernel::best() as u8)
+            .collect()
+    }
 }
 
 impl Resampler {
@@ -161,7 +211,7 @@ impl Resampler {
             origin,
             filled,
             history,
-            simd: simd::has_avx2_fma(),
+            kernel: Kernel::best(),
         })
     }
 
@@ -235,7 +285,7 @@ impl Resampler {
                 reason: "Resampler.process() called after flush()".to_owned(),
             });
         }
-        if input.len() % self.channels != 0 {
+        if !input.len().is_multiple_of(self.channels) {
             return Err(KernelError::Shape(format!(
                 "chunk has {} samples, not a whole number of {}-channel frames",
                 input.len(),
@@ -399,7 +449,7 @@ impl Resampler {
             .spare_capacity_mut()
             .get_mut(..total)
             .ok_or_else(too_long)?;
-        let simd = self.simd;
+        let kernel = self.kernel;
         for (c, buf) in self.history.iter_mut().enumerate() {
             // The signal is zero after the input: the last windows may reach past it.
             buf.grow_to(need);
@@ -414,7 +464,7 @@ impl Resampler {
                 count,
                 &mut spare[c..],
                 channels,
-                simd,
+                kernel,
             )?;
         }
         // SAFETY: channel c wrote frames i*channels + c for every i < count,
@@ -496,7 +546,7 @@ fn render(
     count: usize,
     out: &mut [MaybeUninit<f32>],
     stride: usize,
-    simd: bool,
+    kernel: Kernel,
 ) -> Result<(), KernelError> {
     if count == 0 {
         return Ok(());
@@ -518,15 +568,25 @@ fn render(
         phase: r0,
     };
 
+    // SAFETY (both calls): the CPU has the kernel's instructions (`kernel`
+    // comes from `Kernel::best`), and every window read lies within the
+    // bounds checked above (coefficient windows lie within their padded row).
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: the CPU has AVX2 and FMA (`simd` comes from
-        // `has_avx2_fma`), and every window read lies within the bounds
-        // checked above (coefficient windows lie within their padded row).
-        unsafe { super::avx2::render_avx2(plan, x, &mut cur, whole, frac, count, out, stride) };
-        return Ok(());
+    match kernel {
+        Kernel::Avx512 => {
+            unsafe {
+                super::avx512::render_avx512(plan, x, &mut cur, whole, frac, count, out, stride)
+            };
+            return Ok(());
+        }
+        Kernel::Avx2 => {
+            unsafe { super::avx2::render_avx2(plan, x, &mut cur, whole, frac, count, out, stride) };
+            return Ok(());
+        }
+        Kernel::Portable => {}
     }
-    let _ = simd;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kernel;
     let coefs = plan.rows.as_slice();
     let n = 8 * plan.nv;
     for i in 0..count {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use super::design::Plan;
-use super::stream::BLOCK_FRAMES;
+use super::stream::{BLOCK_FRAMES, Kernel};
 use super::*;
 use crate::kernels::{NonFinite, Sample};
 
@@ -323,9 +323,9 @@ fn upsampling_images_are_120_db_down() {
 fn sinad_of_997_hz_is_at_least_130_db_on_both_kernels() {
     for (s, t) in SPEC_PAIRS {
         let x = tone(997.0, s, SECONDS);
-        for simd in [true, false] {
+        for kernel in Kernel::available() {
             let mut r = Resampler::new(s, t, 1, Quality::High).unwrap();
-            r.simd &= simd;
+            r.kernel = kernel;
             let mut y = Vec::new();
             r.process(&x, &mut y).unwrap();
             r.flush(&mut y).unwrap();
@@ -333,7 +333,7 @@ fn sinad_of_997_hz_is_at_least_130_db_on_both_kernels() {
             let sinad = db((amp / 2f64.sqrt()) / rms(&residual));
             assert!(
                 sinad >= 130.0,
-                "{s} -> {t} (simd {simd}): SINAD {sinad:.1} dB"
+                "{s} -> {t} ({kernel:?}): SINAD {sinad:.1} dB"
             );
         }
     }
@@ -418,19 +418,66 @@ fn portable_kernel_agrees_with_the_simd_kernels() {
         let span = plan_for(s, t).map_or(0, |p| p.span_outputs()) as f64;
         let frames = ((1.3 * span + 1000.0) * s as f64 / t as f64).max(2.5 * s as f64) as usize;
         let x = noise(frames, 1, 3);
-        let fast = resample(&x, 1, s, t, Quality::Low).unwrap();
-        let mut r = Resampler::new(s, t, 1, Quality::Low).unwrap();
-        r.simd = false;
-        let mut slow = Vec::new();
-        r.process(&x, &mut slow).unwrap();
-        r.flush(&mut slow).unwrap();
-        assert_eq!(fast.len(), slow.len());
-        let worst = fast
-            .iter()
-            .zip(&slow)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(worst < 3e-7, "{s} -> {t}: {worst:e}");
+        let run = |kernel: Kernel| {
+            let mut r = Resampler::new(s, t, 1, Quality::Low).unwrap();
+            r.kernel = kernel;
+            let mut y = Vec::new();
+            r.process(&x, &mut y).unwrap();
+            r.flush(&mut y).unwrap();
+            y
+        };
+        let slow = run(Kernel::Portable);
+        for kernel in Kernel::available() {
+            let fast = run(kernel);
+            assert_eq!(fast.len(), slow.len());
+            let worst = fast
+                .iter()
+                .zip(&slow)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 3e-7, "{s} -> {t} ({kernel:?}): {worst:e}");
+        }
+    }
+}
+
+#[test]
+fn chunked_streams_are_bit_identical_to_one_call_on_every_kernel() {
+    // Chunks of 1 (single outputs), 13-101 (a few tiles) and long ones (spans),
+    // odd and even window lengths (nv: 47 at 48k -> 16k high, 12 at low).
+    for (s, t) in [
+        (48000, 16000),
+        (44100, 16000),
+        (16000, 48000),
+        (22050, 16000),
+    ] {
+        for quality in [Quality::Low, Quality::High] {
+            let x = noise(s as usize / 8, 1, 5);
+            for kernel in Kernel::available() {
+                let run = |sizes: &[usize]| {
+                    let mut r = Resampler::new(s, t, 1, quality).unwrap();
+                    r.kernel = kernel;
+                    let mut out = Vec::new();
+                    let mut start = 0;
+                    for &n in sizes.iter().cycle() {
+                        let end = (start + n).min(x.len());
+                        r.process(&x[start..end], &mut out).unwrap();
+                        start = end;
+                        if start == x.len() {
+                            break;
+                        }
+                    }
+                    r.flush(&mut out).unwrap();
+                    out
+                };
+                let whole = run(&[x.len()]);
+                for sizes in [&[1usize][..], &[13, 101, 7], &[4099]] {
+                    assert!(
+                        run(sizes) == whole,
+                        "{s} -> {t} {quality:?} {kernel:?} in chunks {sizes:?}"
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -465,7 +512,7 @@ fn size_one_chunks_are_bit_identical_on_the_portable_kernel_too() {
     let x = noise(2000, 1, 9);
     let run = |sizes: &[usize]| {
         let mut r = Resampler::new(s, t, 1, Quality::High).unwrap();
-        r.simd = false;
+        r.kernel = Kernel::Portable;
         let mut out = Vec::new();
         let mut start = 0;
         for &n in sizes {
