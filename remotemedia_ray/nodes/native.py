@@ -9,10 +9,18 @@ is missing (a source checkout that was not built, an unsupported platform),
 A debug build of the extension is correct but slow, so importing this module
 warns once (``RuntimeWarning``) when the extension was built without
 ``--release``; never benchmark such a build.
+
+The resampler runs the fastest kernel the CPU has (AVX-512F, AVX2+FMA or
+portable); :data:`RESAMPLE_KERNEL_ENV` set to one of
+:data:`RESAMPLE_KERNELS` caps it there (kernels round differently, by about
+1e-7: a cluster of mixed CPUs is bit-identical only at a level all its
+nodes have). Importing this module warns (``RuntimeWarning``) when the
+variable holds anything else, which the extension would ignore.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, TypeGuard, TypeVar
@@ -33,6 +41,8 @@ from remotemedia_ray.nodes.resampling import ResampleSettings
 
 __all__ = [
     "NATIVE_NODES",
+    "RESAMPLE_KERNELS",
+    "RESAMPLE_KERNEL_ENV",
     "ChainValue",
     "NativeChain",
     "NativeKernels",
@@ -43,6 +53,21 @@ __all__ = [
     "native_module",
     "native_version",
 ]
+
+RESAMPLE_KERNEL_ENV = "REMOTEMEDIA_RAY_RESAMPLE_KERNEL"
+"""The environment variable that caps the native resampler's kernel."""
+
+RESAMPLE_KERNELS = ("portable", "avx2", "avx512")
+"""Its values, slowest first."""
+
+_kernel_cap = os.environ.get(RESAMPLE_KERNEL_ENV)
+if _kernel_cap is not None and _kernel_cap not in RESAMPLE_KERNELS:
+    warnings.warn(
+        f"{RESAMPLE_KERNEL_ENV}={_kernel_cap!r} is ignored: it takes one of "
+        f"{', '.join(RESAMPLE_KERNELS)}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 try:
     from remotemedia_ray import _native

@@ -511,3 +511,21 @@ def test_every_resampling_kernel_agrees_and_the_cap_takes_effect() -> None:
     if "avx512f" in flags:
         assert np.array_equal(results["avx512"], chosen)
         assert not np.array_equal(results["avx2"], chosen)
+
+
+def test_an_unknown_kernel_cap_is_named_in_a_warning() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REMOTEMEDIA_RAY_RESAMPLE_KERNEL": "AVX-2"}
+    code = "import remotemedia_ray.nodes.native"
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "REMOTEMEDIA_RAY_RESAMPLE_KERNEL='AVX-2' is ignored" in done.stderr
+    assert "portable, avx2, avx512" in done.stderr
