@@ -582,6 +582,12 @@ def wait_for_quiet(
         before = CpuMeter._machine_busy()
         time.sleep(interval_s)
         quiet = quiet + 1 if CpuMeter._machine_busy() - before < busy_cores * interval_s else 0
+    if quiet < 2:
+        print(
+            f"   (the machine stayed busier than {busy_cores:g} core for {timeout_s:g} s: "
+            "this run is timed under others' load)",
+            flush=True,
+        )
 
 
 def wait_for_free_cpus(timeout_s: float = 60.0) -> None:

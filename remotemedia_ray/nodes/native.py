@@ -12,8 +12,8 @@ warns once (``RuntimeWarning``) when the extension was built without
 
 The resampler runs the fastest kernel the CPU has (AVX-512F, AVX2+FMA or
 portable); :data:`RESAMPLE_KERNEL_ENV` set to one of
-:data:`RESAMPLE_KERNELS` caps it there (kernels round differently, by about
-1e-7: a cluster of mixed CPUs is bit-identical only at a level all its
+:data:`RESAMPLE_KERNELS` caps it there (kernels round differently, by a few
+float32 ulps of the output's peak: a cluster of mixed CPUs is bit-identical only at a level all its
 nodes have). Importing this module warns (``RuntimeWarning``) when the
 variable holds anything else, which the extension would ignore.
 """
@@ -60,8 +60,8 @@ RESAMPLE_KERNEL_ENV = "REMOTEMEDIA_RAY_RESAMPLE_KERNEL"
 RESAMPLE_KERNELS = ("portable", "avx2", "avx512")
 """Its values, slowest first."""
 
-_kernel_cap = os.environ.get(RESAMPLE_KERNEL_ENV)
-if _kernel_cap is not None and _kernel_cap not in RESAMPLE_KERNELS:
+_kernel_cap = os.environ.get(RESAMPLE_KERNEL_ENV, "")
+if _kernel_cap and _kernel_cap not in RESAMPLE_KERNELS:  # empty: not set
     warnings.warn(
         f"{RESAMPLE_KERNEL_ENV}={_kernel_cap!r} is ignored: it takes one of "
         f"{', '.join(RESAMPLE_KERNELS)}",

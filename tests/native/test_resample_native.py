@@ -498,8 +498,11 @@ def _resampled_with(kernel: str | None) -> np.ndarray:
 
 
 def test_every_resampling_kernel_agrees_and_the_cap_takes_effect() -> None:
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        flags = set(info.read().split())
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            flags = set(info.read().split())
+    except OSError:
+        flags = set()  # not Linux: the kernels still agree, which kernel ran is unknown
     chosen = _resampled_with(None)
     results = {k: _resampled_with(k) for k in ("portable", "avx2", "avx512")}
     assert all(y.shape == chosen.shape == (16000,) for y in results.values())

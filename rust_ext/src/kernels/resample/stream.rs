@@ -139,7 +139,7 @@ pub(super) enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU runs, at most the one named by the
     /// environment variable `REMOTEMEDIA_RAY_RESAMPLE_KERNEL` (`portable`,
-    /// `avx2` or `avx512`; read once): kernels round differently (about 1e-7),
+    /// `avx2` or `avx512`; read once): kernels round differently (a few ulps),
     /// so a cluster of mixed CPUs gives bit-identical results only at a
     /// level all of them have.
     pub(super) fn best() -> Kernel {

@@ -441,6 +441,35 @@ fn portable_kernel_agrees_with_the_simd_kernels() {
 }
 
 #[test]
+fn every_kernel_agrees_within_a_few_ulps_at_very_high_quality() {
+    // Long windows round the most: up to about 7e-7 of a full-scale peak.
+    for (s, t) in [(8000, 48000), (22050, 32000), (48000, 16000)] {
+        let x = noise(s as usize / 2, 3, 11);
+        let run = |kernel: Kernel| {
+            let mut r = Resampler::new(s, t, 3, Quality::VeryHigh).unwrap();
+            r.kernel = kernel;
+            let mut y = Vec::new();
+            r.process(&x, &mut y).unwrap();
+            r.flush(&mut y).unwrap();
+            y
+        };
+        let slow = run(Kernel::Portable);
+        let peak = slow.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for kernel in Kernel::available() {
+            let worst = run(kernel)
+                .iter()
+                .zip(&slow)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst <= 1e-6 * peak.max(1.0),
+                "{s} -> {t} ({kernel:?}): {worst:e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn chunked_streams_are_bit_identical_to_one_call_on_every_kernel() {
     // Chunks of 1 (single outputs), 13-101 (a few tiles) and long ones (spans),
     // odd and even window lengths (nv: 47 at 48k -> 16k high, 12 at low).
