@@ -11,11 +11,11 @@ warns once (``RuntimeWarning``) when the extension was built without
 ``--release``; never benchmark such a build.
 
 The resampler runs the fastest kernel the CPU has (AVX-512F, AVX2+FMA or
-portable); :data:`RESAMPLE_KERNEL_ENV` set to one of
-:data:`RESAMPLE_KERNELS` caps it there (kernels round differently, by a few
-float32 ulps of the output's peak: a cluster of mixed CPUs is bit-identical only at a level all its
-nodes have). Importing this module warns (``RuntimeWarning``) when the
-variable holds anything else, which the extension would ignore.
+portable); :data:`RESAMPLE_KERNEL_ENV` set to one of :data:`RESAMPLE_KERNELS`
+caps it there. Kernels round differently, by a few float32 ulps of the
+output's peak, so a cluster of mixed CPUs is bit-identical only at a level
+all its nodes have. Importing this module warns (``RuntimeWarning``) when
+the variable holds anything else, which the extension would ignore.
 """
 
 from __future__ import annotations

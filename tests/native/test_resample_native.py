@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import pickle
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -479,10 +482,6 @@ def test_float64_beyond_float32_range_is_refused() -> None:
 def _resampled_with(kernel: str | None) -> np.ndarray:
     """48 kHz noise resampled to 16 kHz (``high``) in a fresh process whose
     resampling kernel is capped by REMOTEMEDIA_RAY_RESAMPLE_KERNEL."""
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "REMOTEMEDIA_RAY_RESAMPLE_KERNEL"}
     if kernel is not None:
         env["REMOTEMEDIA_RAY_RESAMPLE_KERNEL"] = kernel
@@ -507,7 +506,7 @@ def test_every_resampling_kernel_agrees_and_the_cap_takes_effect() -> None:
     results = {k: _resampled_with(k) for k in ("portable", "avx2", "avx512")}
     assert all(y.shape == chosen.shape == (16000,) for y in results.values())
     for kernel, y in results.items():
-        assert np.max(np.abs(y - chosen)) < 3e-7, kernel
+        assert np.max(np.abs(y - chosen)) < 1e-6, kernel  # a few float32 ulps of 1.0
     # The portable kernel multiplies then adds; the SIMD ones fuse (FMA): they round apart.
     if {"avx2", "fma"} <= flags:
         assert not np.array_equal(results["portable"], chosen)
@@ -517,10 +516,6 @@ def test_every_resampling_kernel_agrees_and_the_cap_takes_effect() -> None:
 
 
 def test_an_unknown_kernel_cap_is_named_in_a_warning() -> None:
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "REMOTEMEDIA_RAY_RESAMPLE_KERNEL": "AVX-2"}
     code = "import remotemedia_ray.nodes.native"
     done = subprocess.run(
