@@ -2,14 +2,15 @@
 //! CPU has AVX-512F (with AVX2 and FMA).
 //!
 //! They read the same plan and history buffers as the AVX2 kernels (8-lane
-//! coefficient rows, windows starting at a multiple of 8) and run the same
-//! schedule (`avx2.rs`), 16 lanes wide: each output's accumulator holds its
-//! even vectors `v = 0, 2, 4, ...` in lanes 0-7 and its odd vectors in lanes
-//! 8-15 (an odd last vector is loaded masked, so nothing past the window is
-//! read), and the output is the tree of `mod.rs` over the sum of the two
-//! halves. That is one fixed sequence of f32 operations per output, like the
-//! other kernels', so a stream stays bit-identical to one call; it differs
-//! from the AVX2 sequence in rounding only (a few float32 ulps of the output's peak: up to about 7e-7 at full scale).
+//! coefficient rows, windows starting at a multiple of 8) and share their
+//! stripes and tiles (`avx2.rs`), 16 lanes wide: each output's accumulator
+//! holds its even vectors `v = 0, 2, 4, ...` in lanes 0-7 and its odd vectors
+//! in lanes 8-15 (an odd last vector is loaded masked, so nothing past the
+//! window is read), and the output is the tree of `mod.rs` over the sum of
+//! the two halves. That is one fixed sequence of f32 operations per output,
+//! whichever tile computes it, so a stream stays bit-identical to one call;
+//! it differs from the AVX2 sequence in rounding only (a few float32 ulps of
+//! the output's peak: up to about 7e-7 at full scale).
 //!
 //! On CPUs with full-width 512-bit FMA units (AMD Zen 5, Intel server parts)
 //! this does twice the multiply-adds per instruction: about 1.6x the AVX2
@@ -22,8 +23,8 @@ use std::mem::MaybeUninit;
 
 use super::design::{Cursor, Plan};
 
-/// The lane sums of eight accumulators' halves, `lo + hi`, by the tree of
-/// `mod.rs`: `((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7))`.
+/// The two halves of an accumulator added: lanes `l + 8` onto lanes `l`
+/// (odd vectors onto even ones), 8 lanes for the tree of `mod.rs`.
 #[inline(always)]
 unsafe fn fold(a: __m512) -> __m256 {
     unsafe {

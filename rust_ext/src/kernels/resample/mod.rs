@@ -34,9 +34,10 @@
 //! the streaming [`Resampler`] and the portable kernel, `avx2` the AVX2 + FMA
 //! kernels (their schedule is documented there) and `avx512` the AVX-512 ones,
 //! which sum the even and the odd vectors of a window apart and then add the
-//! two (another fixed sequence, within a few float32 ulps of the output's peak: up to about 7e-7 at full scale
-//! of this one, as the portable kernel is). The fastest
-//! kernel the CPU has is chosen at run time, once per resampler.
+//! two: another fixed sequence, within a few float32 ulps of the output's
+//! peak of this one (up to about 7e-7 at full scale), as the portable kernel
+//! is. The fastest kernel the CPU has is chosen at run time, once per
+//! resampler.
 
 use super::KernelError;
 
