@@ -62,9 +62,10 @@ unsafe fn reduce1(a: __m256) -> f32 {
     }
 }
 
-/// Writes the lane sums of `acc` to `out[j * step]`.
+/// Writes the lane sums of `acc` to `out[j * step]` (the AVX-512 kernels'
+/// too, once they have folded their halves).
 #[inline(always)]
-unsafe fn store_sums<const G: usize>(acc: &[__m256; G], out: *mut f32, step: usize) {
+pub(super) unsafe fn store_sums<const G: usize>(acc: &[__m256; G], out: *mut f32, step: usize) {
     unsafe {
         let mut j = 0;
         while j + 4 <= G {
@@ -529,20 +530,7 @@ pub(super) unsafe fn render_avx2(
             while p < period {
                 // Up to 3 consecutive outputs whose windows start in the same
                 // aligned block read the same input vectors: one tile.
-                let (co, xo) = c.offsets(plan);
-                let mut coef = [co; 3];
-                let mut run = 1;
-                let mut next = c;
-                next.advance(plan, whole, frac);
-                while run < 3 && p + run < period {
-                    let (co_next, xo_next) = next.offsets(plan);
-                    if xo_next != xo {
-                        break;
-                    }
-                    coef[run] = co_next;
-                    run += 1;
-                    next.advance(plan, whole, frac);
-                }
+                let (coef, xo, run) = c.tile(plan, whole, frac, period - p);
                 let jump = period * stride;
                 unsafe {
                     let o = op.add((i + p) * stride);
@@ -594,20 +582,7 @@ pub(super) unsafe fn render_avx2(
             let mut c = *cur;
             let mut p = 0;
             while p < period {
-                let (co, xo) = c.offsets(plan);
-                let mut coef = [co; 3];
-                let mut run = 1;
-                let mut next = c;
-                next.advance(plan, whole, frac);
-                while run < 3 && p + run < period {
-                    let (co_next, xo_next) = next.offsets(plan);
-                    if xo_next != xo {
-                        break;
-                    }
-                    coef[run] = co_next;
-                    run += 1;
-                    next.advance(plan, whole, frac);
-                }
+                let (coef, xo, run) = c.tile(plan, whole, frac, period - p);
                 let jump = period * stride;
                 unsafe {
                     let o = op.add((i + p) * stride);
@@ -630,12 +605,7 @@ pub(super) unsafe fn render_avx2(
         }
     }
     while count - i >= 4 {
-        let mut c_off = [0usize; 4];
-        let mut x_off = [0usize; 4];
-        for j in 0..4 {
-            (c_off[j], x_off[j]) = cur.offsets(plan);
-            cur.advance(plan, whole, frac);
-        }
+        let (c_off, x_off) = cur.take::<4>(plan, whole, frac);
         unsafe { gather4(coefs, &c_off, xp, &x_off, nv, op.add(i * stride), stride) };
         i += 4;
     }

@@ -21,6 +21,7 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
+use super::avx2::store_sums;
 use super::design::{Cursor, Plan};
 
 /// The two halves of an accumulator added: lanes `l + 8` onto lanes `l`
@@ -32,31 +33,6 @@ unsafe fn fold(a: __m512) -> __m256 {
             _mm512_castps512_ps256(a),
             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
         )
-    }
-}
-
-/// `[reduce(a), reduce(b), reduce(c), reduce(d)]`, four at once.
-#[inline(always)]
-unsafe fn reduce4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
-    unsafe {
-        let h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-        let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        let mut v = [0.0f32; 4];
-        _mm_storeu_ps(v.as_mut_ptr(), s);
-        v
-    }
-}
-
-/// The lane sum of one folded accumulator, by the same tree as [`reduce4`].
-#[inline(always)]
-unsafe fn reduce(a: __m256) -> f32 {
-    unsafe {
-        let h = _mm256_hadd_ps(a, a);
-        let h = _mm256_hadd_ps(h, h);
-        _mm_cvtss_f32(_mm_add_ss(
-            _mm256_castps256_ps128(h),
-            _mm256_extractf128_ps(h, 1),
-        ))
     }
 }
 
@@ -100,24 +76,11 @@ unsafe fn block<const R: usize, const J: usize>(
             }
         }
         for (r, row) in acc.iter().enumerate() {
-            let o = out.add(r * out_r);
-            let mut j = 0;
-            while j + 4 <= J {
-                let s = reduce4(
-                    fold(row[j]),
-                    fold(row[j + 1]),
-                    fold(row[j + 2]),
-                    fold(row[j + 3]),
-                );
-                for (i, &value) in s.iter().enumerate() {
-                    *o.add((j + i) * out_j) = value;
-                }
-                j += 4;
+            let mut folded = [_mm256_setzero_ps(); J];
+            for (f, &a) in folded.iter_mut().zip(row) {
+                *f = fold(a);
             }
-            while j < J {
-                *o.add(j * out_j) = reduce(fold(row[j]));
-                j += 1;
-            }
+            store_sums(&folded, out.add(r * out_r), out_j);
         }
     }
 }
@@ -159,23 +122,11 @@ unsafe fn gather<const G: usize>(
                 );
             }
         }
-        let mut j = 0;
-        while j + 4 <= G {
-            let s = reduce4(
-                fold(acc[j]),
-                fold(acc[j + 1]),
-                fold(acc[j + 2]),
-                fold(acc[j + 3]),
-            );
-            for (i, &value) in s.iter().enumerate() {
-                *out.add((j + i) * out_step) = value;
-            }
-            j += 4;
+        let mut folded = [_mm256_setzero_ps(); G];
+        for (f, &a) in folded.iter_mut().zip(&acc) {
+            *f = fold(a);
         }
-        while j < G {
-            *out.add(j * out_step) = reduce(fold(acc[j]));
-            j += 1;
-        }
+        store_sums(&folded, out, out_step);
     }
 }
 
@@ -213,20 +164,7 @@ pub(super) unsafe fn render_avx512(
             let mut c = *cur;
             let mut p = 0;
             while p < period {
-                let (co, xo) = c.offsets(plan);
-                let mut coef = [co; 3];
-                let mut run = 1;
-                let mut next = c;
-                next.advance(plan, whole, frac);
-                while run < 3 && p + run < period {
-                    let (co_next, xo_next) = next.offsets(plan);
-                    if xo_next != xo {
-                        break;
-                    }
-                    coef[run] = co_next;
-                    run += 1;
-                    next.advance(plan, whole, frac);
-                }
+                let (coef, xo, run) = c.tile(plan, whole, frac, period - p);
                 let jump = period * stride;
                 unsafe {
                     let o = op.add((i + p) * stride);
@@ -249,22 +187,12 @@ pub(super) unsafe fn render_avx512(
         }
     }
     while count - i >= 8 {
-        let mut c_off = [0usize; 8];
-        let mut x_off = [0usize; 8];
-        for j in 0..8 {
-            (c_off[j], x_off[j]) = cur.offsets(plan);
-            cur.advance(plan, whole, frac);
-        }
+        let (c_off, x_off) = cur.take::<8>(plan, whole, frac);
         unsafe { gather::<8>(coefs, &c_off, xp, &x_off, nv, op.add(i * stride), stride) };
         i += 8;
     }
     while count - i >= 4 {
-        let mut c_off = [0usize; 4];
-        let mut x_off = [0usize; 4];
-        for j in 0..4 {
-            (c_off[j], x_off[j]) = cur.offsets(plan);
-            cur.advance(plan, whole, frac);
-        }
+        let (c_off, x_off) = cur.take::<4>(plan, whole, frac);
         unsafe { gather::<4>(coefs, &c_off, xp, &x_off, nv, op.add(i * stride), stride) };
         i += 4;
     }

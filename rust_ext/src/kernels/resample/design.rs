@@ -402,6 +402,54 @@ impl Cursor {
         }
     }
 
+    /// The tile starting at this output: up to 3 (and at most `limit`)
+    /// consecutive outputs whose windows start in the same aligned block of
+    /// 8, so they read the same input vectors. Returns their coefficient
+    /// offsets (unused entries repeat the first), the common input offset and
+    /// how many there are.
+    #[inline(always)]
+    pub(super) fn tile(
+        &self,
+        plan: &Plan,
+        whole: usize,
+        frac: u64,
+        limit: usize,
+    ) -> ([usize; 3], usize, usize) {
+        let (co, xo) = self.offsets(plan);
+        let mut coef = [co; 3];
+        let mut run = 1;
+        let mut next = *self;
+        next.advance(plan, whole, frac);
+        while run < 3 && run < limit {
+            let (co_next, xo_next) = next.offsets(plan);
+            if xo_next != xo {
+                break;
+            }
+            coef[run] = co_next;
+            run += 1;
+            next.advance(plan, whole, frac);
+        }
+        (coef, xo, run)
+    }
+
+    /// The offsets of the next `G` outputs (see [`Cursor::offsets`]),
+    /// advancing past them.
+    #[inline(always)]
+    pub(super) fn take<const G: usize>(
+        &mut self,
+        plan: &Plan,
+        whole: usize,
+        frac: u64,
+    ) -> ([usize; G], [usize; G]) {
+        let mut c_off = [0usize; G];
+        let mut x_off = [0usize; G];
+        for j in 0..G {
+            (c_off[j], x_off[j]) = self.offsets(plan);
+            self.advance(plan, whole, frac);
+        }
+        (c_off, x_off)
+    }
+
     /// `(coefficient offset, input offset)`: both windows of `8 * nv` floats.
     #[inline(always)]
     pub(super) fn offsets(&self, plan: &Plan) -> (usize, usize) {
