@@ -22,23 +22,21 @@ The energy VAD is trusted where it is sure:
   ``edge_ms`` on each side), so that the model, not the bridging, decides
   whether speech pauses there.
 
-Loudness is not speech (a tone, a door, music is loud too), so the model
-checks each stretch of sure speech. The model first scores the uncertain
-stretches, all of a file in one batch, each run from ``context_ms`` earlier
-(``edge_context_ms`` for a stretch that is only run edges) so that its state
-has settled when the stretch begins; stretches closer than that are scored
-as one, with the windows between them (so a short stretch of sure speech
-between two uncertain ones may be scored whole). A stretch of sure speech in
-or next to which the model found speech (``>= threshold``) is confirmed; one
-the model scored in full keeps the model's probabilities; every other one is
-*probed*: the model scores ``probe_windows`` windows at its loudest window,
-after ``probe_context_ms`` of the audio before. A stretch whose probe stays
-below Silero's ``threshold`` is uncertain after all, and the model scores the
-rest of it.
+The model scores the uncertain stretches, all of a file's side by side in
+one batch, each run from ``context_ms`` earlier (``edge_context_ms`` for a
+stretch that is only run edges) so that its state has settled when the
+stretch begins; stretches closer than that are scored as one, with the
+windows between them (so a short stretch of sure speech between two
+uncertain ones may be scored whole). Loudness is not speech (a tone, a door,
+music is loud too), so the model also reads each stretch of sure speech from
+its start: the lane that scores the uncertain windows before it goes on into
+it, window by window, until the model finds speech (Silero's ``threshold``),
+with the state it has there. The stretch is speech from that window on; where
+the model finds none, it has scored all of the stretch. Speech found at once
+costs one window; a tone costs its length.
 
-Where the uncertain stretches, or they with the probes and the stretches
-that failed them, would be more than ``whole_share`` of the file (noisy
-audio), the model scores the whole file in one piece instead, as
+Where the uncertain stretches would be more than ``whole_share`` of the file
+(noisy audio), the model scores the whole file in one piece instead, as
 SileroVADNode does, and the result is SileroVADNode's. The probabilities then
 go through Silero's segmenting rule
 (:mod:`remotemedia_ray.nodes.speech_timestamps`), as SileroVADNode's do.
@@ -79,8 +77,9 @@ class CascadeSettings:
 
     Attributes:
         energy: The energy VAD's settings (threshold, context, noise floor).
-        speech: Silero's segmenting rule (its ``threshold`` judges the probes,
-            its ``min_silence_duration_ms`` which pauses the model checks).
+        speech: Silero's segmenting rule (its ``threshold`` is speech found in a
+            stretch of sure speech, its ``min_silence_duration_ms`` says which
+            pauses the model checks).
         silence_db: A gap window this far below the decision level is silence, dB.
         speech_db: A run whose loudest window is this far above the level is speech, dB.
         edge_ms: Uncertain on each side of a run boundary, ms.
@@ -89,13 +88,9 @@ class CascadeSettings:
             weak runs, near-level gaps), ms: it needs a few hundred ms to
             settle in noise and music.
         edge_context_ms: ... and before a stretch that is only run edges, ms.
-        probe_windows: Windows the model scores in each stretch of sure speech.
-        probe_context_ms: Audio the model runs before each probe, ms (longer
-            than ``context_ms``: the model needs about half a second of
-            speech before it says speech with confidence).
-        whole_share: When the model would run on more than this share of a
-            file anyway, it runs on all of it in one piece (SileroVADNode's
-            result, for a little more work).
+        whole_share: When the uncertain stretches with their context are more
+            than this share of a file, the model runs on all of it in one piece
+            (SileroVADNode's result, for a little more work).
     """
 
     energy: VadSettings
@@ -106,8 +101,7 @@ class CascadeSettings:
     bridge_ms: float = 320.0
     context_ms: float = 320.0
     edge_context_ms: float = 96.0
-    probe_windows: int = 2
-    probe_context_ms: float = 512.0
+    retry_context_ms: float = 512.0
     whole_share: float = 0.5
 
 
@@ -116,19 +110,17 @@ class CascadePlan:
     """What the energy VAD decides per window, before the model runs.
 
     Attributes:
-        speech: Sure speech (probability 1 unless its probe fails).
+        speech: Sure speech (probability 1 once the model has found speech in it).
         uncertain: Windows the model scores.
         decided: Of those, the windows the model decides, not just run edges
             (their lanes get ``context_ms``, the rest ``edge_context_ms``).
         stretches: The stretches of sure speech, half-open window ranges.
-        probes: For each stretch, the first window of its probe.
     """
 
     speech: npt.NDArray[np.bool_]
     uncertain: npt.NDArray[np.bool_]
     decided: npt.NDArray[np.bool_]
     stretches: list[tuple[int, int]]
-    probes: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +130,7 @@ class CascadeResult:
     Attributes:
         probs: One probability per window (1/0 where the energy VAD decided).
         scored: True for the windows whose probability is the model's.
-        model_windows: Windows the model ran, warm-up and probes included.
+        model_windows: Windows the model ran, warm-up included.
     """
 
     probs: npt.NDArray[np.float32]
@@ -202,11 +194,7 @@ def plan_windows(
     decided |= ~runs & (rel >= -settings.silence_db)
     unsure |= decided
     speech &= ~unsure
-    stretches = reference.true_runs(speech)
-    probes = [
-        min(a + int(np.argmax(rel[a:b])), max(a, b - settings.probe_windows)) for a, b in stretches
-    ]
-    return CascadePlan(speech, unsure, decided, stretches, probes)
+    return CascadePlan(speech, unsure, decided, reference.true_runs(speech))
 
 
 def _lanes(
@@ -229,7 +217,7 @@ def _lanes(
 
 
 def _cost(lanes: list[Lane]) -> int:
-    return sum(lane.stop - lane.start + lane.warmup for lane in lanes)
+    return sum(lane.stop + lane.extend - lane.start + lane.warmup for lane in lanes)
 
 
 def cascade_probabilities(
@@ -245,34 +233,22 @@ def cascade_probabilities(
     return result
 
 
-@dataclass
-class _Signal:
-    """One signal's cascade while the model runs: its plan and what is known so far."""
-
-    signal: npt.NDArray[np.float32]
-    plan: CascadePlan
-    probs: npt.NDArray[np.float32]
-    scored: npt.NDArray[np.bool_]
-    lanes: list[Lane]
-    """The lanes of the model's next run for this signal."""
-    cost: int = 0
-    """Windows the model ran for it so far."""
-    done: bool = False
-    """Its probabilities are final (the model scored all of it)."""
-    unconfirmed: list[tuple[int, int]] = field(default_factory=list)
-    """The stretches of sure speech that the model's run did not confirm (probed next)."""
-
-    def take(self, found: Sequence[npt.NDArray[np.float32]]) -> None:
-        """Record the model's probabilities for the lanes of its last run."""
-        for lane, p in zip(self.lanes, found, strict=True):
-            self.probs[lane.start : lane.stop] = p
-            self.scored[lane.start : lane.stop] = True
-
-    def whole(self) -> None:
-        """Let the model score the whole signal in its next run (SileroVADNode's result)."""
-        n = self.plan.speech.size
-        self.lanes, self.done = [Lane(0, 0, n, 0)], True
-        self.cost += n
+def _confirming(lanes: list[Lane], stretches: list[tuple[int, int]], warmup: int) -> list[Lane]:
+    """``lanes`` with each stretch of sure speech that none of them covers read on from
+    its start: the lane that ends where it starts goes on into it (a new lane, started
+    ``warmup`` windows early, where none does)."""
+    out = list(lanes)
+    ending = {lane.stop: k for k, lane in enumerate(out)}
+    covered = [(lane.start, lane.stop) for lane in out]
+    for a, b in stretches:
+        if any(lo <= a and b <= hi for lo, hi in covered):
+            continue  # scored whole, between two uncertain stretches run as one
+        k = ending.get(a)
+        if k is None:
+            out.append(Lane(0, a, a, min(a, warmup), b - a))
+        else:
+            out[k] = Lane(0, out[k].start, a, out[k].warmup, b - a)
+    return out
 
 
 def cascade_many(
@@ -285,12 +261,11 @@ def cascade_many(
     """Per-window speech probabilities of the cascade for each signal, and what the
     model ran; each signal's result is the one it gets alone.
 
-    The model runs at most three times over all the signals, each run one
-    batch of lanes: the uncertain stretches (or, where they would exceed
-    ``whole_share`` of a signal, the whole signal), then the probes of the
-    stretches of sure speech that run did not confirm, then the stretches whose
-    probe failed (or the whole signal). Every lane of a run shares the model's
-    steps, which cost more than its windows do.
+    The model runs once over all the signals, one batch of lanes: each signal's
+    uncertain stretches, each going on into the stretch of sure speech after it
+    until the model finds speech there, or, where the uncertain stretches would
+    exceed ``whole_share`` of a signal, the whole signal. Every lane of the run
+    shares the model's steps, which cost more than its windows do.
 
     Args:
         signals: Mono float32 signals at ``rate`` (8000 or 16000 Hz).
@@ -302,74 +277,62 @@ def cascade_many(
     window_ms = window_samples(rate) * 1000.0 / rate
     warmup = math.ceil(settings.context_ms / window_ms)
     edge_warmup = math.ceil(settings.edge_context_ms / window_ms)
-    probe_warmup = math.ceil(settings.probe_context_ms / window_ms)
-    threshold = settings.speech.threshold
-    states = []
-    for signal in signals:
+    retry_warmup = math.ceil(settings.retry_context_ms / window_ms)
+    plans: list[CascadePlan] = []
+    batch: list[Lane] = []
+    for k, signal in enumerate(signals):
         plan = plan_windows(
             relative_levels(signal, rate, kernels, settings.energy), window_ms, settings
         )
-        n = plan.speech.size
-        state = _Signal(signal, plan, plan.speech.astype(np.float32), np.zeros(n, np.bool_), [])
         lanes = _lanes(plan.uncertain, warmup, plan.decided, edge_warmup)
-        if _cost(lanes) > settings.whole_share * n:
-            state.whole()
+        if _cost(lanes) > settings.whole_share * plan.speech.size:
+            lanes = [Lane(0, 0, plan.speech.size)]  # noisy: SileroVADNode's result
         else:
-            state.lanes, state.cost = lanes, _cost(lanes)
-        states.append(state)
-
-    # 1. The uncertain stretches.
-    for state, found in zip(states, _score(model, states, rate), strict=True):
-        state.take(found)
-        if state.done:
-            state.lanes = []
-            continue
-        n = state.plan.speech.size
-        state.unconfirmed = []
-        state.lanes = []
-        for (a, b), q in zip(state.plan.stretches, state.plan.probes, strict=True):
-            # A stretch in or next to which the model found speech needs no probe, and
-            # one the model scored in full (between two lanes it joined) has its answer.
-            lo, hi = max(0, a - 1), min(n, b + 1)
-            if bool(np.any(state.scored[lo:hi] & (state.probs[lo:hi] >= threshold))) or bool(
-                state.scored[a:b].all()
-            ):
-                continue
-            state.unconfirmed.append((a, b))
-            state.lanes.append(Lane(0, q, min(n, q + settings.probe_windows), min(q, probe_warmup)))
-        state.cost += _cost(state.lanes)
-
-    # 2. The probes: loud is not speech.
-    for state, found in zip(states, _score(model, states, rate), strict=True):
-        if state.done:
-            continue
-        state.take(found)
-        n = state.plan.speech.size
-        rejected = np.zeros(n, np.bool_)
-        for (a, b), p in zip(state.unconfirmed, found, strict=True):
-            if p.size == 0 or float(np.max(p)) < threshold:
-                rejected[a:b] = True
-        retry = _lanes(rejected & ~state.scored, warmup)
-        if state.cost + _cost(retry) > settings.whole_share * n:
-            state.whole()
-        else:
-            state.lanes = retry
-            state.cost += _cost(retry)
-
-    # 3. The stretches whose probe failed, or the whole signal.
-    for state, found in zip(states, _score(model, states, rate), strict=True):
-        state.take(found)
-    return [CascadeResult(s.probs, s.scored, s.cost) for s in states]
+            lanes = _confirming(lanes, plan.stretches, edge_warmup)
+        plans.append(plan)
+        batch.extend(Lane(k, lane.start, lane.stop, lane.warmup, lane.extend) for lane in lanes)
+    found = _Found(plans, settings.speech.threshold)
+    # 1. The uncertain stretches, each going on into the sure speech after it.
+    unfound = found.take(batch, model.score(signals, rate, batch, until=found.threshold))
+    # 2. The stretches of sure speech it read through without finding speech, once more
+    # from further back (the model's state may have been far from the stream's), or the
+    # whole signal where that and what it ran already would be more than whole_share.
+    retry: list[Lane] = []
+    for k, plan in enumerate(plans):
+        lanes = [Lane(k, a, a, min(a, retry_warmup), b - a) for j, a, b in unfound if j == k]
+        if lanes and found.cost[k] + _cost(lanes) > settings.whole_share * plan.speech.size:
+            lanes = [Lane(k, 0, plan.speech.size)]
+        retry.extend(lanes)
+    if retry:
+        found.take(retry, model.score(signals, rate, retry, until=found.threshold))
+    return [CascadeResult(*r) for r in zip(found.probs, found.scored, found.cost, strict=True)]
 
 
-def _score(
-    model: SileroModel, states: Sequence[_Signal], rate: int
-) -> list[list[npt.NDArray[np.float32]]]:
-    """Every signal's ``lanes`` scored in one batch; per signal, one array per lane."""
-    batch = [
-        Lane(k, lane.start, lane.stop, lane.warmup)
-        for k, state in enumerate(states)
-        for lane in state.lanes
-    ]
-    found = iter(model.score([s.signal for s in states], rate, batch) if batch else [])
-    return [[next(found) for _ in state.lanes] for state in states]
+class _Found:
+    """What the model found in each signal so far: per-window probabilities (the energy
+    VAD's 1 and 0 where it has not run), the windows it scored, and its windows run."""
+
+    def __init__(self, plans: Sequence[CascadePlan], threshold: float) -> None:
+        self.probs = [plan.speech.astype(np.float32) for plan in plans]
+        self.scored = [np.zeros(plan.speech.size, np.bool_) for plan in plans]
+        self.cost = [0] * len(plans)
+        self.threshold = threshold
+
+    def take(
+        self, lanes: Sequence[Lane], found: Sequence[npt.NDArray[np.float32]]
+    ) -> list[tuple[int, int, int]]:
+        """Record a run of the model; return the stretches of sure speech (signal, start,
+        stop) that a lane read through without finding speech."""
+        unfound = []
+        for lane, p in zip(lanes, found, strict=True):
+            k, own = lane.signal, lane.stop - lane.start
+            self.cost[k] += p.size + min(lane.warmup, lane.start)
+            stretch = slice(lane.stop, lane.stop + lane.extend)
+            if p.size > own and p[-1] >= self.threshold:  # speech: the stretch is speech
+                p = p[:own]
+                self.probs[k][stretch], self.scored[k][stretch] = 1.0, False
+            elif lane.extend and p.size == own + lane.extend:
+                unfound.append((k, lane.stop, lane.stop + lane.extend))
+            self.probs[k][lane.start : lane.start + p.size] = p
+            self.scored[k][lane.start : lane.start + p.size] = True
+        return unfound

@@ -13,7 +13,9 @@ window step): a lane is a stretch of one signal with its own state, started
 from zero as a stream is. A whole signal as one lane gives exactly the
 probabilities of running it alone; a lane that starts inside a signal first
 runs ``warmup`` windows before its stretch (their outputs dropped) to settle
-its state, which then gives close, not identical, probabilities.
+its state, which then gives close, not identical, probabilities. A lane may
+go on past its stretch, window by window, until the model finds speech
+(``extend``), at no cost to the lanes beside it.
 """
 
 from __future__ import annotations
@@ -155,12 +157,21 @@ class Lane:
             read zeros, as the last partial window does).
         warmup: Windows run before ``start`` (at most ``start``) whose outputs
             are dropped: they settle the state.
+        extend: Windows past ``stop`` the lane goes on to, one at a time, while
+            the last probability it gave is below the ``until`` of
+            :meth:`SileroModel.score` (all of them without one).
     """
 
     signal: int
     start: int
     stop: int
     warmup: int = 0
+    extend: int = 0
+
+
+def _first(lane: Lane) -> int:
+    """The first window a lane runs (its warm-up's)."""
+    return lane.start - min(lane.warmup, lane.start)
 
 
 def chunk_lanes(signal: int, windows: int, chunk: int | None, warmup: int) -> list[Lane]:
@@ -224,7 +235,11 @@ class SileroModel:
         self.providers: list[str] = list(self.session.get_providers())
 
     def score(
-        self, signals: Sequence[npt.NDArray[np.float32]], rate: int, lanes: Sequence[Lane]
+        self,
+        signals: Sequence[npt.NDArray[np.float32]],
+        rate: int,
+        lanes: Sequence[Lane],
+        until: float | None = None,
     ) -> list[npt.NDArray[np.float32]]:
         """The speech probability of every window of every lane, all lanes batched.
 
@@ -232,72 +247,95 @@ class SileroModel:
             signals: Mono float32 signals at ``rate``.
             rate: 8000 or 16000.
             lanes: The stretches to score (see :class:`Lane`).
+            until: A lane with ``extend`` goes on past its ``stop`` only while
+                the last probability it gave is below this (None: through all
+                of ``extend``).
 
         Returns:
-            One float32 array per lane, ``stop - start`` probabilities.
+            One float32 array per lane: ``stop - start`` probabilities, then those
+            of the windows it went on to.
         """
         if rate not in MODEL_RATES:
             raise ConfigError(f"the Silero model reads 8000 or 16000 Hz, got {rate}")
         window, context = window_samples(rate), _context_samples(rate)
-        out = [np.zeros(max(0, lane.stop - lane.start), np.float32) for lane in lanes]
-        # Longest first, so the lanes still running at any step are a prefix of the batch.
+        out = [np.zeros(0, np.float32) for _ in lanes]
+        # Longest first, so the lanes still running at any step are mostly a prefix.
         order = sorted(
-            (i for i, lane in enumerate(lanes) if lane.stop > lane.start),
-            key=lambda i: -(lanes[i].stop - lanes[i].start + min(lanes[i].warmup, lanes[i].start)),
+            (i for i, lane in enumerate(lanes) if lane.stop + lane.extend > lane.start),
+            key=lambda i: -(lanes[i].stop + lanes[i].extend - _first(lanes[i])),
         )
         for first in range(0, len(order), _MAX_BATCH):
-            group = order[first : first + _MAX_BATCH]
+            group = [lanes[i] for i in order[first : first + _MAX_BATCH]]
             probs = self._run(
-                [self._lane_samples(signals[lanes[i].signal], lanes[i], rate) for i in group],
+                [self._lane_samples(signals[lane.signal], lane, rate) for lane in group],
+                [lane.stop - _first(lane) for lane in group],
+                until,
                 window,
                 context,
                 rate,
             )
-            for i, p in zip(group, probs, strict=True):
-                lane = lanes[i]
-                skip = min(lane.warmup, lane.start)
-                out[i][:] = p[skip : skip + lane.stop - lane.start]
+            for i, lane, p in zip(order[first : first + _MAX_BATCH], group, probs, strict=True):
+                out[i] = p[min(lane.warmup, lane.start) :]
         return out
 
     @staticmethod
     def _lane_samples(
         signal: npt.NDArray[np.float32], lane: Lane, rate: int
     ) -> npt.NDArray[np.float32]:
-        """The lane's samples: its context, then its windows (zero-padded past the end)."""
+        """The lane's samples: its context, then its windows and those it may go on to
+        (zero-padded past the end)."""
         window, context = window_samples(rate), _context_samples(rate)
-        first = lane.start - min(lane.warmup, lane.start)
-        windows = lane.stop - first
-        buf = np.zeros(context + windows * window, np.float32)
+        first = _first(lane)
+        stop = lane.stop + lane.extend
+        buf = np.zeros(context + (stop - first) * window, np.float32)
         lo = first * window - context
         if first > 0:  # the real samples before the lane are its first window's context
-            piece = signal[lo : lane.stop * window]
+            piece = signal[lo : stop * window]
             buf[: piece.size] = piece
         else:
-            piece = signal[: lane.stop * window]
+            piece = signal[: stop * window]
             buf[context : context + piece.size] = piece
         return buf
 
     def _run(
-        self, lanes: list[npt.NDArray[np.float32]], window: int, context: int, rate: int
+        self,
+        lanes: list[npt.NDArray[np.float32]],
+        fixed: list[int],
+        until: float | None,
+        window: int,
+        context: int,
+        rate: int,
     ) -> list[npt.NDArray[np.float32]]:
-        """Run lanes (longest first) side by side; one probability per window of each."""
-        steps = [(x.size - context) // window for x in lanes]
-        width = lanes[0].size
-        batch = np.zeros((len(lanes), width), np.float32)
+        """Run lanes (longest first) side by side; one probability per window of each.
+
+        Lane ``row`` runs ``fixed[row]`` windows, then goes on through the rest of
+        its samples while its last probability is below ``until``.
+        """
+        steps = np.asarray([(x.size - context) // window for x in lanes])
+        batch = np.zeros((len(lanes), lanes[0].size), np.float32)
         for row, x in enumerate(lanes):
             batch[row, : x.size] = x
-        probs = np.zeros((len(lanes), steps[0]), np.float32)
-        running = np.asarray(steps)
+        probs = np.zeros((len(lanes), int(steps[0])), np.float32)
+        ran = steps.copy()  # windows each lane runs; lowered where one stops early
+        firm = np.asarray(fixed)
+        live = np.arange(len(lanes))
         state = np.zeros((2, len(lanes), 128), np.float32)
         sr = np.array(rate, dtype=np.int64)
-        for t in range(steps[0]):
-            active = int(np.count_nonzero(running > t))
-            if active < state.shape[1]:
-                state = np.ascontiguousarray(state[:, :active])
-            x = np.ascontiguousarray(batch[:active, t * window : t * window + window + context])
+        for t in range(int(steps[0])):
+            keep = ran[live] > t
+            if not keep.all():
+                live, state = live[keep], np.ascontiguousarray(state[:, keep])
+            if live.size == 0:
+                break
+            prefix = live.size == live[-1] + 1  # the live lanes are rows 0..k-1
+            rows = slice(0, live.size) if prefix else live
+            x = np.ascontiguousarray(batch[rows, t * window : t * window + window + context])
             p, state = self.session.run(None, {"input": x, "state": state, "sr": sr})
-            probs[:active, t] = p[:, 0]
-        return [probs[row, : steps[row]] for row in range(len(lanes))]
+            probs[rows, t] = p[:, 0]
+            if until is not None:  # a lane past its fixed windows stops once it finds speech
+                found = (p[:, 0] >= until) & (firm[live] <= t + 1)
+                ran[live[found]] = t + 1
+        return [probs[row, : ran[row]] for row in range(len(lanes))]
 
 
 def load_model(threads: int | None = None, device: Device = "auto") -> SileroModel:

@@ -468,9 +468,9 @@ def test_the_cascade_batched_over_inputs_gives_what_each_gives_alone(speech: Any
     at_0db = (x + noise("pink", x.size, (3,)) * math.sqrt(power)).astype(np.float32)
     tone = (0.3 * np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE)).astype(np.float32)
     items = [
-        x,  # sure speech: probes
+        x,  # sure speech, found where it begins
         at_0db,  # the energy VAD is unsure of most of it: the whole file
-        np.concatenate([x[: x.size // 2], tone, x[x.size // 2 :]]),  # a beep: a failed probe
+        np.concatenate([x[: x.size // 2], tone, x[x.size // 2 :]]),  # a beep: read through
         np.zeros(0, np.float32),
         np.zeros(700, np.float32),
     ]
@@ -507,8 +507,8 @@ class _Recording:
         self.runs: list[tuple[Lane, npt.NDArray[np.float32]]] = []
         self.calls: list[list[tuple[Lane, npt.NDArray[np.float32]]]] = []
 
-    def score(self, signals: Any, rate: int, lanes: Any) -> Any:
-        found = self.model.score(signals, rate, lanes)
+    def score(self, signals: Any, rate: int, lanes: Any, until: float | None = None) -> Any:
+        found = self.model.score(signals, rate, lanes, until)
         self.runs.extend(zip(lanes, found, strict=True))
         self.calls.append(list(zip(lanes, found, strict=True)))
         return found
@@ -516,9 +516,11 @@ class _Recording:
 
 @needs_espeak
 def test_every_probability_the_model_gives_the_cascade_is_kept(speech: Any) -> None:
-    """The windows the model scored (stretches, probes, retries, whole files) carry its
-    probabilities, the last it gave, and are marked scored; the others are the energy
-    VAD's 0 or 1 (segment confidence is the mean over the scored windows)."""
+    """The windows the model scored (uncertain stretches, stretches of sure speech it read
+    through without finding speech, retries, whole files) carry its probabilities, the
+    last it gave, and are marked scored; the others are the energy VAD's 0 or 1, a
+    stretch of sure speech in which the model found speech included (segment confidence
+    is the mean over the scored windows)."""
     from remotemedia_ray.nodes._cascade import cascade_many
 
     x, _ = speech
@@ -526,22 +528,29 @@ def test_every_probability_the_model_gives_the_cascade_is_kept(speech: Any) -> N
     items = [x, np.concatenate([x[: x.size // 2], tone, x[x.size // 2 :]]), x[::-1].copy()]
     node = rm.create_node("VADNode")
     node.initialize(CASCADE)
+    threshold = node.cascade.speech.threshold
     recording = _Recording(node.model)
     found = cascade_many(items, RATE, node.kernels, recording, node.cascade)  # type: ignore[arg-type]
-    probes = sum(1 for lane, _ in recording.runs if lane.stop - lane.start == 2)
-    assert probes > 0  # the probes ran, and are checked below like every other lane
+    went_on = [(lane, p) for lane, p in recording.runs if p.size > lane.stop - lane.start]
+    assert any(p[-1] >= threshold for _, p in went_on)  # speech found in sure speech
+    assert any(p[-1] < threshold for _, p in went_on)  # the tone, read through
     for k, (item, result) in enumerate(zip(items, found, strict=True)):
         expected = result.probs.copy()
         scored = np.zeros(result.probs.size, np.bool_)
         for lane, p in recording.runs:
-            if lane.signal == k:
-                expected[lane.start : lane.stop] = p
-                scored[lane.start : lane.stop] = True
+            if lane.signal != k:
+                continue
+            if p.size > lane.stop - lane.start and p[-1] >= threshold:
+                p = p[: lane.stop - lane.start]  # the stretch is the energy VAD's speech
+                expected[lane.stop : lane.stop + lane.extend] = 1.0
+                scored[lane.stop : lane.stop + lane.extend] = False
+            expected[lane.start : lane.start + p.size] = p
+            scored[lane.start : lane.start + p.size] = True
         np.testing.assert_array_equal(result.scored, scored)
-        np.testing.assert_array_equal(result.probs[scored], expected[scored])
+        np.testing.assert_array_equal(result.probs, expected)
         assert set(np.unique(result.probs[~scored])) <= {0.0, 1.0}
         assert result.model_windows == sum(
-            lane.stop - lane.start + lane.warmup for lane, _ in recording.runs if lane.signal == k
+            p.size + lane.warmup for lane, p in recording.runs if lane.signal == k
         ), item.size
 
 
@@ -549,7 +558,8 @@ def test_a_stretch_the_model_scored_in_full_is_neither_probed_nor_scored_again()
     """Uncertain stretches closer than their warm-up run as one lane, so the model's first
     run can score a short stretch of sure speech between them whole (in the real
     recording of benchmarks/vad_accuracy.py: a loud stretch it calls silence). Its
-    probabilities are then the first run's; no probe or retry runs it again."""
+    probabilities are then the first run's; no lane goes on into it and no retry
+    runs it again."""
     from benchmarks.vad_accuracy import cascade_params, manifest_vad_params, real_recordings
     from remotemedia_ray.nodes._cascade import cascade_many, plan_windows, relative_levels
 
@@ -570,7 +580,8 @@ def test_a_stretch_the_model_scored_in_full_is_neither_probed_nor_scored_again()
     ]
     assert whole  # the case arises in this recording
     for a, b, lane, p in whole:
-        assert not [other for other in later if other.start < b and a < other.stop]
+        assert not [other for other, _ in first if other.extend and other.stop == a]
+        assert not [other for other in later if other.start < b and a < other.stop + other.extend]
         np.testing.assert_array_equal(result.probs[a:b], p[a - lane.start : b - lane.start])
         assert result.scored[a:b].all()
 
