@@ -733,17 +733,34 @@ def systems_table(results: Sequence[SystemResult]) -> str:
     return "\n".join(lines)
 
 
-def cascade_verdict(results: Sequence[SystemResult]) -> tuple[float, float, float]:
-    """Over all conditions: the largest F1 the cascade loses to SileroVADNode, the
-    cascade's speed over Silero's (total audio over total CPU time), and the
-    model's mean share of the audio."""
+@dataclass(frozen=True)
+class Verdict:
+    """The cascade against SileroVADNode on one corpus."""
+
+    loss: float
+    """The largest F1 the cascade loses to SileroVADNode in any condition."""
+    speedup: float
+    """The cascade's speed over Silero's as recorded (the clean condition)."""
+    speedup_all: float
+    """... over all conditions together (total audio over total CPU time)."""
+    share: float
+    """The model's mean share of the audio over the conditions."""
+
+
+def cascade_verdict(results: Sequence[SystemResult]) -> Verdict:
+    """The cascade's F1 loss and speed-up against SileroVADNode in ``results``."""
     by = {(r.condition.name, r.system): r for r in results}
     names = list(dict.fromkeys(r.condition.name for r in results))
     loss = max(by[n, "silero"].scores.f1 - by[n, "cascade"].scores.f1 for n in names)
     silero_cpu = sum(1 / by[n, "silero"].realtime for n in names)
     cascade_cpu = sum(1 / by[n, "cascade"].realtime for n in names)
-    share = float(np.mean([by[n, "cascade"].model_share or 0.0 for n in names]))
-    return loss, silero_cpu / cascade_cpu, share
+    clean = Condition("none", None).name
+    return Verdict(
+        loss,
+        by[clean, "cascade"].realtime / by[clean, "silero"].realtime,
+        silero_cpu / cascade_cpu,
+        float(np.mean([by[n, "cascade"].model_share or 0.0 for n in names])),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -854,7 +871,7 @@ def main_systems(
 ) -> int:
     """``--systems``: both corpora, every system; exit 1 if the cascade misses its target
     (F1 within ``CASCADE_F1_LOSS`` of SileroVADNode on real speech in every condition, at
-    ``CASCADE_SPEEDUP`` x its speed or more)."""
+    ``CASCADE_SPEEDUP`` x its speed or more on the recording as it was recorded)."""
     real = real_recordings()
     print(
         f"real speech: {len(real)} recording(s), {sum(r.seconds for r in real):.1f} s "
@@ -873,8 +890,8 @@ def main_systems(
         results = compare_systems(corpus, params, seed=seed, runtime=runtime, repeat=repeat)
         print(f"== {name} ==")
         print(systems_table(results))
-        loss, speedup, share = cascade_verdict(results)
-        verdicts[name] = (loss, speedup)
+        verdict = cascade_verdict(results)
+        verdicts[name] = verdict
         below_energy = max(
             e.scores.f1 - c.scores.f1
             for e in results
@@ -882,13 +899,19 @@ def main_systems(
             if e.system == "energy" and c.system == "cascade" and e.condition == c.condition
         )
         print(
-            f"cascade vs silero: worst F1 loss {loss:+.3f}, {speedup:.1f}x its speed, "
-            f"model saw {share:.0%} of the audio; "
+            f"cascade vs silero: worst F1 loss {verdict.loss:+.3f}, {verdict.speedup:.1f}x its "
+            f"speed clean, {verdict.speedup_all:.1f}x over all conditions, model saw "
+            f"{verdict.share:.0%} of the audio; "
             f"cascade vs energy: worst F1 loss {below_energy:+.3f}\n"
         )
+    real = verdicts["real speech"]
+    met = real.loss <= CASCADE_F1_LOSS and real.speedup >= CASCADE_SPEEDUP
+    print(
+        f"target on real speech (F1 loss <= {CASCADE_F1_LOSS} in every condition, "
+        f">= {CASCADE_SPEEDUP:g}x Silero's speed as recorded): {'met' if met else 'MISSED'}"
+    )
     print(f"{time.perf_counter() - start:.1f} s in all")
-    loss, speedup = verdicts["real speech"]
-    return 0 if loss <= CASCADE_F1_LOSS and speedup >= CASCADE_SPEEDUP else 1
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

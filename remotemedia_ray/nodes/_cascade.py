@@ -31,13 +31,17 @@ uncertain ones may be scored whole). Loudness is not speech (a tone, a door,
 music is loud too), so the model also reads each stretch of sure speech from
 its start: the lane that scores the uncertain windows before it goes on into
 it, window by window, until the model finds speech (Silero's ``threshold``),
-with the state it has there. The stretch is speech from that window on; where
-the model finds none, it has scored all of the stretch. Speech found at once
-costs one window; a tone costs its length.
+with the state it has there. Where it finds speech, all of the stretch is
+speech, with the probability the model gave there; where it finds none, it has
+scored all of the stretch. Speech found at once costs one window; a tone costs
+its length. A stretch it read through is read once more from
+``retry_context_ms`` earlier (the lane's state may have been far from the
+stream's: in noise the model needs a second or more to settle).
 
 Where the uncertain stretches would be more than ``whole_share`` of the file
-(noisy audio), the model scores the whole file in one piece instead, as
-SileroVADNode does, and the result is SileroVADNode's. The probabilities then
+(noisy audio), or they and the second reading would, the model scores the
+whole file in one piece instead, as SileroVADNode does, and the result is
+SileroVADNode's. The probabilities then
 go through Silero's segmenting rule
 (:mod:`remotemedia_ray.nodes.speech_timestamps`), as SileroVADNode's do.
 """
@@ -88,7 +92,10 @@ class CascadeSettings:
             weak runs, near-level gaps), ms: it needs a few hundred ms to
             settle in noise and music.
         edge_context_ms: ... and before a stretch that is only run edges, ms.
-        whole_share: When the uncertain stretches with their context are more
+        retry_context_ms: Audio the model runs before a stretch of sure speech it
+            read through without finding speech, when it reads it again, ms.
+        whole_share: When the uncertain stretches with their context (or they,
+            what the model read past them and the second readings) are more
             than this share of a file, the model runs on all of it in one piece
             (SileroVADNode's result, for a little more work).
     """
@@ -97,7 +104,7 @@ class CascadeSettings:
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     silence_db: float = 1.5
     speech_db: float = 6.0
-    edge_ms: float = 64.0
+    edge_ms: float = 32.0
     bridge_ms: float = 320.0
     context_ms: float = 320.0
     edge_context_ms: float = 96.0
@@ -129,7 +136,9 @@ class CascadeResult:
 
     Attributes:
         probs: One probability per window (1/0 where the energy VAD decided).
-        scored: True for the windows whose probability is the model's.
+        scored: True for the windows whose probability is the model's: those it
+            scored, and the stretches of sure speech it found speech in, which
+            carry the probability of the window where it found it.
         model_windows: Windows the model ran, warm-up included.
     """
 
@@ -328,9 +337,10 @@ class _Found:
             k, own = lane.signal, lane.stop - lane.start
             self.cost[k] += p.size + min(lane.warmup, lane.start)
             stretch = slice(lane.stop, lane.stop + lane.extend)
-            if p.size > own and p[-1] >= self.threshold:  # speech: the stretch is speech
+            if lane.extend and p.size and p[-1] >= self.threshold:
+                # Speech where the stretch begins: all of it is speech, as likely as that.
+                self.probs[k][stretch], self.scored[k][stretch] = p[-1], True
                 p = p[:own]
-                self.probs[k][stretch], self.scored[k][stretch] = 1.0, False
             elif lane.extend and p.size == own + lane.extend:
                 unfound.append((k, lane.stop, lane.stop + lane.extend))
             self.probs[k][lane.start : lane.start + p.size] = p

@@ -197,10 +197,11 @@ class VADParams(_Params):
         ge=0,
         le=120,
         description="With refine: a speech run of the energy VAD whose loudest window is more "
-        "than this above its decision level is speech without the model, dB.",
+        "than this above its decision level is speech from where the model first finds "
+        "speech in it, dB.",
     )
     refine_edge_ms: float = Field(
-        default=64.0,
+        default=32.0,
         ge=0,
         le=10_000,
         description="With refine: the model decides this much audio on each side of every "

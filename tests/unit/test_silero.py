@@ -518,9 +518,10 @@ class _Recording:
 def test_every_probability_the_model_gives_the_cascade_is_kept(speech: Any) -> None:
     """The windows the model scored (uncertain stretches, stretches of sure speech it read
     through without finding speech, retries, whole files) carry its probabilities, the
-    last it gave, and are marked scored; the others are the energy VAD's 0 or 1, a
-    stretch of sure speech in which the model found speech included (segment confidence
-    is the mean over the scored windows)."""
+    last it gave, and are marked scored; a stretch of sure speech in which the model
+    found speech carries the probability it found there, also marked scored; the others
+    are the energy VAD's 0 or 1 (segment confidence is the mean over the scored
+    windows)."""
     from remotemedia_ray.nodes._cascade import cascade_many
 
     x, _ = speech
@@ -533,17 +534,28 @@ def test_every_probability_the_model_gives_the_cascade_is_kept(speech: Any) -> N
     found = cascade_many(items, RATE, node.kernels, recording, node.cascade)  # type: ignore[arg-type]
     went_on = [(lane, p) for lane, p in recording.runs if p.size > lane.stop - lane.start]
     assert any(p[-1] >= threshold for _, p in went_on)  # speech found in sure speech
-    assert any(p[-1] < threshold for _, p in went_on)  # the tone, read through
+    assert any(p[-1] < threshold for _, p in went_on)  # the tone, read through ...
+    first, *later = recording.calls
+    read_through = {
+        (lane.signal, lane.stop, lane.extend)
+        for lane, p in first
+        if lane.extend and p.size == lane.stop - lane.start + lane.extend and p[-1] < threshold
+    }
+    assert read_through
+    # ... and read once more, from 512 ms back, in a second run of the model.
+    [again] = later
+    assert {(lane.signal, lane.start, lane.extend) for lane, _ in again} == read_through
+    assert all(lane.start == lane.stop and lane.warmup == 16 for lane, _ in again)
     for k, (item, result) in enumerate(zip(items, found, strict=True)):
         expected = result.probs.copy()
         scored = np.zeros(result.probs.size, np.bool_)
         for lane, p in recording.runs:
             if lane.signal != k:
                 continue
-            if p.size > lane.stop - lane.start and p[-1] >= threshold:
-                p = p[: lane.stop - lane.start]  # the stretch is the energy VAD's speech
-                expected[lane.stop : lane.stop + lane.extend] = 1.0
-                scored[lane.stop : lane.stop + lane.extend] = False
+            if lane.extend and p[-1] >= threshold:  # the stretch: what the model found
+                expected[lane.stop : lane.stop + lane.extend] = p[-1]
+                scored[lane.stop : lane.stop + lane.extend] = True
+                p = p[: lane.stop - lane.start]
             expected[lane.start : lane.start + p.size] = p
             scored[lane.start : lane.start + p.size] = True
         np.testing.assert_array_equal(result.scored, scored)
@@ -552,6 +564,37 @@ def test_every_probability_the_model_gives_the_cascade_is_kept(speech: Any) -> N
         assert result.model_windows == sum(
             p.size + lane.warmup for lane, p in recording.runs if lane.signal == k
         ), item.size
+
+
+@needs_espeak
+def test_a_file_the_model_reads_mostly_through_is_scored_whole_as_silero_scores_it() -> None:
+    # An utterance, a pause short enough to be bridged but long enough for the model to
+    # check, then 6 s of a loud tone: the energy VAD calls it all one loud run. The
+    # model reads the tone through without finding speech; reading it again would be
+    # more than half of the file, so the second run scores the whole file instead.
+    from remotemedia_ray.nodes._cascade import cascade_many
+
+    a = utterance("The birch canoe slid on the smooth planks.")
+    tone = 0.3 * np.sin(np.arange(6 * RATE) * 2 * np.pi * 440 / RATE)
+    quiet = np.zeros(RATE // 2)
+    x = np.concatenate([quiet, a, np.zeros(RATE // 4), tone, quiet]).astype(np.float32)
+    node = rm.create_node("VADNode")
+    node.initialize(CASCADE)
+    model = _Recording(node.model)
+    (result,) = cascade_many([x], RATE, node.kernels, model, node.cascade)  # type: ignore[arg-type]
+    n = -(-x.size // WINDOW)
+    first, [(whole, p)] = model.calls
+    assert any(
+        lane.extend > 150 and q.size == lane.stop - lane.start + lane.extend for lane, q in first
+    )  # the tone, read through
+    assert whole == Lane(0, 0, n)
+    assert result.scored.all()
+    np.testing.assert_array_equal(result.probs, p)
+    refined = _segments("VADNode", CASCADE, x)
+    assert [(s["start_ms"], s["end_ms"]) for s in refined] == [
+        (s["start_ms"], s["end_ms"]) for s in _segments("SileroVADNode", {}, x)
+    ]
+    assert refined[-1]["end_ms"] < 1000 * (quiet.size + a.size + RATE // 4) / RATE + 100
 
 
 def test_a_stretch_the_model_scored_in_full_is_neither_probed_nor_scored_again() -> None:
