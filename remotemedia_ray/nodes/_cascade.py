@@ -9,8 +9,8 @@ its speech; speech runs closer than ``bridge_ms`` are joined into one run.
 The energy VAD is trusted where it is sure:
 
 * inside a run whose loudest window is more than ``speech_db`` above the
-  level, the windows it called speech: speech (probability 1), once the model
-  has agreed (below);
+  level, the windows it called speech: speech, from where the model finds
+  speech in them on (below);
 * in a gap between runs, a window more than ``silence_db`` below the level:
   silence (probability 0);
 * every other window is uncertain: ``edge_ms`` on each side of every run
@@ -31,12 +31,17 @@ uncertain ones may be scored whole). Loudness is not speech (a tone, a door,
 music is loud too), so the model also reads each stretch of sure speech from
 its start: the lane that scores the uncertain windows before it goes on into
 it, window by window, until the model finds speech (Silero's ``threshold``),
-with the state it has there. Where it finds speech, all of the stretch is
-speech, with the probability the model gave there; where it finds none, it has
-scored all of the stretch. Speech found at once costs one window; a tone costs
-its length. A stretch it read through is read once more from
-``retry_context_ms`` earlier (the lane's state may have been far from the
-stream's: in noise the model needs a second or more to settle).
+with the state it has there. Where it finds speech within ``reread_ms`` of
+the stretch's start, all of the stretch is speech, with the probability the
+model gave there (the windows before were its state settling); where it
+finds speech later, the stretch is speech from there on; where it finds none,
+it has scored all of the stretch. A stretch whose first window, or the
+uncertain window before it, is speech costs one window or none; a tone costs
+its length. What a lane read for longer without finding speech (a whole
+stretch, or a tone before the first word) is read once more in a second run,
+from ``retry_context_ms`` earlier (the lane's state may have been far from
+the stream's: in noise and music the model needs a second to settle), and
+keeps what that reading finds, by the same rule.
 
 Where the uncertain stretches would be more than ``whole_share`` of the file
 (noisy audio), or they and the second reading would, the model scores the
@@ -85,15 +90,19 @@ class CascadeSettings:
             stretch of sure speech, its ``min_silence_duration_ms`` says which
             pauses the model checks).
         silence_db: A gap window this far below the decision level is silence, dB.
-        speech_db: A run whose loudest window is this far above the level is speech, dB.
+        speech_db: A run whose loudest window is this far above the level is sure
+            speech (from where the model first finds speech in it), dB.
         edge_ms: Uncertain on each side of a run boundary, ms.
         bridge_ms: Speech runs closer than this are one run, ms.
         context_ms: Audio the model runs before each stretch it decides (pauses,
             weak runs, near-level gaps), ms: it needs a few hundred ms to
             settle in noise and music.
         edge_context_ms: ... and before a stretch that is only run edges, ms.
-        retry_context_ms: Audio the model runs before a stretch of sure speech it
-            read through without finding speech, when it reads it again, ms.
+        retry_context_ms: Audio the model runs before what it reads again, ms (in
+            noise and music its state needs a second to settle).
+        reread_ms: Where a lane reads more than this of a stretch of sure speech
+            before it finds speech, the model reads that part again, ms; a
+            shorter start (the model's state settling) is speech with the rest.
         whole_share: When the uncertain stretches with their context (or they,
             what the model read past them and the second readings) are more
             than this share of a file, the model runs on all of it in one piece
@@ -108,7 +117,8 @@ class CascadeSettings:
     bridge_ms: float = 320.0
     context_ms: float = 320.0
     edge_context_ms: float = 96.0
-    retry_context_ms: float = 512.0
+    retry_context_ms: float = 1024.0
+    reread_ms: float = 320.0
     whole_share: float = 0.5
 
 
@@ -117,7 +127,7 @@ class CascadePlan:
     """What the energy VAD decides per window, before the model runs.
 
     Attributes:
-        speech: Sure speech (probability 1 once the model has found speech in it).
+        speech: Sure speech (speech from where the model first finds speech in it).
         uncertain: Windows the model scores.
         decided: Of those, the windows the model decides, not just run edges
             (their lanes get ``context_ms``, the rest ``edge_context_ms``).
@@ -300,7 +310,7 @@ def cascade_many(
             lanes = _confirming(lanes, plan.stretches, edge_warmup)
         plans.append(plan)
         batch.extend(Lane(k, lane.start, lane.stop, lane.warmup, lane.extend) for lane in lanes)
-    found = _Found(plans, settings.speech.threshold)
+    found = _Found(plans, settings.speech.threshold, math.ceil(settings.reread_ms / window_ms))
     # 1. The uncertain stretches, each going on into the sure speech after it.
     unfound = found.take(batch, model.score(signals, rate, batch, until=found.threshold))
     # 2. The stretches of sure speech it read through without finding speech, once more
@@ -321,26 +331,33 @@ class _Found:
     """What the model found in each signal so far: per-window probabilities (the energy
     VAD's 1 and 0 where it has not run), the windows it scored, and its windows run."""
 
-    def __init__(self, plans: Sequence[CascadePlan], threshold: float) -> None:
+    def __init__(self, plans: Sequence[CascadePlan], threshold: float, reread: int) -> None:
         self.probs = [plan.speech.astype(np.float32) for plan in plans]
         self.scored = [np.zeros(plan.speech.size, np.bool_) for plan in plans]
         self.cost = [0] * len(plans)
         self.threshold = threshold
+        self.reread = reread
 
     def take(
         self, lanes: Sequence[Lane], found: Sequence[npt.NDArray[np.float32]]
     ) -> list[tuple[int, int, int]]:
-        """Record a run of the model; return the stretches of sure speech (signal, start,
-        stop) that a lane read through without finding speech."""
+        """Record a run of the model; return the windows of sure speech (signal, start,
+        stop) that a lane read without finding speech: a whole stretch, or the part
+        of one before the window where it found speech."""
         unfound = []
         for lane, p in zip(lanes, found, strict=True):
             k, own = lane.signal, lane.stop - lane.start
             self.cost[k] += p.size + min(lane.warmup, lane.start)
-            stretch = slice(lane.stop, lane.stop + lane.extend)
             if lane.extend and p.size and p[-1] >= self.threshold:
-                # Speech where the stretch begins: all of it is speech, as likely as that.
-                self.probs[k][stretch], self.scored[k][stretch] = p[-1], True
-                p = p[:own]
+                # Speech found: the rest of the stretch is speech, as likely as that.
+                at = lane.start + p.size - 1
+                if at - lane.stop > self.reread:  # long without speech first: read again
+                    unfound.append((k, lane.stop, at))
+                else:  # found soon: all of the stretch
+                    at = min(at, lane.stop)
+                rest = slice(at, lane.stop + lane.extend)
+                self.probs[k][rest], self.scored[k][rest] = p[-1], True
+                p = p[: at - lane.start]
             elif lane.extend and p.size == own + lane.extend:
                 unfound.append((k, lane.stop, lane.stop + lane.extend))
             self.probs[k][lane.start : lane.start + p.size] = p

@@ -157,9 +157,10 @@ class Lane:
             read zeros, as the last partial window does).
         warmup: Windows run before ``start`` (at most ``start``) whose outputs
             are dropped: they settle the state.
-        extend: Windows past ``stop`` the lane goes on to, one at a time, while
-            the last probability it gave is below the ``until`` of
-            :meth:`SileroModel.score` (all of them without one).
+        extend: Windows past ``stop`` the lane goes on to, one at a time, until
+            one scores the ``until`` of :meth:`SileroModel.score` or more (all
+            of them without one); a lane whose own last window (``stop - 1``)
+            scores that does not go on. Warm-up windows never stop a lane.
     """
 
     signal: int
@@ -248,8 +249,8 @@ class SileroModel:
             rate: 8000 or 16000.
             lanes: The stretches to score (see :class:`Lane`).
             until: A lane with ``extend`` goes on past its ``stop`` only while
-                the last probability it gave is below this (None: through all
-                of ``extend``).
+                the last probability it gave for a window from ``start`` on is
+                below this (None: through all of ``extend``).
 
         Returns:
             One float32 array per lane: ``stop - start`` probabilities, then those
@@ -268,7 +269,9 @@ class SileroModel:
             group = [lanes[i] for i in order[first : first + _MAX_BATCH]]
             probs = self._run(
                 [self._lane_samples(signals[lane.signal], lane, rate) for lane in group],
-                [lane.stop - _first(lane) for lane in group],
+                # A lane may stop after its own last window, or after its first past
+                # `stop` when it has none (warm-up windows never stop it).
+                [lane.stop - _first(lane) + (lane.stop == lane.start) for lane in group],
                 until,
                 window,
                 context,

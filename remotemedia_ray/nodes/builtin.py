@@ -197,8 +197,8 @@ class VADParams(_Params):
         ge=0,
         le=120,
         description="With refine: a speech run of the energy VAD whose loudest window is more "
-        "than this above its decision level is speech from where the model first finds "
-        "speech in it, dB.",
+        "than this above its decision level is sure speech: the model reads it from its "
+        "start only until it finds speech there, dB.",
     )
     refine_edge_ms: float = Field(
         default=32.0,
