@@ -44,10 +44,11 @@ the stream's: in noise and music the model needs a second to settle), and
 keeps what that reading finds, by the same rule.
 
 Where the uncertain stretches would be more than ``whole_share`` of the file
-(noisy audio), or they and the second reading would, the model scores the
-whole file in one piece instead, as SileroVADNode does, and the result is
-SileroVADNode's. The probabilities then
-go through Silero's segmenting rule
+(noisy audio), or they, what the model read past them and the second readings
+would, the model scores the whole file in one piece instead, as
+SileroVADNode does, and the result is SileroVADNode's (after a first run that
+read much of the file, for more model work than SileroVADNode's). The
+probabilities then go through Silero's segmenting rule
 (:mod:`remotemedia_ray.nodes.speech_timestamps`), as SileroVADNode's do.
 """
 
@@ -106,7 +107,8 @@ class CascadeSettings:
         whole_share: When the uncertain stretches with their context (or they,
             what the model read past them and the second readings) are more
             than this share of a file, the model runs on all of it in one piece
-            (SileroVADNode's result, for a little more work).
+            (SileroVADNode's result; after the first run, for more work than
+            SileroVADNode's).
     """
 
     energy: VadSettings
@@ -283,8 +285,11 @@ def cascade_many(
     The model runs once over all the signals, one batch of lanes: each signal's
     uncertain stretches, each going on into the stretch of sure speech after it
     until the model finds speech there, or, where the uncertain stretches would
-    exceed ``whole_share`` of a signal, the whole signal. Every lane of the run
-    shares the model's steps, which cost more than its windows do.
+    exceed ``whole_share`` of a signal, the whole signal. It runs a second time
+    only where a lane read a whole stretch, or more than ``reread_ms`` of one,
+    without finding speech: those windows again, or the whole signal. Every
+    lane of a run shares the model's steps, which cost more than its windows
+    do.
 
     Args:
         signals: Mono float32 signals at ``rate`` (8000 or 16000 Hz).
@@ -313,9 +318,10 @@ def cascade_many(
     found = _Found(plans, settings.speech.threshold, math.ceil(settings.reread_ms / window_ms))
     # 1. The uncertain stretches, each going on into the sure speech after it.
     unfound = found.take(batch, model.score(signals, rate, batch, until=found.threshold))
-    # 2. The stretches of sure speech it read through without finding speech, once more
-    # from further back (the model's state may have been far from the stream's), or the
-    # whole signal where that and what it ran already would be more than whole_share.
+    # 2. What it read of sure speech without finding speech (a whole stretch, or more
+    # than reread_ms of one), once more from further back (the model's state may have
+    # been far from the stream's), or the whole signal where that and what it ran
+    # already would be more than whole_share.
     retry: list[Lane] = []
     for k, plan in enumerate(plans):
         lanes = [Lane(k, a, a, min(a, retry_warmup), b - a) for j, a, b in unfound if j == k]

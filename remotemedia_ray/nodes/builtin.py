@@ -198,7 +198,8 @@ class VADParams(_Params):
         le=120,
         description="With refine: a speech run of the energy VAD whose loudest window is more "
         "than this above its decision level is sure speech: the model reads it from its "
-        "start only until it finds speech there, dB.",
+        "start only until it finds speech there (what it read for more than 320 ms first "
+        "it reads again), dB.",
     )
     refine_edge_ms: float = Field(
         default=32.0,
@@ -217,7 +218,9 @@ class VADParams(_Params):
         default=320.0,
         ge=0,
         le=60_000,
-        description="With refine: audio the model runs before each stretch it scores, ms.",
+        description="With refine: audio the model runs before each stretch it decides "
+        "(pauses, weak runs, quiet stretches near the level), ms; run edges get 96 ms and "
+        "second readings 1024 ms.",
     )
     silero: SpeechParams = Field(
         default_factory=SpeechParams,
