@@ -431,7 +431,9 @@ class VADNode(_AudioNode):
     windows = 0
     """With refine: model windows of the audio seen so far."""
     refined_windows = 0
-    """With refine: of those, the windows the model ran (uncertain ones and their context)."""
+    """With refine: the windows the model ran for them (uncertain ones, their context,
+    what it read of sure speech and read again; more than ``windows`` where it scored a
+    file whole after a first run)."""
     execute_many: Callable[[Sequence[Any]], list[list[dict[str, float]]]] | None = None
     """With refine: the segments of several inputs, the model batched over all of them
     (equal to ``[execute(x) for x in inputs]``); None otherwise (one input at a time)."""
@@ -460,7 +462,8 @@ class VADNode(_AudioNode):
 
     @property
     def refined_share(self) -> float:
-        """With refine: the share of the audio's windows that the model ran (0 before any)."""
+        """With refine: the model's windows run over the audio's windows (0 before any;
+        above 1 where it scored files whole after a first run)."""
         return self.refined_windows / self.windows if self.windows else 0.0
 
     def _refined(self, audio: AudioBuffer) -> list[dict[str, float]]:
