@@ -13,8 +13,11 @@ The energy VAD is trusted where it is sure:
   speech in them on (below);
 * in a gap between runs, a window more than ``silence_db`` below the level:
   silence (probability 0);
-* every other window is uncertain: ``edge_ms`` on each side of every run
-  boundary (where the two detectors place a boundary differently), whole runs
+* every other window is uncertain: ``edge_ms`` on each side of where a run
+  starts and after where it ends (where the two detectors place a boundary
+  differently; a run's own last windows stay sure speech: a lane started
+  there would begin cold on the end of speech, which the model then reads as
+  less likely speech than it does in the stream), whole runs
   that never get loud (music, noise bursts, faint speech), gap windows
   close to the level (speech the energy VAD may miss), and, inside a loud
   run, every stretch the energy VAD called silent that is long enough for
@@ -45,7 +48,10 @@ keeps what that reading finds, by the same rule.
 
 Where the uncertain stretches would be more than ``whole_share`` of the file
 (noisy audio), or they, what the model read past them and the second readings
-would, the model scores the whole file in one piece instead, as
+would, or the file is noisy (its noise floor sets the decision level) and
+none of it is ``clear_db`` above that level (quieter speech may then be under
+the noise, where the energy VAD cannot see it: it is sure of no silence
+either), the model scores the whole file in one piece instead, as
 SileroVADNode does, and the result is SileroVADNode's (after a first run that
 read much of the file, for more model work than SileroVADNode's). The
 probabilities then go through Silero's segmenting rule
@@ -74,6 +80,7 @@ __all__ = [
     "CascadePlan",
     "CascadeResult",
     "CascadeSettings",
+    "Levels",
     "cascade_many",
     "cascade_probabilities",
     "plan_windows",
@@ -93,7 +100,7 @@ class CascadeSettings:
         silence_db: A gap window this far below the decision level is silence, dB.
         speech_db: A run whose loudest window is this far above the level is sure
             speech (from where the model first finds speech in it), dB.
-        edge_ms: Uncertain on each side of a run boundary, ms.
+        edge_ms: Uncertain on each side of a run's start and after its end, ms.
         bridge_ms: Speech runs closer than this are one run, ms.
         context_ms: Audio the model runs before each stretch it decides (pauses,
             weak runs, near-level gaps), ms: it needs a few hundred ms to
@@ -104,6 +111,10 @@ class CascadeSettings:
         reread_ms: Where a lane reads more than this of a stretch of sure speech
             before it finds speech, the model reads that part again, ms; a
             shorter start (the model's state settling) is speech with the rest.
+        clear_db: In a noisy signal (its noise floor sets the decision level),
+            the energy VAD is sure of silence only if its loudest window is this
+            far above the level, dB: speech that barely clears the noise may
+            have quieter speech beside it that does not.
         whole_share: When the uncertain stretches with their context (or they,
             what the model read past them and the second readings) are more
             than this share of a file, the model runs on all of it in one piece
@@ -121,6 +132,7 @@ class CascadeSettings:
     edge_context_ms: float = 96.0
     retry_context_ms: float = 1024.0
     reread_ms: float = 320.0
+    clear_db: float = 10.0
     whole_share: float = 0.5
 
 
@@ -134,12 +146,17 @@ class CascadePlan:
         decided: Of those, the windows the model decides, not just run edges
             (their lanes get ``context_ms``, the rest ``edge_context_ms``).
         stretches: The stretches of sure speech, half-open window ranges.
+        blind: The signal is noisy and none of it is ``clear_db`` above the
+            decision level: quieter speech may be under the noise, where the
+            energy VAD cannot see it, so it is sure of no silence either; the
+            model scores all of it.
     """
 
     speech: npt.NDArray[np.bool_]
     uncertain: npt.NDArray[np.bool_]
     decided: npt.NDArray[np.bool_]
     stretches: list[tuple[int, int]]
+    blind: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +176,24 @@ class CascadeResult:
     model_windows: int
 
 
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """The energy VAD's view of a signal, per model window.
+
+    Attributes:
+        rel: Each window's decision energy over the decision level, dB.
+        noisy: The noise floor, not the fixed threshold, sets the level.
+    """
+
+    rel: npt.NDArray[np.float64]
+    noisy: bool = False
+
+
 def relative_levels(
     signal: npt.NDArray[np.float32], rate: int, kernels: KernelBackend, energy: VadSettings
-) -> npt.NDArray[np.float64]:
-    """Each model window's decision energy over the energy VAD's decision level, dB.
+) -> Levels:
+    """Each model window's decision energy over the energy VAD's decision level, dB,
+    and whether the signal's noise floor sets that level.
 
     The level is :func:`remotemedia_ray.nodes.reference.decision_level` of the
     windows' decision energies (``frame_length_ms`` does not apply: the frames
@@ -170,7 +201,7 @@ def relative_levels(
     """
     window = window_samples(rate)
     if signal.size == 0:
-        return np.zeros(0, np.float64)
+        return Levels(np.zeros(0, np.float64))
     sums, counts = kernels.vad_frame_energies(signal.reshape(-1, 1), window)
     window_ms = window * 1000.0 / rate
     d = reference.decision_energies(
@@ -182,14 +213,14 @@ def relative_levels(
         noise_floor_percentile=energy.noise_floor_percentile,
         noise_floor_margin_db=energy.noise_floor_margin_db,
     )
+    fixed = reference.decision_level(d, energy.threshold_db)  # without the noise floor
     with np.errstate(all="ignore"):
-        return np.asarray(10.0 * np.log10(d / level), dtype=np.float64)
+        return Levels(np.asarray(10.0 * np.log10(d / level), dtype=np.float64), level > fixed)
 
 
-def plan_windows(
-    rel: npt.NDArray[np.float64], window_ms: float, settings: CascadeSettings
-) -> CascadePlan:
+def plan_windows(levels: Levels, window_ms: float, settings: CascadeSettings) -> CascadePlan:
     """What the energy VAD is sure of, from the relative levels (see the module docs)."""
+    rel = levels.rel
     n = rel.size
     loud = rel > 0.0
     runs = reference.smooth_decisions(
@@ -211,11 +242,12 @@ def plan_windows(
         else:
             decided[a:b] = True
         unsure[max(0, a - edge) : a + edge] = True
-        unsure[max(0, b - edge) : b + edge] = True
+        unsure[b : b + edge] = True
     decided |= ~runs & (rel >= -settings.silence_db)
     unsure |= decided
     speech &= ~unsure
-    return CascadePlan(speech, unsure, decided, reference.true_runs(speech))
+    blind = levels.noisy and n > 0 and not float(np.max(rel)) >= settings.clear_db
+    return CascadePlan(speech, unsure, decided, reference.true_runs(speech), blind)
 
 
 def _lanes(
@@ -309,7 +341,7 @@ def cascade_many(
             relative_levels(signal, rate, kernels, settings.energy), window_ms, settings
         )
         lanes = _lanes(plan.uncertain, warmup, plan.decided, edge_warmup)
-        if _cost(lanes) > settings.whole_share * plan.speech.size:
+        if plan.blind or _cost(lanes) > settings.whole_share * plan.speech.size:
             lanes = [Lane(0, 0, plan.speech.size)]  # noisy: SileroVADNode's result
         else:
             lanes = _confirming(lanes, plan.stretches, edge_warmup)

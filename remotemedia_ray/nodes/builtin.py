@@ -205,8 +205,8 @@ class VADParams(_Params):
         default=32.0,
         ge=0,
         le=10_000,
-        description="With refine: the model decides this much audio on each side of every "
-        "boundary the energy VAD finds, ms.",
+        description="With refine: the model decides this much audio on each side of where "
+        "the energy VAD's speech starts and after where it ends, ms.",
     )
     refine_bridge_ms: float = Field(
         default=320.0,

@@ -479,7 +479,9 @@ def test_the_cascade_checks_the_energy_settings_as_the_energy_vad_does() -> None
         with pytest.raises(rm.errors.ConfigError, match=name):
             relative_levels(x, RATE, kernels, bad)
     good = VadSettings(threshold_db=-60.0, noise_floor_percentile=20)
-    rel = relative_levels(x, RATE, kernels, good)
+    levels = relative_levels(x, RATE, kernels, good)
+    assert levels.noisy  # the noise floor sets the level, not the -60 dB threshold
+    rel = levels.rel
     sums, counts = kernels.vad_frame_energies(x.reshape(-1, 1), WINDOW)
     decided = frame_decisions(sums, counts, -60.0, noise_floor_percentile=20)
     np.testing.assert_array_equal(rel > 0, decided)
@@ -526,7 +528,7 @@ def test_the_cascade_batched_over_inputs_gives_what_each_gives_alone(speech: Any
     tone = (0.3 * np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE)).astype(np.float32)
     items = [
         x,  # sure speech, found where it begins
-        at_0db,  # the energy VAD is unsure of most of it: the whole file
+        at_0db,  # the energy VAD is sure of no speech in the noise: the whole file
         np.concatenate([x[: x.size // 2], tone, x[x.size // 2 :]]),  # a beep: read through
         np.zeros(0, np.float32),
         np.zeros(700, np.float32),
@@ -682,6 +684,32 @@ def test_refine_does_not_call_a_tone_just_before_the_first_word_speech(gap_ms: i
     assert refined[0]["start_ms"] > words - 100  # not from the tone's start at 500 ms
 
 
+@needs_espeak
+@pytest.mark.parametrize(("snr_db", "whole"), [(20, False), (10, False), (0, True), (-3, True)])
+def test_speech_under_the_noise_is_not_left_to_the_energy_vad(
+    speech: Any, snr_db: float, whole: bool
+) -> None:
+    # Two utterances (the second 6 dB quieter) with long silences, in white noise. Down
+    # to 10 dB SNR the energy VAD is sure of speech and of the silence between; lower,
+    # nothing is 10 dB above its level, the quieter utterance may be (and at 0 dB is)
+    # under the noise, so it is sure of no silence, and the model scores the whole
+    # file: it finds both utterances, as SileroVADNode does.
+    from benchmarks.vad_accuracy import noise
+    from remotemedia_ray.nodes._cascade import cascade_probabilities
+
+    x, spans = speech
+    power = float(np.mean(x[x != 0].astype(np.float64) ** 2))
+    gain = math.sqrt(power * 10 ** (-snr_db / 10))
+    y = (x + noise("white", x.size, (3,)) * gain).astype(np.float32)
+    node = rm.create_node("VADNode")
+    node.initialize(CASCADE)
+    result = cascade_probabilities(y, RATE, node.kernels, node.model, node.cascade)
+    assert bool(result.scored.all()) is whole
+    refined = _segments("VADNode", CASCADE, y)
+    for span in spans:
+        assert covered(refined, span) > 0.8, (snr_db, span, refined)
+
+
 def test_a_stretch_the_model_scored_in_full_is_neither_read_on_nor_scored_again() -> None:
     """Uncertain stretches closer than their warm-up run as one lane, so the model's first
     run can score a short stretch of sure speech between them whole (in the real
@@ -697,8 +725,8 @@ def test_a_stretch_the_model_scored_in_full_is_neither_read_on_nor_scored_again(
     node.initialize(cascade_params(manifest_vad_params()))
     model = _Recording(node.model)
     (result,) = cascade_many([x], RATE, node.kernels, model, node.cascade)  # type: ignore[arg-type]
-    rel = relative_levels(x, RATE, node.kernels, node.cascade.energy)
-    plan = plan_windows(rel, WINDOW * 1000 / RATE, node.cascade)
+    levels = relative_levels(x, RATE, node.kernels, node.cascade.energy)
+    plan = plan_windows(levels, WINDOW * 1000 / RATE, node.cascade)
     first, later = model.calls[0], [lane for call in model.calls[1:] for lane, _ in call]
     whole = [
         (a, b, lane, p)
