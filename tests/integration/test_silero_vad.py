@@ -10,7 +10,7 @@ Issue #15's target "the cascade is never worse than the energy VAD on the
 synthetic corpus" is MISSED: on this corpus the Silero model itself is below
 the energy VAD in white and pink noise at 10 dB (by 0.005-0.010 F1), and
 there the cascade, which lets the model decide the boundaries, is below too,
-by 0.003-0.004. The test below asserts the truthful bound instead: never more
+by 0.002-0.003. The test below asserts the truthful bound instead: never more
 than 0.005 below the weaker of the two detectors it combines (the figures:
 README, "Neural VAD").
 """
