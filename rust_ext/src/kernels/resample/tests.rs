@@ -48,6 +48,23 @@ fn mono(x: &[f64], source: i64, target: i64, quality: Quality) -> Vec<f32> {
     resample(x, 1, source, target, quality).unwrap()
 }
 
+/// `x` resampled in one call and flushed, on `kernel`.
+fn whole_on(kernel: Kernel, x: &[f64], channels: usize, s: i64, t: i64, q: Quality) -> Vec<f32> {
+    let mut r = Resampler::new(s, t, channels, q).unwrap();
+    r.kernel = kernel;
+    let mut y = Vec::new();
+    r.process(x, &mut y).unwrap();
+    r.flush(&mut y).unwrap();
+    y
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 /// Interior samples (edges dropped) as f64 with their indices.
 fn interior(y: &[f32], rate: i64) -> (Vec<f64>, Vec<f64>) {
     let edge = (EDGE_S * rate as f64).round() as usize;
@@ -418,23 +435,11 @@ fn portable_kernel_agrees_with_the_simd_kernels() {
         let span = plan_for(s, t).map_or(0, |p| p.span_outputs()) as f64;
         let frames = ((1.3 * span + 1000.0) * s as f64 / t as f64).max(2.5 * s as f64) as usize;
         let x = noise(frames, 1, 3);
-        let run = |kernel: Kernel| {
-            let mut r = Resampler::new(s, t, 1, Quality::Low).unwrap();
-            r.kernel = kernel;
-            let mut y = Vec::new();
-            r.process(&x, &mut y).unwrap();
-            r.flush(&mut y).unwrap();
-            y
-        };
-        let slow = run(Kernel::Portable);
+        let slow = whole_on(Kernel::Portable, &x, 1, s, t, Quality::Low);
         for kernel in Kernel::available() {
-            let fast = run(kernel);
+            let fast = whole_on(kernel, &x, 1, s, t, Quality::Low);
             assert_eq!(fast.len(), slow.len());
-            let worst = fast
-                .iter()
-                .zip(&slow)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let worst = max_abs_diff(&fast, &slow);
             assert!(worst < 3e-7, "{s} -> {t} ({kernel:?}): {worst:e}");
         }
     }
@@ -445,22 +450,11 @@ fn every_kernel_agrees_within_a_few_ulps_at_very_high_quality() {
     // Long windows round the most: up to about 7e-7 of a full-scale peak.
     for (s, t) in [(8000, 48000), (22050, 32000), (48000, 16000)] {
         let x = noise(s as usize / 2, 3, 11);
-        let run = |kernel: Kernel| {
-            let mut r = Resampler::new(s, t, 3, Quality::VeryHigh).unwrap();
-            r.kernel = kernel;
-            let mut y = Vec::new();
-            r.process(&x, &mut y).unwrap();
-            r.flush(&mut y).unwrap();
-            y
-        };
-        let slow = run(Kernel::Portable);
+        let slow = whole_on(Kernel::Portable, &x, 3, s, t, Quality::VeryHigh);
         let peak = slow.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for kernel in Kernel::available() {
-            let worst = run(kernel)
-                .iter()
-                .zip(&slow)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let fast = whole_on(kernel, &x, 3, s, t, Quality::VeryHigh);
+            let worst = max_abs_diff(&fast, &slow);
             assert!(
                 worst <= 1e-6 * peak.max(1.0),
                 "{s} -> {t} ({kernel:?}): {worst:e}"
