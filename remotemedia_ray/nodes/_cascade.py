@@ -46,6 +46,18 @@ from ``retry_context_ms`` earlier (the lane's state may have been far from
 the stream's: in noise and music the model needs a second to settle), and
 keeps what that reading finds, by the same rule.
 
+A lane starts cold, as a stream does, and in noise or music a cold model
+needs seconds to hear quiet speech that the model in the stream, having
+heard the speaker in that noise, calls speech at once (and a pause between
+two words silence). So in a file whose loudest window is less than
+``prime_below_db`` above its noise floor, the model first reads the file's
+loudest stretch of sure speech (its last ``prime_ms``, then
+``prime_tail_ms`` after it), one short run for all the files of a batch,
+and every lane that begins after the file's first stretch of sure speech
+starts from the state it has then (lanes before it start cold: the stream
+has heard no speech there yet), with ``primed_context_ms`` of context before
+what it decides.
+
 Where the uncertain stretches would be more than ``whole_share`` of the file
 (noisy audio), or they, what the model read past them and the second readings
 would, or the file is noisy (its noise floor sets the decision level) and
@@ -69,7 +81,7 @@ import numpy as np
 import numpy.typing as npt
 
 from remotemedia_ray.nodes import reference
-from remotemedia_ray.nodes._silero_model import Lane, SileroModel, window_samples
+from remotemedia_ray.nodes._silero_model import Lane, SileroModel, State, window_samples
 from remotemedia_ray.nodes.reference import VadSettings
 from remotemedia_ray.nodes.speech_timestamps import SpeechSettings
 
@@ -86,6 +98,9 @@ __all__ = [
     "plan_windows",
     "relative_levels",
 ]
+
+_FLOOR_PERCENTILE = 20.0
+"""The noise floor's percentile for :attr:`Levels.snr_db` where the energy VAD has none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +130,14 @@ class CascadeSettings:
             the energy VAD is sure of silence only if its loudest window is this
             far above the level, dB: speech that barely clears the noise may
             have quieter speech beside it that does not.
+        prime_below_db: In a signal whose loudest window is less than this above
+            its noise floor (audible noise or music), lanes after its first
+            stretch of sure speech start primed, dB (see the module docs).
+        prime_ms: The priming run reads this much of the end of the loudest
+            stretch of sure speech, ms ...
+        prime_tail_ms: ... and this much after it, ms.
+        primed_context_ms: Audio a primed lane runs before a stretch it
+            decides (``context_ms`` for a cold one), ms.
         whole_share: When the uncertain stretches with their context (or they,
             what the model read past them and the second readings) are more
             than this share of a file, the model runs on all of it in one piece
@@ -133,6 +156,10 @@ class CascadeSettings:
     retry_context_ms: float = 1024.0
     reread_ms: float = 320.0
     clear_db: float = 10.0
+    prime_below_db: float = 40.0
+    prime_ms: float = 640.0
+    prime_tail_ms: float = 320.0
+    primed_context_ms: float = 160.0
     whole_share: float = 0.5
 
 
@@ -150,6 +177,10 @@ class CascadePlan:
             decision level: quieter speech may be under the noise, where the
             energy VAD cannot see it, so it is sure of no silence either; the
             model scores all of it.
+        primer: The windows the model reads for the state primed lanes start
+            from (half-open), or None: every lane starts cold.
+        primed_from: With a primer, lanes whose first window is at or after this
+            one (the end of the first stretch of sure speech) start primed.
     """
 
     speech: npt.NDArray[np.bool_]
@@ -157,6 +188,8 @@ class CascadePlan:
     decided: npt.NDArray[np.bool_]
     stretches: list[tuple[int, int]]
     blind: bool = False
+    primer: tuple[int, int] | None = None
+    primed_from: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,17 +216,22 @@ class Levels:
     Attributes:
         rel: Each window's decision energy over the decision level, dB.
         noisy: The noise floor, not the fixed threshold, sets the level.
+        snr_db: The loudest window's decision energy over the noise floor (the
+            energy VAD's ``noise_floor_percentile``-th percentile, the 20th where
+            it has none), dB; inf over digital silence.
     """
 
     rel: npt.NDArray[np.float64]
     noisy: bool = False
+    snr_db: float = math.inf
 
 
 def relative_levels(
     signal: npt.NDArray[np.float32], rate: int, kernels: KernelBackend, energy: VadSettings
 ) -> Levels:
     """Each model window's decision energy over the energy VAD's decision level, dB,
-    and whether the signal's noise floor sets that level.
+    whether the signal's noise floor sets that level, and how far its loudest
+    window is above that floor.
 
     The level is :func:`remotemedia_ray.nodes.reference.decision_level` of the
     windows' decision energies (``frame_length_ms`` does not apply: the frames
@@ -214,8 +252,12 @@ def relative_levels(
         noise_floor_margin_db=energy.noise_floor_margin_db,
     )
     fixed = reference.decision_level(d, energy.threshold_db)  # without the noise floor
+    floor = reference.noise_floor(d, energy.noise_floor_percentile or _FLOOR_PERCENTILE)
+    loudest = float(np.max(d))
+    snr_db = 10.0 * math.log10(loudest / floor) if floor > 0.0 else math.inf
     with np.errstate(all="ignore"):
-        return Levels(np.asarray(10.0 * np.log10(d / level), dtype=np.float64), level > fixed)
+        rel = np.asarray(10.0 * np.log10(d / level), dtype=np.float64)
+    return Levels(rel, level > fixed, snr_db)
 
 
 def plan_windows(levels: Levels, window_ms: float, settings: CascadeSettings) -> CascadePlan:
@@ -247,21 +289,36 @@ def plan_windows(levels: Levels, window_ms: float, settings: CascadeSettings) ->
     unsure |= decided
     speech &= ~unsure
     blind = levels.noisy and n > 0 and not float(np.max(rel)) >= settings.clear_db
-    return CascadePlan(speech, unsure, decided, reference.true_runs(speech), blind)
+    stretches = reference.true_runs(speech)
+    if blind or not stretches or not levels.snr_db < settings.prime_below_db:
+        return CascadePlan(speech, unsure, decided, stretches, blind)
+    span = math.ceil(settings.prime_ms / window_ms)
+
+    def loudness(stretch: tuple[int, int]) -> float:  # of what the primer would read
+        a, b = stretch
+        return float(np.sum(np.clip(rel[max(a, b - span) : b], 0.0, None)))
+
+    a, b = max(stretches, key=loudness)
+    primer = (max(a, b - span), min(n, b + math.ceil(settings.prime_tail_ms / window_ms)))
+    return CascadePlan(speech, unsure, decided, stretches, blind, primer, stretches[0][1])
 
 
-def _lanes(
-    mask: npt.NDArray[np.bool_],
-    warmup: int,
-    decided: npt.NDArray[np.bool_] | None = None,
-    edge_warmup: int = 0,
-) -> list[Lane]:
-    """The stretches of ``mask`` as lanes, each started ``warmup`` windows early
-    (``edge_warmup`` for a stretch with no ``decided`` window); stretches whose
-    warm-up would overlap the one before are one lane."""
+def _primed(plan: CascadePlan, first: int) -> bool:
+    """Whether a lane whose first window (its warm-up's) is ``first`` starts primed."""
+    return plan.primer is not None and first >= plan.primed_from
+
+
+def _lanes(plan: CascadePlan, warmup: int, edge_warmup: int, primed_warmup: int) -> list[Lane]:
+    """The uncertain stretches of a plan as lanes, each started ``warmup`` windows
+    early (``primed_warmup`` where it starts primed; ``edge_warmup`` for a stretch
+    with no decided window); stretches whose warm-up would overlap the one before
+    are one lane."""
     lanes: list[Lane] = []
-    for a, b in reference.true_runs(mask):
-        w = warmup if decided is None or bool(decided[a:b].any()) else edge_warmup
+    for a, b in reference.true_runs(plan.uncertain):
+        if not plan.decided[a:b].any():
+            w = edge_warmup
+        else:
+            w = primed_warmup if _primed(plan, a - primed_warmup) else warmup
         if lanes and a - lanes[-1].stop <= w:
             lanes[-1] = Lane(0, lanes[-1].start, b, lanes[-1].warmup)
         else:
@@ -334,22 +391,42 @@ def cascade_many(
     warmup = math.ceil(settings.context_ms / window_ms)
     edge_warmup = math.ceil(settings.edge_context_ms / window_ms)
     retry_warmup = math.ceil(settings.retry_context_ms / window_ms)
+    primed_warmup = math.ceil(settings.primed_context_ms / window_ms)
     plans: list[CascadePlan] = []
     batch: list[Lane] = []
+    primers: list[Lane] = []
     for k, signal in enumerate(signals):
         plan = plan_windows(
             relative_levels(signal, rate, kernels, settings.energy), window_ms, settings
         )
-        lanes = _lanes(plan.uncertain, warmup, plan.decided, edge_warmup)
+        lanes = _lanes(plan, warmup, edge_warmup, primed_warmup)
         if plan.blind or _cost(lanes) > settings.whole_share * plan.speech.size:
             lanes = [Lane(0, 0, plan.speech.size)]  # noisy: SileroVADNode's result
         else:
             lanes = _confirming(lanes, plan.stretches, edge_warmup)
+            if plan.primer is not None:
+                primers.append(Lane(k, *plan.primer))
         plans.append(plan)
         batch.extend(Lane(k, lane.start, lane.stop, lane.warmup, lane.extend) for lane in lanes)
     found = _Found(plans, settings.speech.threshold, math.ceil(settings.reread_ms / window_ms))
+    # 0. The state primed lanes start from: the model after each primed signal's loudest
+    # speech (one short run for all of them).
+    primed: dict[int, State] = {}
+    if primers:
+        for lane, state in zip(primers, model.final_states(signals, rate, primers), strict=True):
+            primed[lane.signal] = state
+            found.cost[lane.signal] += lane.stop - lane.start
+
+    def states(lanes: Sequence[Lane]) -> list[State | None]:
+        return [
+            primed.get(lane.signal) if _primed(plans[lane.signal], lane.first) else None
+            for lane in lanes
+        ]
+
     # 1. The uncertain stretches, each going on into the sure speech after it.
-    unfound = found.take(batch, model.score(signals, rate, batch, until=found.threshold))
+    unfound = found.take(
+        batch, model.score(signals, rate, batch, until=found.threshold, states=states(batch))
+    )
     # 2. What it read of sure speech without finding speech (a whole stretch, or more
     # than reread_ms of one), once more from further back (the model's state may have
     # been far from the stream's), or the whole signal where that and what it ran
@@ -361,7 +438,9 @@ def cascade_many(
             lanes = [Lane(k, 0, plan.speech.size)]
         retry.extend(lanes)
     if retry:
-        found.take(retry, model.score(signals, rate, retry, until=found.threshold))
+        found.take(
+            retry, model.score(signals, rate, retry, until=found.threshold, states=states(retry))
+        )
     return [CascadeResult(*r) for r in zip(found.probs, found.scored, found.cost, strict=True)]
 
 

@@ -10,12 +10,14 @@ The model is recurrent: it reads a stream in windows of 512 samples at
 before, and carries a state from window to window. :meth:`SileroModel.score`
 runs many *lanes* side by side in one batch (one ONNX Runtime call per
 window step): a lane is a stretch of one signal with its own state, started
-from zero as a stream is. A whole signal as one lane gives exactly the
-probabilities of running it alone; a lane that starts inside a signal first
-runs ``warmup`` windows before its stretch (their outputs dropped) to settle
-its state, which then gives close, not identical, probabilities. A lane may
-go on past its stretch, window by window, until the model finds speech
-(``extend``), at no cost to the lanes beside it.
+from zero as a stream is (or from a state given for it, such as the one
+:meth:`SileroModel.final_states` returns after another lane). A whole signal
+as one lane gives exactly the probabilities of running it alone; a lane that
+starts inside a signal first runs ``warmup`` windows before its stretch
+(their outputs dropped) to settle its state, which then gives close, not
+identical, probabilities. A lane may go on past its stretch, window by
+window, until the model finds speech (``extend``), at no cost to the lanes
+beside it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "MODEL_RATES",
     "Lane",
     "SileroModel",
+    "State",
     "chunk_lanes",
     "load_model",
     "missing_extra",
@@ -64,6 +67,11 @@ _MAX_BATCH = 512
 """Lanes run in one ONNX Runtime call at most (bigger batches gain nothing)."""
 
 Device = Literal["auto", "cpu", "cuda"]
+
+State = npt.NDArray[np.float32]
+"""The model's recurrent state for one stream, shape ``(2, 128)``."""
+
+_STATE_SHAPE = (2, 128)
 
 
 def window_samples(rate: int) -> int:
@@ -169,10 +177,10 @@ class Lane:
     warmup: int = 0
     extend: int = 0
 
-
-def _first(lane: Lane) -> int:
-    """The first window a lane runs (its warm-up's)."""
-    return lane.start - min(lane.warmup, lane.start)
+    @property
+    def first(self) -> int:
+        """The first window the lane runs (its warm-up's)."""
+        return self.start - min(self.warmup, self.start)
 
 
 def chunk_lanes(signal: int, windows: int, chunk: int | None, warmup: int) -> list[Lane]:
@@ -241,6 +249,7 @@ class SileroModel:
         rate: int,
         lanes: Sequence[Lane],
         until: float | None = None,
+        states: Sequence[State | None] | None = None,
     ) -> list[npt.NDArray[np.float32]]:
         """The speech probability of every window of every lane, all lanes batched.
 
@@ -251,35 +260,65 @@ class SileroModel:
             until: A lane with ``extend`` goes on past its ``stop`` only while
                 the last probability it gave for a window from ``start`` on is
                 below this (None: through all of ``extend``).
+            states: The state each lane starts from, before its warm-up (None,
+                or a None entry: zeros, as a stream starts).
 
         Returns:
             One float32 array per lane: ``stop - start`` probabilities, then those
             of the windows it went on to.
         """
+        return self._score(signals, rate, lanes, until, states)[0]
+
+    def final_states(
+        self, signals: Sequence[npt.NDArray[np.float32]], rate: int, lanes: Sequence[Lane]
+    ) -> list[State]:
+        """The model's state after the last window each lane ran, all lanes batched
+        (arguments as for :meth:`score`; each lane starts from zeros)."""
+        return self._score(signals, rate, lanes, None, None)[1]
+
+    def _score(
+        self,
+        signals: Sequence[npt.NDArray[np.float32]],
+        rate: int,
+        lanes: Sequence[Lane],
+        until: float | None,
+        states: Sequence[State | None] | None,
+    ) -> tuple[list[npt.NDArray[np.float32]], list[State]]:
+        """:meth:`score`'s probabilities, and each lane's state after its last window."""
+        if states is not None and len(states) != len(lanes):
+            raise ValueError(f"{len(states)} states for {len(lanes)} lanes")
         if rate not in MODEL_RATES:
             raise ConfigError(f"the Silero model reads 8000 or 16000 Hz, got {rate}")
         window, context = window_samples(rate), _context_samples(rate)
         out = [np.zeros(0, np.float32) for _ in lanes]
+        finals = [np.zeros(_STATE_SHAPE, np.float32) for _ in lanes]
         # Longest first, so the lanes still running at any step are mostly a prefix.
         order = sorted(
             (i for i, lane in enumerate(lanes) if lane.stop + lane.extend > lane.start),
-            key=lambda i: -(lanes[i].stop + lanes[i].extend - _first(lanes[i])),
+            key=lambda i: -(lanes[i].stop + lanes[i].extend - lanes[i].first),
         )
         for first in range(0, len(order), _MAX_BATCH):
-            group = [lanes[i] for i in order[first : first + _MAX_BATCH]]
-            probs = self._run(
+            rows = order[first : first + _MAX_BATCH]
+            group = [lanes[i] for i in rows]
+            initial = np.zeros((2, len(group), 128), np.float32)
+            for row, i in enumerate(rows):
+                if states is not None and states[i] is not None:
+                    initial[:, row] = states[i]
+            probs, ends = self._run(
                 [self._lane_samples(signals[lane.signal], lane, rate) for lane in group],
                 # A lane may stop after its own last window, or after its first past
                 # `stop` when it has none (warm-up windows never stop it).
-                [lane.stop - _first(lane) + (lane.stop == lane.start) for lane in group],
+                [lane.stop - lane.first + (lane.stop == lane.start) for lane in group],
                 until,
+                initial,
                 window,
                 context,
                 rate,
             )
-            for i, lane, p in zip(order[first : first + _MAX_BATCH], group, probs, strict=True):
+            for row, (i, lane, p) in enumerate(zip(rows, group, probs, strict=True)):
                 out[i] = p[min(lane.warmup, lane.start) :]
-        return out
+                finals[i] = np.ascontiguousarray(ends[:, row])
+        return out, finals
 
     @staticmethod
     def _lane_samples(
@@ -288,7 +327,7 @@ class SileroModel:
         """The lane's samples: its context, then its windows and those it may go on to
         (zero-padded past the end)."""
         window, context = window_samples(rate), _context_samples(rate)
-        first = _first(lane)
+        first = lane.first
         stop = lane.stop + lane.extend
         buf = np.zeros(context + (stop - first) * window, np.float32)
         lo = first * window - context
@@ -305,11 +344,13 @@ class SileroModel:
         lanes: list[npt.NDArray[np.float32]],
         fixed: list[int],
         until: float | None,
+        initial: npt.NDArray[np.float32],
         window: int,
         context: int,
         rate: int,
-    ) -> list[npt.NDArray[np.float32]]:
-        """Run lanes (longest first) side by side; one probability per window of each.
+    ) -> tuple[list[npt.NDArray[np.float32]], npt.NDArray[np.float32]]:
+        """Run lanes (longest first) side by side from the states ``initial[:, row]``;
+        one probability per window of each, and each one's state after its last.
 
         Lane ``row`` runs ``fixed[row]`` windows, then goes on through the rest of
         its samples while its last probability is below ``until``.
@@ -322,11 +363,13 @@ class SileroModel:
         ran = steps.copy()  # windows each lane runs; lowered where one stops early
         firm = np.asarray(fixed)
         live = np.arange(len(lanes))
-        state = np.zeros((2, len(lanes), 128), np.float32)
+        state = np.ascontiguousarray(initial, dtype=np.float32)
+        ends = state.copy()  # a lane's state is kept here when it stops
         sr = np.array(rate, dtype=np.int64)
         for t in range(int(steps[0])):
             keep = ran[live] > t
             if not keep.all():
+                ends[:, live[~keep]] = state[:, ~keep]
                 live, state = live[keep], np.ascontiguousarray(state[:, keep])
             if live.size == 0:
                 break
@@ -338,7 +381,8 @@ class SileroModel:
             if until is not None:  # a lane past its fixed windows stops once it finds speech
                 found = (p[:, 0] >= until) & (firm[live] <= t + 1)
                 ran[live[found]] = t + 1
-        return [probs[row, : ran[row]] for row in range(len(lanes))]
+        ends[:, live] = state
+        return [probs[row, : ran[row]] for row in range(len(lanes))], ends
 
 
 def load_model(threads: int | None = None, device: Device = "auto") -> SileroModel:

@@ -219,8 +219,10 @@ class VADParams(_Params):
         ge=0,
         le=60_000,
         description="With refine: audio the model runs before each stretch it decides "
-        "(pauses, weak runs, quiet stretches near the level), ms; run edges get 96 ms and "
-        "second readings 1024 ms.",
+        "(pauses, weak runs, quiet stretches near the level), ms; run edges get 96 ms, "
+        "second readings 1024 ms, and in a file with audible noise, where the model first "
+        "reads the file's loudest speech and later stretches start from its state then, "
+        "those get 160 ms.",
     )
     silero: SpeechParams = Field(
         default_factory=SpeechParams,

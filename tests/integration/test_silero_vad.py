@@ -7,12 +7,13 @@ on real speech are the benchmark's to report; here it must beat the energy
 VAD it refines where that VAD is weak (0 dB SNR, music at 0 dB).
 
 Issue #15's target "the cascade is never worse than the energy VAD on the
-synthetic corpus" is MISSED: on this corpus the Silero model itself is below
-the energy VAD in white and pink noise at 10 dB (by 0.005-0.010 F1), and
-there the cascade, which lets the model decide the boundaries, is below too,
-by 0.002-0.003. The test below asserts the truthful bound instead: never more
-than 0.005 below the weaker of the two detectors it combines (the figures:
-README, "Neural VAD").
+synthetic corpus" is MISSED, narrowly: on this corpus the Silero model itself
+is below the energy VAD in white and pink noise at 10 dB (by 0.005-0.011
+F1), and in white noise at 10 dB the cascade, which lets the model decide
+the boundaries, is below it too, by less than 0.001 (on corpora of other
+seeds by up to 0.007). The tests below assert the truthful bounds instead:
+never more than 0.002 below the energy VAD, and never below SileroVADNode
+(the figures: README, "Neural VAD").
 """
 
 from __future__ import annotations
@@ -69,13 +70,49 @@ CONDITIONS = [
 
 
 @pytest.mark.parametrize("condition", CONDITIONS)
-def test_cascade_is_not_below_both_detectors_on_the_synthetic_corpus(
+def test_cascade_is_at_most_a_hair_below_the_energy_vad_on_the_synthetic_corpus(
     scores: dict[str, dict[str, float]], condition: str
 ) -> None:
-    # Not the issue's target (never below the energy VAD), which is missed: see the
-    # module docstring.
+    # Not the issue's target (never below the energy VAD), which is missed by less than
+    # 0.001: see the module docstring.
     f1 = scores[condition]
-    assert f1["cascade"] >= min(f1["energy"], f1["silero"]) - 0.005, f1
+    assert f1["cascade"] >= f1["energy"] - 0.002, f1
+    assert f1["cascade"] >= f1["silero"], f1
+
+
+def test_in_noise_the_cascade_hears_a_quiet_utterance_after_louder_ones() -> None:
+    # Recording 7 of the corpus of seed 2 in pink noise at 10 dB SNR: its last utterance
+    # is its quietest. A lane of the model that starts cold there hears none of it (the
+    # model in noise needs seconds, and the speaker, to hear quiet speech); SileroVADNode
+    # reading the whole file, and the cascade's lanes started from the state the model
+    # has after the file's loudest speech, hear it all.
+    import dataclasses
+
+    from benchmarks import vad_accuracy as bench
+    from remotemedia_ray.nodes.reference import true_runs
+
+    recording = bench.build_corpus(bench.CorpusSpec(seed=2))[7]
+    x = bench.noisy(recording, bench.Condition("pink", 10.0), (2, 7))
+    audio = rm.AudioBuffer.from_numpy(x.reshape(-1, 1), 16000)
+    truth = bench.truth_grid(recording)
+    params = bench.cascade_params(bench.manifest_vad_params())
+    primed = rm.create_node("VADNode")
+    primed.initialize(params)
+    cold = rm.create_node("VADNode")
+    cold.initialize(params)
+    cold.cascade = dataclasses.replace(cold.cascade, prime_below_db=0.0)  # no priming
+    silero = rm.create_node("SileroVADNode")
+    silero.initialize({})
+    utterances = true_runs(truth)
+    assert len(utterances) == 5
+
+    def heard(node: Any) -> list[float]:
+        found = bench.grid(bench._spans(node.execute(audio)), truth.size)
+        return [float(found[a:b].mean()) for a, b in utterances]
+
+    assert heard(silero)[-1] > 0.9
+    assert min(heard(primed)) > 0.9
+    assert heard(cold)[-1] < 0.1
 
 
 @pytest.mark.parametrize("condition", ["white 0 dB", "pink 0 dB", "music 0 dB"])

@@ -241,13 +241,21 @@ def test_batched_model_probabilities_equal_one_stream_at_a_time(speech: Any) -> 
 
 
 def _one_lane(
-    model: SileroModel, signal: npt.NDArray[np.float32], rate: int, lane: Lane, until: float | None
-) -> npt.NDArray[np.float32]:
-    """A lane run alone, one ONNX Runtime call per window, as Lane's docs say it runs."""
+    model: SileroModel,
+    signal: npt.NDArray[np.float32],
+    rate: int,
+    lane: Lane,
+    until: float | None,
+    start_state: npt.NDArray[np.float32] | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """A lane run alone, one ONNX Runtime call per window, as Lane's docs say it runs
+    (from ``start_state``, zeros by default): its probabilities and its last state."""
     window, context = (512, 64) if rate == 16000 else (256, 32)
     skip = min(lane.warmup, lane.start)
     first = lane.start - skip
     state = np.zeros((2, 1, 128), np.float32)
+    if start_state is not None:
+        state[:, 0] = start_state
     out = []
     for w in range(first, lane.stop + lane.extend):
         x = np.zeros(window + context, np.float32)
@@ -260,7 +268,7 @@ def _one_lane(
         # Stops after its own last window, or after one past `stop`, that scores `until`.
         if until is not None and w >= max(lane.start, lane.stop - 1) and out[-1] >= until:
             break
-    return np.asarray(out[skip:], np.float32)
+    return np.asarray(out[skip:], np.float32), state[:, 0]
 
 
 @needs_espeak
@@ -290,11 +298,51 @@ def test_lanes_that_go_on_give_what_each_gives_alone_window_by_window(
         together = model.score([signal], rate, lanes, until)
         lengths = set()
         for lane, got in zip(lanes, together, strict=True):
-            want = _one_lane(model, signal, rate, lane, until)
+            want, _ = _one_lane(model, signal, rate, lane, until)
             assert got.size == want.size, (lane, until)
             np.testing.assert_allclose(got, want, atol=1e-5)
             lengths.add(got.size < lane.stop - lane.start + lane.extend)
         assert lengths == ({False} if until is None else {False, True})  # some stopped early
+
+
+@needs_espeak
+def test_lanes_start_from_given_states_and_end_in_the_state_one_stream_reaches(
+    speech: Any,
+) -> None:
+    x, _ = speech
+    model = SileroModel(threads=1, device="cpu")
+    n = -(-x.size // WINDOW)
+    rng = np.random.default_rng(11)
+
+    def random_lanes(count: int) -> list[Lane]:
+        out = []
+        for _ in range(count):
+            start = int(rng.integers(0, n))
+            stop = start + int(rng.integers(0, 12))
+            out.append(Lane(0, start, stop, int(rng.integers(0, 20)), int(rng.integers(0, 30))))
+        return out
+
+    primers = random_lanes(20)
+    finals = model.final_states([x], RATE, primers)
+    for lane, final in zip(primers, finals, strict=True):  # through all of `extend`
+        _, want = _one_lane(model, x, RATE, lane, None)
+        assert final.shape == (2, 128)
+        np.testing.assert_allclose(final, want, atol=1e-5)
+    lanes = random_lanes(20)
+    states = [finals[k] if k % 3 else None for k in range(len(lanes))]  # None: zeros
+    for until in (None, 0.5):
+        got = model.score([x], RATE, lanes, until, states=states)
+        for lane, state, p in zip(lanes, states, got, strict=True):
+            want, _ = _one_lane(model, x, RATE, lane, until, state)
+            assert p.size == want.size, (lane, until)
+            np.testing.assert_allclose(p, want, atol=1e-5)
+    # A lane that starts from where another ended goes on as one stream of both would.
+    [head] = model.final_states([x], RATE, [Lane(0, 0, 40)])
+    [tail] = model.score([x], RATE, [Lane(0, 40, 70)], states=[head])
+    [whole] = model.score([x], RATE, [Lane(0, 0, 70)])
+    np.testing.assert_allclose(tail, whole[40:], atol=1e-6)
+    with pytest.raises(ValueError, match="2 states for 1 lanes"):
+        model.score([x], RATE, [Lane(0, 0, 5)], states=[head, head])
 
 
 @needs_espeak
@@ -520,15 +568,22 @@ def test_refined_confidence_is_not_stamped_by_the_energy_vad(speech: Any) -> Non
 @needs_espeak
 def test_the_cascade_batched_over_inputs_gives_what_each_gives_alone(speech: Any) -> None:
     from benchmarks.vad_accuracy import noise
-    from remotemedia_ray.nodes._cascade import cascade_many, cascade_probabilities
+    from remotemedia_ray.nodes._cascade import (
+        cascade_many,
+        cascade_probabilities,
+        plan_windows,
+        relative_levels,
+    )
 
     x, _ = speech
     power = float(np.mean(x[x != 0].astype(np.float64) ** 2))
     at_0db = (x + noise("pink", x.size, (3,)) * math.sqrt(power)).astype(np.float32)
+    at_20db = (x + noise("white", x.size, (4,)) * math.sqrt(power / 100)).astype(np.float32)
     tone = (0.3 * np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE)).astype(np.float32)
     items = [
         x,  # sure speech, found where it begins
         at_0db,  # the energy VAD is sure of no speech in the noise: the whole file
+        at_20db,  # audible noise: lanes after the first speech start primed
         np.concatenate([x[: x.size // 2], tone, x[x.size // 2 :]]),  # a beep: read through
         np.zeros(0, np.float32),
         np.zeros(700, np.float32),
@@ -545,6 +600,8 @@ def test_the_cascade_batched_over_inputs_gives_what_each_gives_alone(speech: Any
         assert got.model_windows == alone.model_windows
     assert batched[1].scored.all()  # noisy: the model ran on all of it
     assert 0 < batched[0].model_windows < batched[0].probs.size
+    levels = relative_levels(at_20db, RATE, node.kernels, settings.energy)
+    assert plan_windows(levels, WINDOW * 1000 / RATE, settings).primer is not None
 
     buffers = [rm.AudioBuffer.from_numpy(i, RATE) for i in items]
     buffers.append(rm.AudioBuffer.from_numpy(x[::2].copy(), 8000))  # another model rate
@@ -565,12 +622,21 @@ class _Recording:
         self.model = model
         self.runs: list[tuple[Lane, npt.NDArray[np.float32]]] = []
         self.calls: list[list[tuple[Lane, npt.NDArray[np.float32]]]] = []
+        self.primers: list[Lane] = []
+        self.states: list[tuple[Lane, npt.NDArray[np.float32] | None]] = []
 
-    def score(self, signals: Any, rate: int, lanes: Any, until: float | None = None) -> Any:
-        found = self.model.score(signals, rate, lanes, until)
+    def score(
+        self, signals: Any, rate: int, lanes: Any, until: float | None = None, states: Any = None
+    ) -> Any:
+        found = self.model.score(signals, rate, lanes, until, states)
+        self.states.extend(zip(lanes, states or [None] * len(lanes), strict=True))
         self.runs.extend(zip(lanes, found, strict=True))
         self.calls.append(list(zip(lanes, found, strict=True)))
         return found
+
+    def final_states(self, signals: Any, rate: int, lanes: Any) -> Any:
+        self.primers.extend(lanes)
+        return self.model.final_states(signals, rate, lanes)
 
 
 @needs_espeak
@@ -708,6 +774,71 @@ def test_speech_under_the_noise_is_not_left_to_the_energy_vad(
     refined = _segments("VADNode", CASCADE, y)
     for span in spans:
         assert covered(refined, span) > 0.8, (snr_db, span, refined)
+
+
+def test_a_noisy_plan_primes_from_the_end_of_its_loudest_stretch_of_sure_speech() -> None:
+    from remotemedia_ray.nodes._cascade import Levels, plan_windows
+
+    node = rm.create_node("VADNode")
+    node.initialize(CASCADE)
+    settings = node.cascade
+    window_ms = WINDOW * 1000 / RATE
+    rel = np.full(200, -10.0)
+    rel[20:40] = 8.0  # a quieter stretch first ...
+    rel[80:150] = 15.0  # ... then the loudest
+    plan = plan_windows(Levels(rel, True, 30.0), window_ms, settings)
+    (_, a1), (_, b1) = plan.stretches
+    assert plan.primer == (b1 - math.ceil(settings.prime_ms / window_ms), b1 + 10)
+    assert plan.primed_from == a1  # lanes before the first speech start cold
+    # Clean (the loudest window far above the noise floor): no priming.
+    assert plan_windows(Levels(rel, True, 45.0), window_ms, settings).primer is None
+    # A blind plan (the model scores the whole file) and one with no sure speech: none.
+    blind = plan_windows(Levels(np.minimum(rel, 8.0), True, 30.0), window_ms, settings)
+    assert blind.blind and blind.primer is None
+    assert plan_windows(Levels(rel - 20.0, True, 30.0), window_ms, settings).primer is None
+    # A short stretch is read from its start, and the tail stops at the signal's end.
+    rel = np.full(60, -10.0)
+    rel[40:] = 15.0
+    plan = plan_windows(Levels(rel, False, 30.0), window_ms, settings)
+    [(s0, s1)] = plan.stretches
+    assert plan.primer == (s0, 60) and plan.primed_from == s1
+
+
+@needs_espeak
+def test_in_noise_lanes_after_the_first_speech_start_from_the_primed_state(speech: Any) -> None:
+    """In a file with audible noise the model first reads the end of its loudest stretch
+    of sure speech and a little after it; the lanes that begin after the first stretch
+    of sure speech start from the state it has then, those before it from zeros, and
+    that reading counts in the model's work."""
+    from benchmarks.vad_accuracy import noise
+    from remotemedia_ray.nodes._cascade import cascade_many, plan_windows, relative_levels
+
+    x, spans = speech
+    power = float(np.mean(x[x != 0].astype(np.float64) ** 2))
+    y = (x + noise("white", x.size, (5,)) * math.sqrt(power / 100)).astype(np.float32)  # 20 dB
+    node = rm.create_node("VADNode")
+    node.initialize(CASCADE)
+    model = _Recording(node.model)
+    (result,) = cascade_many([y], RATE, node.kernels, model, node.cascade)  # type: ignore[arg-type]
+    levels = relative_levels(y, RATE, node.kernels, node.cascade.energy)
+    plan = plan_windows(levels, WINDOW * 1000 / RATE, node.cascade)
+    assert levels.snr_db < node.cascade.prime_below_db and plan.primer is not None
+    [primer] = model.primers
+    assert (primer.signal, primer.start, primer.stop, primer.warmup) == (0, *plan.primer, 0)
+    [primed] = node.model.final_states([y], RATE, [primer])
+    cold = [lane for lane, state in model.states if state is None]
+    warm = [(lane, state) for lane, state in model.states if state is not None]
+    assert cold and warm
+    assert all(lane.first < plan.primed_from for lane in cold)
+    for lane, state in warm:
+        assert lane.first >= plan.primed_from
+        np.testing.assert_array_equal(state, primed)
+    assert result.model_windows == primer.stop - primer.start + sum(
+        p.size + lane.warmup for lane, p in model.runs
+    )
+    refined = _segments("VADNode", CASCADE, y)
+    for span in spans:
+        assert covered(refined, span) > 0.9, (span, refined)
 
 
 def test_a_stretch_the_model_scored_in_full_is_neither_read_on_nor_scored_again() -> None:
