@@ -273,7 +273,8 @@ class SileroModel:
         self, signals: Sequence[npt.NDArray[np.float32]], rate: int, lanes: Sequence[Lane]
     ) -> list[State]:
         """The model's state after the last window each lane ran, all lanes batched
-        (arguments as for :meth:`score`; each lane starts from zeros)."""
+        (arguments as for :meth:`score`; each lane starts from zeros, and one that runs
+        no window ends there)."""
         return self._score(signals, rate, lanes, None, None)[1]
 
     def _score(
@@ -300,7 +301,7 @@ class SileroModel:
         for first in range(0, len(order), _MAX_BATCH):
             rows = order[first : first + _MAX_BATCH]
             group = [lanes[i] for i in rows]
-            initial = np.zeros((2, len(group), 128), np.float32)
+            initial = np.zeros((_STATE_SHAPE[0], len(group), _STATE_SHAPE[1]), np.float32)
             for row, i in enumerate(rows):
                 if states is not None and states[i] is not None:
                     initial[:, row] = states[i]
