@@ -52,11 +52,15 @@ heard the speaker in that noise, calls speech at once (and a pause between
 two words silence). So in a file whose loudest window is less than
 ``prime_below_db`` above its noise floor, the model first reads the file's
 loudest stretch of sure speech (its last ``prime_ms``, then
-``prime_tail_ms`` after it), one short run for all the files of a batch,
-and every lane that begins after the file's first stretch of sure speech
-starts from the state it has then (lanes before it start cold: the stream
-has heard no speech there yet), with ``primed_context_ms`` of context before
-what it decides.
+``prime_tail_ms`` after it; loudest is not speech, so that may be a tone,
+which primes less well), one short run for all the files of a batch, and
+every lane that decides audio after the file's first stretch of sure speech,
+second readings included, starts from the state it has then (lanes before
+it start cold: the stream has heard no speech there yet), with
+``primed_context_ms`` of context before the stretches it decides (run edges
+keep ``edge_context_ms``, second readings ``retry_context_ms``). A file none
+of whose lanes would start primed is not primed. The priming run counts in
+the model's work, not in the ``whole_share`` tests below.
 
 Where the uncertain stretches would be more than ``whole_share`` of the file
 (noisy audio), or they, what the model read past them and the second readings
@@ -131,8 +135,9 @@ class CascadeSettings:
             far above the level, dB: speech that barely clears the noise may
             have quieter speech beside it that does not.
         prime_below_db: In a signal whose loudest window is less than this above
-            its noise floor (audible noise or music), lanes after its first
-            stretch of sure speech start primed, dB (see the module docs).
+            its noise floor (audible noise or music), lanes that decide audio
+            after its first stretch of sure speech start primed, dB (see the
+            module docs).
         prime_ms: The priming run reads this much of the end of the loudest
             stretch of sure speech, ms ...
         prime_tail_ms: ... and this much after it, ms.
@@ -179,8 +184,8 @@ class CascadePlan:
             model scores all of it.
         primer: The windows the model reads for the state primed lanes start
             from (half-open), or None: every lane starts cold.
-        primed_from: With a primer, lanes whose first window is at or after this
-            one (the end of the first stretch of sure speech) start primed.
+        primed_from: With a primer, lanes that decide windows from this one on
+            (the end of the first stretch of sure speech) start primed.
     """
 
     speech: npt.NDArray[np.bool_]
@@ -218,7 +223,8 @@ class Levels:
         noisy: The noise floor, not the fixed threshold, sets the level.
         snr_db: The loudest window's decision energy over the noise floor (the
             energy VAD's ``noise_floor_percentile``-th percentile, the 20th where
-            it has none), dB; inf over digital silence.
+            it has none), dB; inf where that floor is 0 (digital silence: a file
+            with long stretches of exact zeros).
     """
 
     rel: npt.NDArray[np.float64]
@@ -252,7 +258,8 @@ def relative_levels(
         noise_floor_margin_db=energy.noise_floor_margin_db,
     )
     fixed = reference.decision_level(d, energy.threshold_db)  # without the noise floor
-    floor = reference.noise_floor(d, energy.noise_floor_percentile or _FLOOR_PERCENTILE)
+    percentile = energy.noise_floor_percentile
+    floor = reference.noise_floor(d, _FLOOR_PERCENTILE if percentile is None else percentile)
     loudest = float(np.max(d))
     snr_db = 10.0 * math.log10(loudest / floor) if floor > 0.0 else math.inf
     with np.errstate(all="ignore"):
@@ -303,9 +310,9 @@ def plan_windows(levels: Levels, window_ms: float, settings: CascadeSettings) ->
     return CascadePlan(speech, unsure, decided, stretches, blind, primer, stretches[0][1])
 
 
-def _primed(plan: CascadePlan, first: int) -> bool:
-    """Whether a lane whose first window (its warm-up's) is ``first`` starts primed."""
-    return plan.primer is not None and first >= plan.primed_from
+def _primed(plan: CascadePlan, start: int) -> bool:
+    """Whether a lane that decides windows from ``start`` on starts primed."""
+    return plan.primer is not None and start >= plan.primed_from
 
 
 def _lanes(plan: CascadePlan, warmup: int, edge_warmup: int, primed_warmup: int) -> list[Lane]:
@@ -318,7 +325,7 @@ def _lanes(plan: CascadePlan, warmup: int, edge_warmup: int, primed_warmup: int)
         if not plan.decided[a:b].any():
             w = edge_warmup
         else:
-            w = primed_warmup if _primed(plan, a - primed_warmup) else warmup
+            w = primed_warmup if _primed(plan, a) else warmup
         if lanes and a - lanes[-1].stop <= w:
             lanes[-1] = Lane(0, lanes[-1].start, b, lanes[-1].warmup)
         else:
@@ -404,22 +411,23 @@ def cascade_many(
             lanes = [Lane(0, 0, plan.speech.size)]  # noisy: SileroVADNode's result
         else:
             lanes = _confirming(lanes, plan.stretches, edge_warmup)
-            if plan.primer is not None:
+            if plan.primer is not None and any(_primed(plan, lane.start) for lane in lanes):
                 primers.append(Lane(k, *plan.primer))
         plans.append(plan)
         batch.extend(Lane(k, lane.start, lane.stop, lane.warmup, lane.extend) for lane in lanes)
     found = _Found(plans, settings.speech.threshold, math.ceil(settings.reread_ms / window_ms))
     # 0. The state primed lanes start from: the model after each primed signal's loudest
-    # speech (one short run for all of them).
+    # speech (one short run for all of them; not counted against whole_share below).
     primed: dict[int, State] = {}
+    priming = [0] * len(signals)
     if primers:
         for lane, state in zip(primers, model.final_states(signals, rate, primers), strict=True):
             primed[lane.signal] = state
-            found.cost[lane.signal] += lane.stop - lane.start
+            priming[lane.signal] = lane.stop - lane.start
 
     def states(lanes: Sequence[Lane]) -> list[State | None]:
         return [
-            primed.get(lane.signal) if _primed(plans[lane.signal], lane.first) else None
+            primed.get(lane.signal) if _primed(plans[lane.signal], lane.start) else None
             for lane in lanes
         ]
 
@@ -441,7 +449,12 @@ def cascade_many(
         found.take(
             retry, model.score(signals, rate, retry, until=found.threshold, states=states(retry))
         )
-    return [CascadeResult(*r) for r in zip(found.probs, found.scored, found.cost, strict=True)]
+    return [
+        CascadeResult(probs, scored, cost + extra)
+        for probs, scored, cost, extra in zip(
+            found.probs, found.scored, found.cost, priming, strict=True
+        )
+    ]
 
 
 class _Found:

@@ -221,8 +221,8 @@ class VADParams(_Params):
         description="With refine: audio the model runs before each stretch it decides "
         "(pauses, weak runs, quiet stretches near the level), ms; run edges get 96 ms, "
         "second readings 1024 ms, and in a file with audible noise, where the model first "
-        "reads the file's loudest speech and later stretches start from its state then, "
-        "those get 160 ms.",
+        "reads the file's loudest speech and the stretches after its first speech start "
+        "from its state then, those get 160 ms.",
     )
     silero: SpeechParams = Field(
         default_factory=SpeechParams,
